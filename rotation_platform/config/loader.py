@@ -1,0 +1,278 @@
+"""Load a :class:`PlatformConfig` from YAML, with ``ROTATION_*`` overrides and secrets from the environment.
+
+Rules
+-----
+* A config file may name ``extends: <other.yaml>`` (relative to itself); the child is deep-merged over
+  the parent. Lists are replaced, not merged.
+* ``ROTATION_<SECTION>__<KEY>[__<KEY>...]=value`` overrides one key; the value is parsed as a YAML
+  scalar or flow collection (``[1, 5, 20]``). Pools are addressed by name:
+  ``ROTATION_POOLS__A_SHARE__CAPITAL__TARGET_CAPITAL=8000000``.
+* Secrets (fields typed ``SecretStr``) are read only from the environment, e.g.
+  ``ROTATION_STORAGE__MYSQL_PASSWORD``; a secret in YAML is an error.
+* Relative paths (``data.directory``, ``storage.data_dir``) are relative to the loaded file's folder.
+* ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` are reserved for
+  deployment selection and are not overrides.
+* Every error is a :class:`~rotation_platform.errors.ConfigError` naming the file (or environment
+  variable), the key path and the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from rotation_platform.config.models import PlatformConfig
+from rotation_platform.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "RESERVED_ENV",
+    "CONFIG_DIR",
+    "DEFAULT_CONFIG",
+    "default_config_path",
+    "load_config",
+    "config_hash",
+    "secret_paths",
+]
+
+ENV_PREFIX = "ROTATION_"
+RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME"})
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("ROTATION_CONFIG") or DEFAULT_CONFIG)
+
+
+# --------------------------------------------------------------------------------------- YAML reading
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    mapping: dict = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+    return mapping
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(str(path), [("extends", "circular 'extends': " + " -> ".join(map(str, chain + (path,))))])
+    if not path.is_file():
+        where = str(chain[-1]) if chain else str(path)
+        raise ConfigError(where, [("extends" if chain else "<file>", f"config file not found: {path}")])
+    try:
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), [(where, f"YAML syntax error: {problem}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [("<file>", f"not UTF-8 text: {exc}")]) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigError(str(path), [("<root>", f"expected a mapping at the top level, got {type(doc).__name__}")])
+    parent = doc.pop("extends", None)
+    if parent is None:
+        return doc
+    if not isinstance(parent, str):
+        raise ConfigError(str(path), [("extends", "must be a relative file name")])
+    base = _read_yaml(path.parent / parent, chain + (path,))
+    return _deep_merge(base, doc)
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# -------------------------------------------------------------------------------------------- secrets
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    return [annotation]
+
+
+def secret_paths(model: type[BaseModel] = PlatformConfig, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths of every secret field (``SecretStr``) below ``model``."""
+    paths: list[tuple[str, ...]] = []
+    for name, field in model.model_fields.items():
+        for arg in _unwrap(field.annotation):
+            if arg is SecretStr:
+                paths.append(prefix + (name,))
+            elif isinstance(arg, type) and issubclass(arg, BaseModel):
+                paths.extend(secret_paths(arg, prefix + (name,)))
+    return paths
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(p.upper() for p in path)
+
+
+def _reject_secrets_in_yaml(doc: dict, file: str) -> None:
+    problems = []
+    for path in secret_paths():
+        node: Any = doc
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            problems.append((".".join(path), f"secrets are read only from the environment "
+                                             f"(set {_env_name(path)}); remove it from the file"))
+    if problems:
+        raise ConfigError(file, problems)
+
+
+# -------------------------------------------------------------------------------------- env overrides
+def _parse_env_value(var: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"environment variable {var}", [(var, f"cannot parse value: {exc}")]) from None
+
+
+def _apply_override(doc: dict, parts: list[str], value: Any, var: str) -> None:
+    node: Any = doc
+    walked: list[str] = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            # list of named items (pools): address by name, case-insensitive
+            match = [item for item in node if isinstance(item, dict) and str(item.get("name", "")).lower() == part]
+            if not match:
+                names = [item.get("name") for item in node if isinstance(item, dict)]
+                raise ConfigError(f"environment variable {var}",
+                                  [(".".join(walked + [part]), f"no item named {part!r}; known: {names}")])
+            if last:
+                raise ConfigError(f"environment variable {var}",
+                                  [(".".join(walked + [part]), "cannot replace a whole list item; name a key of it")])
+            node = match[0]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            node = node.setdefault(part, {})
+        else:
+            raise ConfigError(f"environment variable {var}",
+                              [(".".join(walked), f"is a {type(node).__name__}, not a section")])
+        walked.append(part)
+
+
+def _apply_env(doc: dict, env: Mapping[str, str]) -> dict:
+    doc = copy.deepcopy(doc)
+    secrets = {_env_name(p): p for p in secret_paths()}
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV:
+            continue
+        raw = env[var]
+        if var in secrets:
+            _apply_override(doc, list(secrets[var]), raw, var)  # secrets are kept verbatim
+            continue
+        parts = [p.lower() for p in var[len(ENV_PREFIX):].split("__")]
+        if not all(parts):
+            raise ConfigError(f"environment variable {var}", [(var, "empty key segment (use '__' between keys)")])
+        _apply_override(doc, parts, _parse_env_value(var, raw), var)
+    return doc
+
+
+# ----------------------------------------------------------------------------------------- paths
+PATH_KEYS = (("data", "directory"), ("storage", "data_dir"))
+
+
+def _resolve_paths(doc: dict, base: Path) -> None:
+    """Relative paths in a config file are relative to that file's folder (overrides: to the cwd)."""
+    for section, key in PATH_KEYS:
+        node = doc.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
+            node[key] = str((base / node[key]).resolve())
+
+
+# ----------------------------------------------------------------------------------------- public API
+def _loc_to_path(loc: tuple, doc: dict) -> str:
+    """Turn a pydantic error location into a key path; list indices of named items show the name."""
+    parts: list[str] = []
+    node: Any = doc
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list):
+            name = node[item].get("name") if item < len(node) and isinstance(node[item], dict) else None
+            parts.append(f"[{item}]" if name is None else f"[{item}:{name}]")
+            node = node[item] if item < len(node) else None
+        else:
+            if not isinstance(item, str) or item.startswith(("function-", "function_")):
+                continue
+            parts.append(("." if parts else "") + item)
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)
+
+
+def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> PlatformConfig:
+    """Load and validate the platform configuration.
+
+    ``path`` defaults to ``$ROTATION_CONFIG`` or ``configs/demo.yaml``; ``env`` defaults to ``os.environ``.
+    """
+    env = dict(os.environ if env is None else env)
+    file = Path(path) if path is not None else default_config_path(env)
+    doc = _read_yaml(file)
+    _reject_secrets_in_yaml(doc, str(file))
+    _resolve_paths(doc, file.resolve().parent)
+    doc = _apply_env(doc, env)
+    try:
+        return PlatformConfig.model_validate(doc)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            key = _loc_to_path(tuple(err["loc"]), doc)
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (not part of the configuration schema)"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            problems.append((key, msg))
+        overridden = sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in RESERVED_ENV)
+        where = str(file) + (f" (with overrides {', '.join(overridden)})" if overridden else "")
+        raise ConfigError(where, problems) from None
+
+
+def config_hash(config: PlatformConfig) -> str:
+    """SHA-256 of the resolved configuration, secrets excluded; recorded with every output."""
+    data = config.model_dump(mode="json")
+    for path in secret_paths():
+        node = data
+        for part in path[:-1]:
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -1,0 +1,290 @@
+"""Declared configuration models (pydantic v2, frozen, ``extra="forbid"``).
+
+YAML in ``configs/`` is the source of truth for research parameters; :mod:`.loader` reads it, applies
+``ROTATION_*`` environment overrides and fills secrets from the environment only. Fields typed
+:class:`~pydantic.SecretStr` are secrets: they may never appear in YAML and never print.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = [
+    "PoolKind",
+    "CapitalConfig",
+    "PoolConfig",
+    "DataConfig",
+    "QualityConfig",
+    "SyntheticConfig",
+    "FactorConfig",
+    "ScreeningConfig",
+    "WFOGrid",
+    "WFOConfig",
+    "BacktestConfig",
+    "FuseThresholds",
+    "StorageConfig",
+    "DingTalkConfig",
+    "EmailConfig",
+    "NotificationConfig",
+    "PlatformConfig",
+]
+
+SYMBOL_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z._-]{1,15}$"
+NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class PoolKind(str, Enum):
+    A_SHARE = "A_SHARE"
+    QDII = "QDII"
+    OTHER = "OTHER"
+
+
+class CapitalConfig(_Model):
+    """Capital constraints of one pool."""
+
+    target_capital: float = Field(gt=0, description="capital deployed in the pool, CNY")
+    max_single_weight: Fraction = Field(description="largest weight of one fund")
+    max_adv_pct: Fraction = Field(description="largest position as a fraction of 20-session ADV (0.05 = 5%)")
+
+
+class PoolConfig(_Model):
+    """One pool of funds traded together."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    kind: PoolKind
+    symbols: tuple[Annotated[str, Field(pattern=SYMBOL_PATTERN)], ...] = Field(min_length=2)
+    calendar: str = Field(default="XSHG", description="exchange_calendars code, e.g. XSHG")
+    summary_weight: float = Field(ge=0.0, le=1.0, description="weight in the combined summary")
+    capital: CapitalConfig
+    benchmark: str = Field(default="equal_weight", description="a symbol of the pool or 'equal_weight'")
+    jump_threshold: float = Field(default=0.20, gt=0.0, lt=10.0,
+                                  description="a close-to-close move beyond this with no corporate "
+                                              "action is an unexplained jump")
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, v: str) -> str:
+        import exchange_calendars as xcals
+
+        if v not in xcals.get_calendar_names(include_aliases=True):
+            raise ValueError(f"unknown exchange calendar {v!r}; use an exchange_calendars code such as XSHG")
+        return v
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique_symbols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        dup = [s for s in v if s in seen or seen.add(s)]  # type: ignore[func-returns-value]
+        if dup:
+            raise ValueError(f"duplicate symbols: {sorted(set(dup))}")
+        return v
+
+    @model_validator(mode="after")
+    def _benchmark_known(self) -> "PoolConfig":
+        if self.benchmark != "equal_weight" and self.benchmark not in self.symbols:
+            raise ValueError(f"benchmark {self.benchmark!r} is neither 'equal_weight' nor a symbol of the pool")
+        return self
+
+
+class SyntheticConfig(_Model):
+    seed: int = Field(default=20240101, ge=0)
+    start: dt.date = dt.date(2014, 1, 2)
+    end: dt.date | None = Field(default=None, description="last session; default: the last completed session")
+    late_listing_fraction: float = Field(default=0.2, ge=0.0, le=0.9)
+
+
+class QualityConfig(_Model):
+    stale_run: int = Field(default=5, ge=2, description="N equal closes in a row is a stale-price finding")
+    max_missing_fraction: float = Field(default=0.05, ge=0.0, le=1.0,
+                                        description="missing sessions above this fraction are an ERROR")
+    max_zero_volume_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    min_history_sessions: int = Field(default=60, ge=1)
+    fail_on: Literal["fatal", "error"] = Field(
+        default="fatal", description="'fatal': only fatal findings raise; 'error': ERROR findings raise too")
+
+
+class DataConfig(_Model):
+    source: Literal["synthetic", "directory"] = "synthetic"
+    directory: Path | None = Field(default=None, description="folder of per-fund CSV/Parquet files")
+    price_field: Literal["close", "open"] = "close"
+    start: dt.date | None = None
+    synthetic: SyntheticConfig = SyntheticConfig()
+    quality: QualityConfig = QualityConfig()
+
+    @model_validator(mode="after")
+    def _directory_needed(self) -> "DataConfig":
+        if self.source == "directory" and self.directory is None:
+            raise ValueError("source 'directory' needs 'directory' (a folder of per-fund price files)")
+        return self
+
+
+class FactorConfig(_Model):
+    set_version: str = "1"
+    lag: PositiveInt = Field(default=1, description="a value at session t uses data through t-lag")
+    dtype: Literal["float64", "float32"] = "float64"
+    families: tuple[str, ...] | Literal["all"] = "all"
+    min_coverage: Fraction = 0.8
+
+
+class ScreeningConfig(_Model):
+    horizons: tuple[PositiveInt, ...] = Field(default=(1, 5, 20), min_length=1)
+    ic_lookback: PositiveInt = Field(default=252, description="sessions of IC history per screen")
+    top_k: PositiveInt = 10
+    correlation_threshold: Fraction = 0.8
+    min_abs_icir: float = Field(default=0.0, ge=0.0)
+    min_coverage: Fraction = 0.8
+
+
+class WFOGrid(_Model):
+    top_n: tuple[PositiveInt, ...] = (2, 3, 4, 5)
+    rebalance_sessions: tuple[PositiveInt, ...] = (5, 10, 20)
+    ic_lookback: tuple[PositiveInt, ...] = (60, 120, 252)
+    weighting: tuple[Literal["equal", "ic"], ...] = ("equal", "ic")
+    buffer: tuple[Annotated[int, Field(ge=0)], ...] = (0, 1)
+
+
+class WFOConfig(_Model):
+    splitter: Literal["rolling", "expanding"] = "rolling"
+    train_sessions: PositiveInt = 504
+    test_sessions: PositiveInt = 63
+    embargo_sessions: Annotated[int, Field(ge=0)] = 20
+    objective: Literal["sharpe", "sortino", "calmar", "annual_return"] = "sharpe"
+    reoptimise: Literal["daily", "weekly", "monthly", "quarterly"] = "monthly"
+    grid: WFOGrid = WFOGrid()
+
+    @model_validator(mode="after")
+    def _embargo_fits(self) -> "WFOConfig":
+        if self.embargo_sessions >= self.train_sessions:
+            raise ValueError("embargo_sessions must be smaller than train_sessions")
+        return self
+
+
+class BacktestConfig(_Model):
+    commission_rate: float = Field(default=0.0002, ge=0.0, lt=0.05, description="fraction of traded value")
+    min_commission: float = Field(default=5.0, ge=0.0, description="CNY per order")
+    slippage_bps: float = Field(default=5.0, ge=0.0, lt=1000.0)
+    lot_size: PositiveInt = 100
+    trade_at: Literal["open", "close"] = "open"
+    risk_free_rate: float = Field(default=0.0, ge=-0.1, le=0.5)
+    annualisation: PositiveInt = 252
+
+
+class FuseThresholds(_Model):
+    min_annual_return: float = 0.08
+    max_drawdown: float = Field(default=-0.30, le=0.0, description="the worst drawdown allowed (negative)")
+    min_sharpe: float = 0.5
+    min_monthly_win_rate: float = Field(default=0.45, ge=0.0, le=1.0)
+    max_annual_turnover: float = Field(default=10.0, gt=0.0)
+    min_coverage: float = Field(default=0.80, ge=0.0, le=1.0)
+    max_coverage_drop: float = Field(default=0.10, ge=0.0, le=1.0)
+    min_effective_factors: PositiveInt = 8
+
+
+class StorageConfig(_Model):
+    backend: Literal["local", "influxdb", "mysql"] = "local"
+    data_dir: Path = Path("data")
+    redis_cache: bool = False
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_database: str = Field(default="rotation", pattern=NAME_PATTERN)
+    influx_username: str | None = None
+    mysql_url: str = Field(default="mysql+pymysql://root@127.0.0.1:3306/test",
+                           description="SQLAlchemy URL without password")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # secrets: environment only
+    influx_token: SecretStr | None = None
+    influx_password: SecretStr | None = None
+    mysql_password: SecretStr | None = None
+    redis_password: SecretStr | None = None
+
+    @field_validator("mysql_url", "redis_url", "influx_url")
+    @classmethod
+    def _no_password_in_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        if urlsplit(v).password:
+            raise ValueError("URL carries a password; put it in the environment variable instead")
+        return v
+
+
+class DingTalkConfig(_Model):
+    enabled: bool = False
+    keyword: str = Field(default="rotation", description="DingTalk robot security keyword")
+    webhook: SecretStr | None = None
+    secret: SecretStr | None = None
+
+
+class EmailConfig(_Model):
+    enabled: bool = False
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    sender: str = "rotation@localhost"
+    recipients: tuple[str, ...] = ()
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _recipients_when_enabled(self) -> "EmailConfig":
+        if self.enabled and not self.recipients:
+            raise ValueError("email is enabled but has no recipients")
+        return self
+
+
+class NotificationConfig(_Model):
+    on_success: bool = True
+    on_failure: bool = True
+    dingtalk: DingTalkConfig = DingTalkConfig()
+    email: EmailConfig = EmailConfig()
+
+
+class PlatformConfig(_Model):
+    """The whole resolved configuration of one deployment."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    pools: tuple[PoolConfig, ...] = Field(min_length=1)
+    data: DataConfig = DataConfig()
+    factors: FactorConfig = FactorConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+    wfo: WFOConfig = WFOConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    fuses: FuseThresholds = FuseThresholds()
+    storage: StorageConfig = StorageConfig()
+    notifications: NotificationConfig = NotificationConfig()
+
+    @model_validator(mode="after")
+    def _pools_consistent(self) -> "PlatformConfig":
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate pool names: {names}")
+        owner: dict[str, str] = {}
+        for p in self.pools:
+            for s in p.symbols:
+                if s in owner:
+                    raise ValueError(f"symbol {s} is in pools {owner[s]} and {p.name}; a fund belongs to one pool")
+                owner[s] = p.name
+        total = sum(p.summary_weight for p in self.pools)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"pool summary weights must add up to 1, got {total:g}")
+        return self
+
+    def pool(self, name: str) -> PoolConfig:
+        for p in self.pools:
+            if p.name == name:
+                return p
+        raise KeyError(f"no pool named {name!r}; pools: {[p.name for p in self.pools]}")
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.pools)
