@@ -7,7 +7,7 @@ Contract
 * Every frame shares one index -- a tz-naive, sorted, unique ``DatetimeIndex`` named ``session``
   holding the sessions of the pool's calendar -- and one column index of symbols (``str``, named
   ``symbol``). A fund not yet listed, suspended or missing on a session has NaN in every field.
-* Values are float64.
+* Values are float64; sessions are ``datetime64[ns]``.
 * ``meta`` is a plain JSON-able dict: at least ``source`` and ``synthetic``; sources add provenance
   (files, adjustment method, seed ...).
 
@@ -50,15 +50,16 @@ class PricePanel:
             dup = ref.index[ref.index.duplicated()]
             raise PriceDataError("price panel sessions must be sorted and unique",
                                  date=dup[0] if len(dup) else None)
+        sessions = pd.DatetimeIndex(ref.index, name="session").as_unit("ns")
+        if sessions.tz is not None:
+            raise PriceDataError("price panel sessions must be tz-naive session labels")
+        symbols = pd.Index([str(c) for c in ref.columns], name="symbol", dtype=object)
         frames = {}
         for name in PRICE_FIELDS:
             frame = self.frames[name]
             if not frame.index.equals(ref.index) or not frame.columns.equals(ref.columns):
                 raise PriceDataError(f"field {name!r} is not aligned with 'close' (index or columns differ)")
-            frame = frame.astype(np.float64, copy=False)
-            frame.index = pd.DatetimeIndex(ref.index, name="session")
-            frame.columns = pd.Index([str(c) for c in ref.columns], name="symbol", dtype=object)
-            frames[name] = frame
+            frames[name] = pd.DataFrame(frame.to_numpy(dtype=np.float64), index=sessions, columns=symbols)
         object.__setattr__(self, "frames", frames)
         object.__setattr__(self, "meta", dict(self.meta))
 
