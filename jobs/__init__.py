@@ -1,0 +1,9 @@
+"""Jobs, schedules and sensors."""
+
+from jobs.daily import daily_job
+
+ALL_JOBS = [daily_job]
+ALL_SCHEDULES: list = []
+ALL_SENSORS: list = []
+
+__all__ = ["ALL_JOBS", "ALL_SCHEDULES", "ALL_SENSORS", "daily_job"]
