@@ -1,0 +1,724 @@
+"""The data-quality gate: declared checks over raw per-fund records, as pure functions.
+
+Contract
+--------
+* Every check is declared once in :data:`CHECKS` (name, default severity, whether it quarantines rows,
+  what it tests). Checks run *lazily*: all of them run on every fund and every failure is collected in
+  a :class:`QualityReport` before any policy decision; :func:`enforce` then raises one
+  :class:`~rotation_platform.errors.DataQualityError` naming every blocking finding.
+* The raw input is never modified: checks work on copies. A bad row is never dropped silently: it is
+  returned in the quarantine table (:data:`QUARANTINE_COLUMNS`: symbol, file, line, date, reason,
+  severity, detail and the row's original values) and counted by a finding. Row checks run in the
+  declared order, and a row is quarantined by the first one it fails, so per-check finding counts
+  equal the quarantine's row counts per reason.
+* The clean rows of a fund are its remaining rows sorted by date (unique dates, positive prices,
+  consistent OHLC, dates that are sessions of the pool's calendar and not after the as-of date).
+
+Severities
+----------
+* ``INFO``: worth knowing, nothing is wrong (a split the adjustment removed, no ``amount`` column).
+* ``WARN``: suspicious but kept (zero-volume sessions, stale closes, a few missing sessions).
+* ``ERROR``: rows were quarantined, or a fund breaks a configured limit (missing or zero-volume
+  sessions above their fractions, fewer than ``min_history_sessions`` valid rows -- a recently listed
+  fund is kept, its long-window factors are simply NaN), or a move no corporate action explains.
+* ``FATAL``: the fund cannot be used at all: its frame breaks the raw schema, or no valid row remains
+  (for example every price is non-positive). Fatal findings always raise; ``fail_on="error"`` makes
+  ERROR findings raise too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.calendars import TradingCalendar
+from rotation_platform.config.models import QualityConfig
+from rotation_platform.data.corporate_actions import Adjustment, detect_jumps
+from rotation_platform.data.sources.base import RAW_COLUMNS, RawPrices
+from rotation_platform.errors import DataQualityError
+
+__all__ = [
+    "Severity",
+    "CheckSpec",
+    "CHECKS",
+    "CHECKS_BY_NAME",
+    "QUARANTINE_COLUMNS",
+    "SAMPLE_SIZE",
+    "VWAP_TOLERANCE",
+    "Finding",
+    "QualityReport",
+    "FundQuality",
+    "QualityResult",
+    "empty_quarantine",
+    "check_fund",
+    "check_prices",
+    "check_jumps",
+    "check_adjustment",
+    "enforce",
+    # check names
+    "SCHEMA", "MISSING_DATE", "FUTURE_DATE", "AFTER_ASOF", "NON_SESSION_DATE", "MISSING_PRICE",
+    "NON_POSITIVE_PRICE", "NEGATIVE_VOLUME", "OHLC_INCONSISTENT", "DUPLICATE_DATE",
+    "CONFLICTING_DUPLICATE", "UNSORTED_DATES", "NO_VALID_ROWS", "SHORT_HISTORY", "MISSING_SESSIONS",
+    "MISSING_VOLUME", "MISSING_AMOUNT", "ZERO_VOLUME", "ZERO_AMOUNT", "VWAP_OUTSIDE_RANGE", "STALE_PRICE",
+    "EXPLAINED_JUMP", "UNEXPLAINED_JUMP", "ACTION_MISMATCH", "ACTION_TABLE_DISAGREES",
+]
+
+
+class Severity(IntEnum):
+    INFO = 10
+    WARN = 20
+    ERROR = 30
+    FATAL = 40
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One declared check: its name, default severity, whether failing rows are quarantined, and what
+    it tests."""
+
+    name: str
+    severity: Severity
+    quarantines: bool
+    description: str
+
+
+SCHEMA = "schema"
+MISSING_DATE = "missing_date"
+FUTURE_DATE = "future_date"
+AFTER_ASOF = "after_asof"
+NON_SESSION_DATE = "non_session_date"
+MISSING_PRICE = "missing_price"
+NON_POSITIVE_PRICE = "non_positive_price"
+NEGATIVE_VOLUME = "negative_volume"
+OHLC_INCONSISTENT = "ohlc_inconsistent"
+DUPLICATE_DATE = "duplicate_date"
+CONFLICTING_DUPLICATE = "conflicting_duplicate"
+UNSORTED_DATES = "unsorted_dates"
+NO_VALID_ROWS = "no_valid_rows"
+SHORT_HISTORY = "short_history"
+MISSING_SESSIONS = "missing_sessions"
+MISSING_VOLUME = "missing_volume"
+MISSING_AMOUNT = "missing_amount"
+ZERO_VOLUME = "zero_volume"
+ZERO_AMOUNT = "zero_amount"
+VWAP_OUTSIDE_RANGE = "vwap_outside_range"
+STALE_PRICE = "stale_price"
+EXPLAINED_JUMP = "explained_jump"
+UNEXPLAINED_JUMP = "unexplained_jump"
+ACTION_MISMATCH = "action_mismatch"
+ACTION_TABLE_DISAGREES = "action_table_disagrees"
+
+_S = Severity
+#: Every check, in the order it runs. Row checks (``quarantines=True``) come first, in this order.
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec(SCHEMA, _S.FATAL, False, "the frame has the raw columns (date, open, high, low, close, volume, "
+                                       "amount, line) with a datetime date and numeric values"),
+    CheckSpec(MISSING_DATE, _S.ERROR, True, "the row has a date"),
+    CheckSpec(FUTURE_DATE, _S.ERROR, True, "the date is not after today (the calendar's local date)"),
+    CheckSpec(AFTER_ASOF, _S.INFO, True, "the date is not after the as-of date of the load (later rows are "
+                                         "kept out of the as-of view)"),
+    CheckSpec(NON_SESSION_DATE, _S.ERROR, True, "the date is a session of the pool's calendar"),
+    CheckSpec(MISSING_PRICE, _S.ERROR, True, "open, high, low and close are present"),
+    CheckSpec(NON_POSITIVE_PRICE, _S.ERROR, True, "open, high, low and close are positive and finite"),
+    CheckSpec(NEGATIVE_VOLUME, _S.ERROR, True, "volume and amount are not negative and not infinite"),
+    CheckSpec(OHLC_INCONSISTENT, _S.ERROR, True, "low <= open, close <= high"),
+    CheckSpec(DUPLICATE_DATE, _S.WARN, True, "each date appears once (identical repeats: the first is kept)"),
+    CheckSpec(CONFLICTING_DUPLICATE, _S.ERROR, True, "a repeated date carries identical values (otherwise "
+                                                     "every copy is quarantined: none can be trusted)"),
+    CheckSpec(UNSORTED_DATES, _S.WARN, False, "rows are in date order in the file (the clean rows are sorted)"),
+    CheckSpec(NO_VALID_ROWS, _S.FATAL, False, "at least one valid row remains"),
+    CheckSpec(SHORT_HISTORY, _S.ERROR, False, "at least quality.min_history_sessions valid rows"),
+    CheckSpec(MISSING_SESSIONS, _S.WARN, False, "every session between the fund's first and last valid date "
+                                                "has a row (ERROR above quality.max_missing_fraction)"),
+    CheckSpec(MISSING_VOLUME, _S.WARN, False, "volume is present on every valid row"),
+    CheckSpec(MISSING_AMOUNT, _S.WARN, False, "amount (turnover) is present (INFO when the source has none)"),
+    CheckSpec(ZERO_VOLUME, _S.WARN, False, "volume is positive on every session (ERROR above "
+                                           "quality.max_zero_volume_fraction)"),
+    CheckSpec(ZERO_AMOUNT, _S.WARN, False, "amount is positive where volume is"),
+    CheckSpec(VWAP_OUTSIDE_RANGE, _S.WARN, False, "amount / volume lies within [low, high] (a volume in the "
+                                                  "wrong unit, e.g. lots for shares, breaks this)"),
+    CheckSpec(STALE_PRICE, _S.WARN, False, "no run of quality.stale_run or more equal closes"),
+    CheckSpec(EXPLAINED_JUMP, _S.INFO, False, "a raw close-to-close move beyond pool.jump_threshold removed "
+                                              "by the adjustment"),
+    CheckSpec(UNEXPLAINED_JUMP, _S.ERROR, False, "no adjusted close-to-close move beyond pool.jump_threshold "
+                                                 "without a corporate action"),
+    CheckSpec(ACTION_MISMATCH, _S.ERROR, False, "no adjusted move beyond pool.jump_threshold on a row that "
+                                                "carries a corporate action (the action does not explain it)"),
+    CheckSpec(ACTION_TABLE_DISAGREES, _S.WARN, False, "split/dividend tables agree with the factor file (the "
+                                                      "factor file is used)"),
+)
+CHECKS_BY_NAME: dict[str, CheckSpec] = {c.name: c for c in CHECKS}
+
+#: at most this many sample dates / rows per finding
+SAMPLE_SIZE = 5
+#: relative slack around [low, high] for the amount / volume test (rounding of turnover, odd lots)
+VWAP_TOLERANCE = 0.05
+
+_VALUES = ("open", "high", "low", "close", "volume", "amount")
+_PRICES = ("open", "high", "low", "close")
+
+#: columns of the quarantine table
+QUARANTINE_COLUMNS: tuple[str, ...] = ("symbol", "file", "line", "date", "reason", "severity", "detail",
+                                       *_VALUES)
+
+
+def empty_quarantine() -> pd.DataFrame:
+    """A quarantine table with no rows and the declared columns and dtypes."""
+    return pd.DataFrame({
+        "symbol": pd.Series(dtype=object), "file": pd.Series(dtype=object), "line": pd.Series(dtype=np.int64),
+        "date": pd.Series(dtype="datetime64[ns]"), "reason": pd.Series(dtype=object),
+        "severity": pd.Series(dtype=object), "detail": pd.Series(dtype=object),
+        **{c: pd.Series(dtype=np.float64) for c in _VALUES},
+    })
+
+
+def _iso(values: Iterable[object]) -> tuple[str, ...]:
+    return tuple(str(pd.Timestamp(v).date()) if pd.notna(v) else "NaT" for v in values)
+
+
+# -------------------------------------------------------------------------------------------- report
+@dataclass(frozen=True)
+class Finding:
+    """One check's outcome for one fund (``symbol`` None: the whole load)."""
+
+    check: str
+    severity: Severity
+    symbol: str | None
+    message: str
+    count: int = 0
+    file: str | None = None
+    dates: tuple[str, ...] = ()     # a few affected dates (ISO)
+    lines: tuple[int, ...] = ()     # a few affected data rows (1-based, as in the file)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"check": self.check, "severity": self.severity.name, "symbol": self.symbol, "file": self.file,
+                "count": int(self.count), "dates": list(self.dates), "lines": [int(x) for x in self.lines],
+                "message": self.message}
+
+    def __str__(self) -> str:
+        where = ", ".join(x for x in (self.symbol and f"symbol {self.symbol}",
+                                      self.file and f"file {self.file}") if x)
+        parts = []
+        if self.dates:
+            parts.append(", ".join(self.dates))
+        if self.lines:
+            parts.append("data row(s) " + ", ".join(map(str, self.lines)))
+        sample = f" (e.g. {'; '.join(parts)})" if parts else ""
+        return f"[{self.severity.name}] {self.check}" + (f" {where}" if where else "") + f": {self.message}{sample}"
+
+
+_FINDING_COLUMNS = ("check", "severity", "symbol", "file", "count", "dates", "lines", "message")
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """All findings of one load, and per-fund row statistics.
+
+    ``stats`` maps symbol -> ``rows`` (read), ``quarantined``, ``valid``, ``first``, ``last`` (ISO dates
+    of the valid rows, None when none).
+    """
+
+    findings: tuple[Finding, ...] = ()
+    stats: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ combination
+    def with_findings(self, findings: Iterable[Finding]) -> "QualityReport":
+        return QualityReport(self.findings + tuple(findings), self.stats)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def worst_severity(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    @property
+    def passed(self) -> bool:
+        """True when no finding is ERROR or FATAL."""
+        worst = self.worst_severity
+        return worst is None or worst < Severity.ERROR
+
+    def blocking(self, fail_on: str = "fatal") -> tuple[Finding, ...]:
+        """The findings that make :func:`enforce` raise under ``fail_on`` ("fatal" or "error")."""
+        limit = Severity.FATAL if fail_on == "fatal" else Severity.ERROR
+        return tuple(f for f in self.findings if f.severity >= limit)
+
+    def select(self, check: str | None = None, symbol: str | None = None,
+               min_severity: Severity | None = None) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings
+                     if (check is None or f.check == check) and (symbol is None or f.symbol == symbol)
+                     and (min_severity is None or f.severity >= min_severity))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Affected items per check (rows, sessions or moves, as each check counts them)."""
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.check] = out.get(f.check, 0) + int(f.count)
+        return out
+
+    @property
+    def severity_counts(self) -> dict[str, int]:
+        """Number of findings per severity."""
+        out = {s.name: 0 for s in Severity}
+        for f in self.findings:
+            out[f.severity.name] += 1
+        return out
+
+    # ------------------------------------------------------------------ output
+    def to_frame(self) -> pd.DataFrame:
+        """One row per finding, worst first."""
+        if not self.findings:
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in _FINDING_COLUMNS})
+        rows = [f.to_dict() for f in self.findings]
+        frame = pd.DataFrame(rows, columns=list(_FINDING_COLUMNS))
+        frame["severity_rank"] = [int(f.severity) for f in self.findings]
+        frame = frame.sort_values(["severity_rank", "check", "symbol"], ascending=[False, True, True], kind="stable")
+        return frame.drop(columns="severity_rank").reset_index(drop=True)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form (``json.dumps`` works on it)."""
+        worst = self.worst_severity
+        return {
+            "passed": self.passed,
+            "worst_severity": worst.name if worst is not None else None,
+            "counts": self.counts,
+            "severity_counts": self.severity_counts,
+            "findings": [f.to_dict() for f in self.findings],
+            "stats": {s: dict(v) for s, v in self.stats.items()},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    def summary(self, max_findings: int = 40) -> str:
+        """A readable text summary: totals, counts per check, then the worst findings."""
+        rows = sum(int(v.get("rows", 0)) for v in self.stats.values())
+        quarantined = sum(int(v.get("quarantined", 0)) for v in self.stats.values())
+        worst = self.worst_severity
+        lines = [f"data quality: {len(self.stats)} fund(s), {rows} row(s) read, {quarantined} quarantined; "
+                 f"worst severity {worst.name if worst is not None else 'none'}; "
+                 f"{'passed' if self.passed else 'NOT passed'}"]
+        by_check: dict[str, tuple[Severity, int, int]] = {}
+        for f in self.findings:
+            sev, n_f, n = by_check.get(f.check, (f.severity, 0, 0))
+            by_check[f.check] = (max(sev, f.severity), n_f + 1, n + int(f.count))
+        for name in [c.name for c in CHECKS if c.name in by_check] + sorted(set(by_check) - set(CHECKS_BY_NAME)):
+            sev, n_f, n = by_check[name]
+            lines.append(f"  {name:<24} {sev.name:<5} {n_f:>3} fund(s), {n} item(s)")
+        ordered = sorted(self.findings, key=lambda f: (-int(f.severity), f.check, f.symbol or ""))
+        for f in ordered[:max_findings]:
+            lines.append(f"  - {f}")
+        if len(ordered) > max_findings:
+            lines.append(f"  ... and {len(ordered) - max_findings} more finding(s)")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class FundQuality:
+    """The gate's outcome for one fund: findings, clean rows and quarantined rows."""
+
+    symbol: str
+    findings: tuple[Finding, ...]
+    clean: pd.DataFrame | None        # None when unusable (FATAL); empty when it has no row by the as-of date
+    quarantine: pd.DataFrame
+    stats: Mapping[str, object]
+
+
+@dataclass(frozen=True, eq=False)
+class QualityResult:
+    """The gate's outcome for a load: the report, the clean rows per fund (funds with a FATAL finding
+    are absent; a fund with no row on or before the as-of date has an empty frame) and the quarantine
+    table."""
+
+    report: QualityReport
+    clean: Mapping[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _finding(check: str, symbol: str, file: str | None, message: str, count: int,
+             dates: Sequence[object] = (), lines: Sequence[int] = (), severity: Severity | None = None) -> Finding:
+    spec = CHECKS_BY_NAME[check]
+    return Finding(check=check, severity=severity if severity is not None else spec.severity, symbol=symbol,
+                   message=message, count=int(count), file=file, dates=_iso(list(dates)[:SAMPLE_SIZE]),
+                   lines=tuple(int(x) for x in list(lines)[:SAMPLE_SIZE]))
+
+
+def _schema_problems(raw: RawPrices, symbol: str) -> list[str]:
+    frame = raw.frame
+    problems = []
+    if not isinstance(frame, pd.DataFrame):
+        return [f"frame is a {type(frame).__name__}, not a DataFrame"]
+    missing = [c for c in (*RAW_COLUMNS, "line") if c not in frame.columns]
+    if missing:
+        problems.append(f"missing columns {missing}")
+    if frame.columns.duplicated().any():
+        problems.append(f"repeated columns {sorted(set(frame.columns[frame.columns.duplicated()]))}")
+    if "date" in frame.columns and not pd.api.types.is_datetime64_dtype(frame["date"].dtype):
+        problems.append(f"column 'date' is {frame['date'].dtype}, not a tz-naive datetime64")
+    for col in (*_VALUES, "line"):
+        if col in frame.columns and not (pd.api.types.is_numeric_dtype(frame[col].dtype)
+                                         and not pd.api.types.is_bool_dtype(frame[col].dtype)):
+            problems.append(f"column {col!r} is {frame[col].dtype}, not numeric")
+    if raw.symbol != symbol:
+        problems.append(f"records are labelled {raw.symbol!r} but were returned for {symbol!r}")
+    return problems
+
+
+def _flagged(rows: pd.DataFrame, columns: Sequence[str], bad: Callable[[np.ndarray], np.ndarray],
+             show_value: bool = True) -> np.ndarray:
+    """Per row, "col value; col value" for the columns where ``bad`` holds (vectorised over rows)."""
+    out = pd.Series("", index=rows.index, dtype=object)
+    for col in columns:
+        values = rows[col].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            hit = bad(values)
+        text = col + (" " + pd.Series(values, index=rows.index).map("{:g}".format) if show_value else "")
+        piece = pd.Series(np.where(hit, text, ""), index=rows.index, dtype=object)
+        sep = np.where((out != "") & hit, "; ", "")
+        out = out + sep + piece
+    return out.to_numpy(dtype=object)
+
+
+def _row_detail(check: str, rows: pd.DataFrame, asof: pd.Timestamp | None, today: pd.Timestamp,
+                calendar: TradingCalendar) -> np.ndarray:
+    """A short reason per quarantined row."""
+    n = len(rows)
+    if check == NON_SESSION_DATE:
+        return (f"not a {calendar.code} session (" + rows["date"].dt.day_name() + ")").to_numpy(dtype=object)
+    if check == MISSING_PRICE:
+        return "missing " + _flagged(rows, _PRICES, np.isnan, show_value=False)
+    if check == NON_POSITIVE_PRICE:
+        return _flagged(rows, _PRICES, lambda v: ~(np.isfinite(v) & (v > 0)))
+    if check == NEGATIVE_VOLUME:
+        return _flagged(rows, ("volume", "amount"), lambda v: (v < 0) | np.isinf(v))
+    if check == OHLC_INCONSISTENT:
+        return _flagged(rows, _PRICES, lambda v: np.ones(len(v), dtype=bool))
+    fixed = {
+        MISSING_DATE: "no date",
+        FUTURE_DATE: f"after today {today.date()}",
+        AFTER_ASOF: f"after the as-of date {asof.date() if asof is not None else ''}",
+        DUPLICATE_DATE: "identical repeat of an earlier row",
+        CONFLICTING_DUPLICATE: "date repeated with different values",
+    }
+    return np.full(n, fixed.get(check, ""), dtype=object)
+
+
+def check_fund(raw: RawPrices, calendar: TradingCalendar, quality: QualityConfig, *,
+               asof: dt.date | str | pd.Timestamp | None = None,
+               today: dt.date | str | pd.Timestamp | None = None, symbol: str | None = None) -> FundQuality:
+    """Run every row and series check on one fund's raw records (which stay untouched).
+
+    ``today`` (default: the current date in the calendar's time zone) bounds real dates; ``asof``
+    (default: no bound) bounds the view -- rows after it are quarantined as ``after_asof`` (INFO).
+    """
+    symbol = raw.symbol if symbol is None else symbol
+    file = raw.file
+    today_ts = (pd.Timestamp.now(tz=calendar.tz).tz_localize(None).normalize() if today is None
+                else pd.Timestamp(today).normalize())
+    asof_ts = None if asof is None else pd.Timestamp(asof).normalize()
+    problems = _schema_problems(raw, symbol)
+    n_rows = len(raw.frame) if isinstance(raw.frame, pd.DataFrame) else 0
+    if problems:
+        f = _finding(SCHEMA, symbol, file, "unusable records: " + "; ".join(problems), n_rows)
+        stats = {"rows": n_rows, "quarantined": 0, "valid": 0, "first": None, "last": None}
+        return FundQuality(symbol, (f,), None, empty_quarantine(), stats)
+
+    frame = raw.frame[[*RAW_COLUMNS, "line"]].copy()
+    frame["date"] = frame["date"].astype("datetime64[ns]")
+    for col in _VALUES:
+        frame[col] = frame[col].astype(np.float64)
+    frame = frame.reset_index(drop=True)
+    n = len(frame)
+    date = frame["date"]
+    prices = frame[list(_PRICES)].to_numpy(dtype=np.float64)
+    o, h, lo, c = prices.T
+    vol = frame["volume"].to_numpy(dtype=np.float64)
+    amt = frame["amount"].to_numpy(dtype=np.float64)
+
+    valid_dates = date.dropna()
+    if len(valid_dates):
+        sessions = calendar.sessions(valid_dates.min(), valid_dates.max())
+        is_session = date.isin(sessions).to_numpy()
+    else:
+        is_session = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        masks: list[tuple[str, np.ndarray]] = [
+            (MISSING_DATE, date.isna().to_numpy()),
+            (FUTURE_DATE, (date > today_ts).to_numpy()),
+            (AFTER_ASOF, (date > asof_ts).to_numpy() if asof_ts is not None else np.zeros(n, dtype=bool)),
+            (NON_SESSION_DATE, ~is_session),
+            (MISSING_PRICE, np.isnan(prices).any(axis=1)),
+            (NON_POSITIVE_PRICE, ~(np.isfinite(prices) & (prices > 0)).all(axis=1)),
+            (NEGATIVE_VOLUME, (vol < 0) | np.isinf(vol) | (amt < 0) | np.isinf(amt)),
+            (OHLC_INCONSISTENT, (lo > o) | (lo > c) | (h < o) | (h < c) | (lo > h)),
+        ]
+
+    remaining = np.ones(n, dtype=bool)
+    reason = np.full(n, None, dtype=object)
+    findings: list[Finding] = []
+    messages = {
+        MISSING_DATE: "no date",
+        FUTURE_DATE: f"dated after today ({today_ts.date()})",
+        AFTER_ASOF: f"dated after the as-of date {asof_ts.date() if asof_ts is not None else ''} "
+                    f"(kept out of the as-of view)",
+        NON_SESSION_DATE: f"dated on days that are not {calendar.code} sessions",
+        MISSING_PRICE: "a missing open, high, low or close",
+        NON_POSITIVE_PRICE: "a zero, negative or infinite price",
+        NEGATIVE_VOLUME: "a negative or infinite volume or amount",
+        OHLC_INCONSISTENT: "low <= open, close <= high does not hold",
+        DUPLICATE_DATE: "identical repeat of an earlier row (the first copy is kept)",
+        CONFLICTING_DUPLICATE: "a repeated date with different values (every copy is quarantined)",
+    }
+
+    def _hit(check: str, mask: np.ndarray) -> None:
+        hit = mask & remaining
+        k = int(hit.sum())
+        if not k:
+            return
+        idx = np.flatnonzero(hit)
+        reason[idx] = check
+        remaining[idx] = False
+        findings.append(_finding(check, symbol, file, f"{k} row(s) quarantined: {messages[check]}", k,
+                                 date.iloc[idx].dropna(), frame["line"].iloc[idx]))
+
+    for check, mask in masks:
+        _hit(check, mask)
+    # duplicates among the rows still standing
+    rem = frame[remaining]
+    identical = np.zeros(n, dtype=bool)
+    identical[rem.index[rem.duplicated(["date", *_VALUES], keep="first").to_numpy()]] = True
+    _hit(DUPLICATE_DATE, identical)
+    rem = frame[remaining]
+    conflicting = np.zeros(n, dtype=bool)
+    conflicting[rem.index[rem.duplicated("date", keep=False).to_numpy()]] = True
+    _hit(CONFLICTING_DUPLICATE, conflicting)
+
+    # quarantine table
+    q_idx = np.flatnonzero(~remaining)
+    if len(q_idx):
+        q = frame.iloc[q_idx]
+        reasons = reason[q_idx]
+        detail = np.empty(len(q_idx), dtype=object)
+        for check in dict.fromkeys(reasons):
+            sel = reasons == check
+            detail[sel] = _row_detail(check, q[sel], asof_ts, today_ts, calendar)
+        quarantine = pd.DataFrame({
+            "symbol": symbol, "file": file, "line": q["line"].to_numpy(dtype=np.int64),
+            "date": q["date"].to_numpy(), "reason": reasons.astype(object),
+            "severity": [CHECKS_BY_NAME[r].severity.name for r in reasons], "detail": detail,
+            **{col: q[col].to_numpy() for col in _VALUES},
+        }, columns=list(QUARANTINE_COLUMNS))
+    else:
+        quarantine = empty_quarantine()
+
+    kept = frame[remaining]
+    dates_kept = kept["date"].to_numpy()
+    if len(kept) > 1 and (np.diff(dates_kept) < np.timedelta64(0)).any():
+        back = np.flatnonzero(np.diff(dates_kept) < np.timedelta64(0)) + 1
+        findings.append(_finding(UNSORTED_DATES, symbol, file,
+                                 f"{len(back)} row(s) dated before the row above them; the clean rows are sorted",
+                                 len(back), kept["date"].iloc[back], kept["line"].iloc[back]))
+    clean = kept.sort_values("date", kind="stable").reset_index(drop=True)
+    stats = {"rows": n, "quarantined": int(len(q_idx)), "valid": int(len(clean)),
+             "first": str(clean["date"].iloc[0].date()) if len(clean) else None,
+             "last": str(clean["date"].iloc[-1].date()) if len(clean) else None}
+
+    if clean.empty and n and (quarantine["reason"] == AFTER_ASOF).all():
+        # not listed yet at the as-of date: nothing is wrong, the fund is simply absent from the view
+        return FundQuality(symbol, tuple(findings), clean, quarantine, stats)
+    if clean.empty:
+        if n == 0:
+            msg = "the file has no data rows"
+        else:
+            why = quarantine["reason"].value_counts()
+            msg = (f"no valid row: all {n} row(s) quarantined ("
+                   + ", ".join(f"{k} {v}" for k, v in why.items()) + ")")
+            if (why.index == NON_POSITIVE_PRICE).all():
+                msg += "; every price is non-positive"
+        findings.append(_finding(NO_VALID_ROWS, symbol, file, msg, n, quarantine["date"].dropna(),
+                                 quarantine["line"]))
+        return FundQuality(symbol, tuple(findings), None, quarantine, stats)
+
+    findings.extend(_series_findings(symbol, file, clean, calendar, quality))
+    return FundQuality(symbol, tuple(findings), clean, quarantine, stats)
+
+
+def _runs(equal_to_previous: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start positions and lengths of runs of rows equal to the row before them (run includes that row)."""
+    n = len(equal_to_previous)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts_new = ~equal_to_previous
+    starts_new[0] = True
+    run_start = np.flatnonzero(starts_new)
+    run_len = np.diff(np.append(run_start, n))
+    return run_start, run_len
+
+
+def _series_findings(symbol: str, file: str | None, clean: pd.DataFrame, calendar: TradingCalendar,
+                     quality: QualityConfig) -> list[Finding]:
+    out: list[Finding] = []
+    dates = pd.DatetimeIndex(clean["date"])
+    lines = clean["line"].to_numpy()
+    n = len(clean)
+    close = clean["close"].to_numpy()
+    vol = clean["volume"].to_numpy()
+    amt = clean["amount"].to_numpy()
+    low = clean["low"].to_numpy()
+    high = clean["high"].to_numpy()
+
+    if n < quality.min_history_sessions:
+        out.append(_finding(SHORT_HISTORY, symbol, file,
+                            f"only {n} valid row(s) ({dates[0].date()}..{dates[-1].date()}); "
+                            f"quality.min_history_sessions is {quality.min_history_sessions}", n,
+                            [dates[0], dates[-1]]))
+
+    expected = calendar.sessions(dates[0], dates[-1])
+    missing = expected.difference(dates)
+    if len(missing):
+        frac = len(missing) / max(len(expected), 1)
+        over = frac > quality.max_missing_fraction
+        out.append(_finding(
+            MISSING_SESSIONS, symbol, file,
+            f"{len(missing)} of {len(expected)} {calendar.code} sessions between {dates[0].date()} and "
+            f"{dates[-1].date()} have no row ({frac:.1%}; limit quality.max_missing_fraction "
+            f"{quality.max_missing_fraction:.1%})", len(missing), missing,
+            severity=Severity.ERROR if over else Severity.WARN))
+
+    nan_vol = np.isnan(vol)
+    if nan_vol.any():
+        idx = np.flatnonzero(nan_vol)
+        out.append(_finding(MISSING_VOLUME, symbol, file, f"{len(idx)} valid row(s) without a volume", len(idx),
+                            dates[idx], lines[idx]))
+    nan_amt = np.isnan(amt)
+    if nan_amt.all():
+        out.append(_finding(MISSING_AMOUNT, symbol, file, "the source gives no amount (turnover); "
+                            "liquidity filters in CNY cannot use this fund", n, severity=Severity.INFO))
+    elif nan_amt.any():
+        idx = np.flatnonzero(nan_amt)
+        out.append(_finding(MISSING_AMOUNT, symbol, file, f"{len(idx)} valid row(s) without an amount", len(idx),
+                            dates[idx], lines[idx]))
+
+    zero_vol = vol == 0
+    if zero_vol.any():
+        idx = np.flatnonzero(zero_vol)
+        frac = len(idx) / n
+        over = frac > quality.max_zero_volume_fraction
+        out.append(_finding(ZERO_VOLUME, symbol, file,
+                            f"{len(idx)} session(s) with zero volume ({frac:.1%}; limit "
+                            f"quality.max_zero_volume_fraction {quality.max_zero_volume_fraction:.1%})", len(idx),
+                            dates[idx], lines[idx], severity=Severity.ERROR if over else Severity.WARN))
+    zero_amt = (amt == 0) & (vol > 0)
+    if zero_amt.any():
+        idx = np.flatnonzero(zero_amt)
+        out.append(_finding(ZERO_AMOUNT, symbol, file, f"{len(idx)} session(s) with volume but zero amount "
+                            f"(turnover in CNY unknown)", len(idx), dates[idx], lines[idx]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap = amt / vol
+        usable = (vol > 0) & (amt > 0)
+        outside = usable & ((vwap < low * (1 - VWAP_TOLERANCE)) | (vwap > high * (1 + VWAP_TOLERANCE)))
+    if outside.any():
+        idx = np.flatnonzero(outside)
+        ratio = np.median(vwap[idx] / close[idx])
+        out.append(_finding(VWAP_OUTSIDE_RANGE, symbol, file,
+                            f"{len(idx)} of {int(usable.sum())} session(s) where amount / volume lies outside "
+                            f"[low, high] by more than {VWAP_TOLERANCE:.0%} (median amount / volume / close "
+                            f"{ratio:.4g}; a ratio near 100 or 0.01 means volume is in the wrong unit)", len(idx),
+                            dates[idx], lines[idx]))
+
+    same = np.zeros(n, dtype=bool)
+    same[1:] = close[1:] == close[:-1]
+    start, length = _runs(same)
+    stale = length >= quality.stale_run
+    if stale.any():
+        s, ln = start[stale], length[stale]
+        longest = int(np.argmax(ln))
+        out.append(_finding(STALE_PRICE, symbol, file,
+                            f"{len(s)} run(s) of {quality.stale_run} or more equal closes ({int(ln.sum())} rows; "
+                            f"longest {int(ln[longest])} from {dates[s[longest]].date()})", int(ln.sum()),
+                            dates[s], lines[s]))
+    return out
+
+
+def check_prices(raw: Mapping[str, RawPrices], calendar: TradingCalendar, quality: QualityConfig, *,
+                 asof: dt.date | str | pd.Timestamp | None = None,
+                 today: dt.date | str | pd.Timestamp | None = None) -> QualityResult:
+    """Run :func:`check_fund` on every fund and combine (no policy applied; see :func:`enforce`)."""
+    findings: list[Finding] = []
+    clean: dict[str, pd.DataFrame] = {}
+    quarantines: list[pd.DataFrame] = []
+    stats: dict[str, Mapping[str, object]] = {}
+    for symbol, records in raw.items():
+        fund = check_fund(records, calendar, quality, asof=asof, today=today, symbol=symbol)
+        findings.extend(fund.findings)
+        stats[symbol] = fund.stats
+        if fund.clean is not None:
+            clean[symbol] = fund.clean
+        if len(fund.quarantine):
+            quarantines.append(fund.quarantine)
+    quarantine = (pd.concat(quarantines, ignore_index=True) if quarantines else empty_quarantine())
+    return QualityResult(QualityReport(tuple(findings), stats), clean, quarantine)
+
+
+def check_jumps(symbol: str, clean: pd.DataFrame, adjusted: pd.DataFrame, adjustment: Adjustment,
+                threshold: float, file: str | None = None) -> list[Finding]:
+    """Findings for close-to-close moves beyond ``threshold`` (see
+    :func:`rotation_platform.data.corporate_actions.detect_jumps`)."""
+    jumps = detect_jumps(symbol, clean, adjusted, adjustment, threshold)
+    out: list[Finding] = []
+    labels = {"explained": EXPLAINED_JUMP, "unexplained": UNEXPLAINED_JUMP, "action_mismatch": ACTION_MISMATCH}
+    for kind, check in labels.items():
+        rows = jumps[jumps["kind"] == kind]
+        if rows.empty:
+            continue
+        moves = "; ".join(
+            f"{d.date()} (from {p.date()}): raw {r:+.1%}, adjusted {a:+.1%}" + (f" [{act}]" if act else "")
+            for d, p, r, a, act in zip(rows["date"], rows["prev_date"], rows["raw_return"],
+                                       rows["adjusted_return"], rows["action"]))
+        text = {"explained": f"{len(rows)} raw move(s) beyond {threshold:.0%} removed by the "
+                             f"{adjustment.method} adjustment: {moves}",
+                "unexplained": f"{len(rows)} adjusted move(s) beyond {threshold:.0%} with no corporate action: "
+                               f"{moves}",
+                "action_mismatch": f"{len(rows)} adjusted move(s) beyond {threshold:.0%} on rows with a corporate "
+                                   f"action that does not account for them: {moves}"}[kind]
+        out.append(_finding(check, symbol, file, text, len(rows), rows["date"], rows["line"]))
+    return out
+
+
+def check_adjustment(adjustment: Adjustment, file: str | None = None) -> list[Finding]:
+    """A finding when split/dividend tables disagree with the factor file (the factor file is used)."""
+    dis = adjustment.disagreements
+    if dis.empty:
+        return []
+    text = "; ".join(f"{k} {v:g} effective {d.date()}: {note}" for k, v, d, note in
+                     zip(dis["kind"], dis["value"], dis["date"], dis["note"]))
+    return [_finding(ACTION_TABLE_DISAGREES, adjustment.symbol, file,
+                     f"{len(dis)} table action(s) the factor file does not show (factor file used): {text}",
+                     len(dis), dis["row_date"].dropna())]
+
+
+def enforce(report: QualityReport, fail_on: str = "fatal") -> None:
+    """Raise :class:`DataQualityError` when the report holds blocking findings under ``fail_on``.
+
+    The message lists every blocking finding; ``file``, ``symbol`` and ``date`` name the first.
+    """
+    if fail_on not in ("fatal", "error"):
+        raise ValueError(f"fail_on must be 'fatal' or 'error', got {fail_on!r}")
+    blocking = report.blocking(fail_on)
+    if not blocking:
+        return
+    first = blocking[0]
+    listed = "\n".join(f"  - {f}" for f in blocking[:50])
+    more = f"\n  ... and {len(blocking) - 50} more" if len(blocking) > 50 else ""
+    raise DataQualityError(
+        f"data-quality gate failed (fail_on={fail_on!r}): {len(blocking)} blocking finding(s):\n{listed}{more}",
+        report=report, file=first.file, symbol=first.symbol, date=first.dates[0] if first.dates else None)
