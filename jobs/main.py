@@ -57,13 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     with dg.DagsterInstance.get() as instance:
         for i, pool in enumerate(pools, 1):
-            print(f"[{i}/{len(pools)}] {pool}: running ...", end="", flush=True)
+            tty = sys.stdout.isatty()
+            if tty:
+                print(f"[{i}/{len(pools)}] {pool}: running ...", end="", flush=True)
             t0 = time.perf_counter()
             result = job.execute_in_process(partition_key=pool, instance=instance, raise_on_error=False,
                                             run_config=QUIET_LOGS)
             dt = time.perf_counter() - t0
             status = "ok" if result.success else "FAILED"
-            print(f"\r[{i}/{len(pools)}] {pool}: {status} in {dt:.1f}s (run {result.run_id[:8]})")
+            print(f"{chr(13) if tty else ''}[{i}/{len(pools)}] {pool}: {status} in {dt:.1f}s (run {result.run_id[:8]})")
             if not result.success:
                 failed.append(pool)
                 _print_failure(result)
