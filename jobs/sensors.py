@@ -33,6 +33,8 @@ def _step_errors(context: dg.RunFailureSensorContext) -> str:
     for record in records[:10]:
         event = record.dagster_event
         error = getattr(event.event_specific_data, "error", None) if event else None
+        while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper
+            error = error.cause
         if error is not None:
             first = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
             lines.append(f"- `{event.step_key}`: {first}")
