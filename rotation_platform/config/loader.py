@@ -10,8 +10,9 @@ Rules
 * Secrets (fields typed ``SecretStr``) are read only from the environment, e.g.
   ``ROTATION_STORAGE__MYSQL_PASSWORD``; a secret in YAML is an error.
 * Relative paths (``data.directory``, ``storage.data_dir``) are relative to the loaded file's folder.
-* ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` are reserved for
-  deployment selection and are not overrides.
+* ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` select the
+  deployment and ``ROTATION_FACTORS_WORKERS`` / ``ROTATION_FACTORS_MALLOPT`` tune the factor engine's
+  runtime (see :data:`RESERVED_ENV`); none of them is an override.
 * Every error is a :class:`~rotation_platform.errors.ConfigError` naming the file (or environment
   variable), the key path and the reason.
 """
@@ -46,7 +47,9 @@ __all__ = [
 ]
 
 ENV_PREFIX = "ROTATION_"
-RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME"})
+#: Variables that select a deployment or tune the runtime; they are not configuration overrides.
+RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME",
+                          "ROTATION_FACTORS_MALLOPT", "ROTATION_FACTORS_WORKERS"})
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 

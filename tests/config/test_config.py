@@ -69,6 +69,8 @@ def test_env_overrides_scalar_list_and_named_pool() -> None:
         "ROTATION_SCREENING__HORIZONS": "[1, 10]",
         "ROTATION_POOLS__QDII__CAPITAL__TARGET_CAPITAL": "4000000",
         "ROTATION_CONFIG": "ignored-by-load_config-when-path-given",
+        "ROTATION_FACTORS_WORKERS": "2",  # runtime switches are reserved, not overrides
+        "ROTATION_ENV": "local",
     }
     config = load_config(CONFIG_DIR / "demo.yaml", env=env)
     assert config.backtest.slippage_bps == 7.5
