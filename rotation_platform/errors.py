@@ -17,6 +17,7 @@ __all__ = [
     "PriceDataError",
     "CorporateActionError",
     "DataQualityError",
+    "ResearchError",
 ]
 
 
@@ -91,3 +92,11 @@ class DataQualityError(PriceDataError):
                  symbol: str | None = None, date: object | None = None):
         self.report = report
         super().__init__(message, file=file, symbol=symbol, date=date)
+
+
+class ResearchError(RotationError):
+    """A research computation (screen, strategy, walk-forward, backtest) cannot proceed.
+
+    The message names the input at fault -- the factor, session, parameter or config key -- and what
+    to change.
+    """

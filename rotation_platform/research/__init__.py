@@ -1,0 +1,116 @@
+"""Research core: factor screening, the rotation strategy, walk-forward optimisation, the vectorbt
+backtest and its analyses (attribution, capacity, risk) and the next session's target portfolio.
+
+Timing convention: factor row ``t`` uses data through ``t - 1``; the label of row ``s`` at horizon ``h``
+is the trade-price return from ``s`` to ``s + h`` and is known at ``s + h``; a screen as of ``t`` uses
+labels with ``s + h <= t``; the orders traded at session ``t`` use factor row ``t`` and the screen as of
+``t - 1``. See :mod:`rotation_platform.research.inputs`.
+
+Pure library code: no Dagster here.
+"""
+
+from rotation_platform.research.attribution import (
+    MonthAttribution,
+    daily_pnl_components,
+    extreme_months,
+    monthly_attribution,
+)
+from rotation_platform.research.backtest import BacktestResult, backtest, benchmark_returns, vectorbt_orders
+from rotation_platform.research.capacity import CapacityReport, capacity_report
+from rotation_platform.research.inputs import (
+    AlignedFactors,
+    FactorLike,
+    align_factors,
+    forward_returns,
+    mark_prices,
+    trade_prices,
+)
+from rotation_platform.research.metrics import (
+    Drawdown,
+    PerformanceMetrics,
+    fuse_checks,
+    max_drawdown,
+    monthly_returns,
+    objective_matrix,
+    performance_metrics,
+)
+from rotation_platform.research.overfitting import (
+    DSRResult,
+    PBOResult,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    pbo_cscv,
+    probabilistic_sharpe_ratio,
+)
+from rotation_platform.research.risk import RiskReport, historical_var, risk_report
+from rotation_platform.research.screen import (
+    FactorScreen,
+    ICPanel,
+    ScreenResult,
+    SelectedFactor,
+    SelectionPath,
+    rank_ic,
+    screen_factors,
+)
+from rotation_platform.research.strategy import StrategyContext, StrategyParams, StrategySpec, TradePlan
+from rotation_platform.research.target import TargetPortfolio, target_portfolio
+from rotation_platform.research.wfo import WFOResult, Window, grid_params, split_windows, walk_forward
+
+__all__ = [
+    # inputs
+    "FactorLike",
+    "AlignedFactors",
+    "align_factors",
+    "trade_prices",
+    "mark_prices",
+    "forward_returns",
+    # screening
+    "ICPanel",
+    "FactorScreen",
+    "ScreenResult",
+    "SelectedFactor",
+    "SelectionPath",
+    "rank_ic",
+    "screen_factors",
+    # strategy
+    "StrategyParams",
+    "StrategySpec",
+    "StrategyContext",
+    "TradePlan",
+    # walk-forward and overfitting
+    "Window",
+    "WFOResult",
+    "grid_params",
+    "split_windows",
+    "walk_forward",
+    "PBOResult",
+    "DSRResult",
+    "pbo_cscv",
+    "expected_max_sharpe",
+    "probabilistic_sharpe_ratio",
+    "deflated_sharpe_ratio",
+    # backtest and metrics
+    "BacktestResult",
+    "backtest",
+    "benchmark_returns",
+    "vectorbt_orders",
+    "PerformanceMetrics",
+    "Drawdown",
+    "performance_metrics",
+    "max_drawdown",
+    "monthly_returns",
+    "objective_matrix",
+    "fuse_checks",
+    # analyses
+    "MonthAttribution",
+    "daily_pnl_components",
+    "monthly_attribution",
+    "extreme_months",
+    "CapacityReport",
+    "capacity_report",
+    "RiskReport",
+    "historical_var",
+    "risk_report",
+    "TargetPortfolio",
+    "target_portfolio",
+]

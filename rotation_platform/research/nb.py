@@ -1,0 +1,1099 @@
+"""Numba kernels of the research core: numpy in, numpy out.
+
+Shapes and conventions
+----------------------
+* ``values``: factor values, ``(sessions, funds, factors)`` float64, C-contiguous. Row ``t`` is the
+  value known *before* trading at session ``t`` (it uses data through ``t-1``).
+* ``labels``: forward returns, ``(horizons, sessions, funds)`` float64. ``labels[j, s, i]`` is the return
+  of fund ``i`` from its trade price at ``s`` to its trade price at ``s + horizons[j]``; it is fully
+  realised only at session ``s + horizons[j]`` and is NaN when either price is missing.
+* ``universe``: ``(sessions, funds)`` bool, the funds with a usable trade price at the session. A factor
+  value outside the universe is ignored.
+* NaN never propagates into a statistic: every rank, correlation or mean is taken over the finite,
+  in-universe entries only. A rank correlation needs at least ``min_obs`` common entries and non-zero
+  rank variance on both sides, else it is NaN.
+* Ranks are average ranks of ties (``scipy.stats.rankdata(method="average")``), 1-based. The batch
+  kernels rank a whole session slab (funds x factors) at once by pairwise counting along the factor
+  axis, which vectorises; that is quadratic in the funds of a session, fine for fund pools (tens to a
+  few hundred funds), not meant for thousands of stocks.
+* Outputs are allocated first and filled. ``rank_ic_nb`` gives one IC per label row (row ``s`` of
+  horizon ``h`` is realised at ``s + h``); the point-in-time choice of rows -- only those realised by
+  the as-of session -- is made by ``window_stats_nb`` and ``selection_path_nb`` from their ``as_of``.
+
+Simulation contract (:func:`simulate_path_nb`, :func:`simulate_grid_nb`)
+----------------------------------------------------------------------
+* ``trade_price[t, i]``: the price orders at session ``t`` execute at before slippage (the open or the
+  close of ``t``); NaN where fund ``i`` cannot trade at ``t``.
+* ``mark[t, i]``: the close of ``t`` forward-filled over suspensions (NaN before listing); positions are
+  marked to it at every close.
+* On a rebalance session the portfolio is valued at the trade prices (the last mark for a fund that
+  cannot trade), target weights become whole board lots (floored), sells execute before buys, a buy
+  that the cash left cannot pay is cut lot by lot, and every order pays
+  ``max(commission_rate * value, min_commission)`` on its value at the slipped price
+  (``price * (1 +/- slippage)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "forward_returns_nb",
+    "rank_ic_nb",
+    "normalized_ranks_nb",
+    "window_stats_nb",
+    "select_factors_nb",
+    "assign_clusters_nb",
+    "selection_path_nb",
+    "composite_scores_nb",
+    "select_weights_nb",
+    "rebalance_targets_nb",
+    "simulate_path_nb",
+    "simulate_grid_nb",
+]
+
+_COUNT_CUTOFF = 96  # pairwise-counting ranks below this many entries, a sort above
+
+
+# ---------------------------------------------------------------------------------------------- labels
+@njit(cache=True)
+def forward_returns_nb(price: np.ndarray, horizons: np.ndarray) -> np.ndarray:
+    """``out[j, s, i] = price[s + h_j, i] / price[s, i] - 1`` (NaN when a price is missing or ``<= 0``)."""
+    n_s, n_f = price.shape
+    n_h = horizons.shape[0]
+    out = np.full((n_h, n_s, n_f), np.nan)
+    for j in range(n_h):
+        h = horizons[j]
+        for s in range(n_s - h):
+            for i in range(n_f):
+                p0 = price[s, i]
+                p1 = price[s + h, i]
+                if p0 > 0.0 and p1 > 0.0:  # False for NaN
+                    out[j, s, i] = p1 / p0 - 1.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- batch IC
+@njit(cache=True)
+def _count_ranks(v: np.ndarray, n: int, out: np.ndarray) -> None:
+    """Average ranks (1-based) of ``v[:n]`` (finite values).
+
+    Small cross-sections (the usual fund pool) are ranked by branch-free pairwise counting, larger ones
+    by a stable sort.
+    """
+    if n <= _COUNT_CUTOFF:
+        for a in range(n):
+            x = v[a]
+            lt = 0
+            eq = 0
+            for b in range(n):
+                y = v[b]
+                lt += y < x
+                eq += y == x
+            out[a] = 1.0 + lt + (eq - 1) * 0.5
+        return
+    order = np.argsort(v[:n], kind="mergesort")
+    k = 0
+    while k < n:
+        end = k + 1
+        while end < n and v[order[end]] == v[order[k]]:
+            end += 1
+        avg = (k + 1 + end) / 2.0
+        for q in range(k, end):
+            out[order[q]] = avg
+        k = end
+
+
+@njit(cache=True)
+def _centered_ss(r: np.ndarray, n: int) -> float:
+    mu = (n + 1) / 2.0
+    ss = 0.0
+    for a in range(n):
+        d = r[a] - mu
+        ss += d * d
+    return ss
+
+
+@njit(cache=True)
+def _subset_corr_cols(xa: np.ndarray, ya: np.ndarray, ok: np.ndarray, n_f: int, min_obs: int,
+                      bx: np.ndarray, by: np.ndarray, rbx: np.ndarray, rby: np.ndarray) -> float:
+    """Spearman correlation of ``xa`` and ``ya`` (indexed by fund) over the funds where both are finite."""
+    m = 0
+    for i in range(n_f):
+        if ok[i] and np.isfinite(xa[i]) and np.isfinite(ya[i]):
+            bx[m] = xa[i]
+            by[m] = ya[i]
+            m += 1
+    if m < min_obs:
+        return np.nan
+    _count_ranks(bx, m, rbx)
+    _count_ranks(by, m, rby)
+    mu = (m + 1) / 2.0
+    sxy = 0.0
+    sxx = 0.0
+    syy = 0.0
+    for q in range(m):
+        dx = rbx[q] - mu
+        dy = rby[q] - mu
+        sxy += dx * dy
+        sxx += dx * dx
+        syy += dy * dy
+    if sxx <= 0.0 or syy <= 0.0:
+        return np.nan
+    return sxy / np.sqrt(sxx * syy)
+
+
+@njit(cache=True)
+def _pairwise_counts(x: np.ndarray, acc: np.ndarray, members: np.ndarray, m: int) -> None:
+    """``acc[i, k] += 2 * #(lower) + #(equal, self excluded)`` over the funds ``members[:m]``, for every
+    factor column at once; both orders of a pair in one step. Missing values must be +inf: a present
+    value then counts them as neither lower nor equal (their own counts are meaningless)."""
+    n_k = x.shape[1]
+    for a in range(m):
+        ia = members[a]
+        xa = x[ia]
+        aa = acc[ia]
+        for b in range(a + 1, m):
+            ib = members[b]
+            xb = x[ib]
+            ab = acc[ib]
+            for k in range(n_k):
+                lt = 1.0 if xb[k] < xa[k] else 0.0
+                e = 1.0 if xb[k] == xa[k] else 0.0
+                aa[k] += 2.0 * lt + e
+                ab[k] += 2.0 - 2.0 * lt - e
+
+
+@njit(cache=True)
+def _subset_ranks(x: np.ndarray, members: np.ndarray, m: int, r_out: np.ndarray, v_out: np.ndarray,
+                  cnt: np.ndarray, ss: np.ndarray) -> None:
+    """Centred average ranks of every factor column of ``x`` (funds x factors, +inf where missing) over
+    the funds ``members[:m]``, by pairwise counting across all factors at once; 0 where missing.
+
+    Writes rows ``members[:m]`` of ``r_out`` / ``v_out`` (1.0 where present), the counts ``cnt`` and the
+    sums of squares ``ss``.
+    """
+    n_k = x.shape[1]
+    for k in range(n_k):
+        cnt[k] = 0.0
+        ss[k] = 0.0
+    for a in range(m):
+        ia = members[a]
+        xa = x[ia]
+        ra = r_out[ia]
+        va = v_out[ia]
+        for k in range(n_k):
+            present = 1.0 if xa[k] < np.inf else 0.0
+            va[k] = present
+            ra[k] = 0.0
+            cnt[k] += present
+    _pairwise_counts(x, r_out, members, m)
+    for a in range(m):
+        ia = members[a]
+        ra = r_out[ia]
+        va = v_out[ia]
+        for k in range(n_k):
+            d = (0.5 * ra[k] + (1.0 - cnt[k]) / 2.0) * va[k]
+            ra[k] = d
+            ss[k] += d * d
+
+
+@njit(cache=True)
+def _count_true(mask: np.ndarray) -> int:
+    n = 0
+    for i in range(mask.shape[0]):
+        if mask[i]:
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _rank_ic_block(values: np.ndarray, labels: np.ndarray, universe: np.ndarray, min_obs: int, s0: int, s1: int,
+                   ic: np.ndarray, autocorr: np.ndarray, n_valid: np.ndarray, varying: np.ndarray) -> None:
+    """Sessions ``s0:s1`` of :func:`rank_ic_nb`.
+
+    Per session the factor slab (funds x factors) is ranked for all factors at once by pairwise counting
+    along the factor axis (contiguous, SIMD-friendly) and centred (0 where a value is missing). Where a
+    factor covers exactly the funds that have a label (or the funds it covered on the previous session),
+    the correlation is a dot product of the two centred rank vectors, accumulated for every horizon in
+    one branch-free pass; otherwise the pair is re-ranked on the common funds.
+    """
+    n_s, n_f, n_k = values.shape
+    n_h = labels.shape[0]
+    xs = np.full((2, n_f, n_k), np.inf)  # current / previous slab (rows valid where ``inu``), +inf: missing
+    rs = np.zeros((2, n_f, n_k))  # centred average ranks, 0 where the value is missing
+    vs = np.zeros((2, n_f, n_k))  # 1.0 where the value is present
+    inu = np.zeros((2, n_f), np.bool_)
+    both = np.zeros(n_f, np.bool_)
+    cnts = np.zeros((2, n_k))
+    sxxs = np.zeros((2, n_k))
+    mu = np.empty(n_k)
+    sxy_ac = np.empty(n_k)
+    inter_ac = np.empty(n_k)
+    sxy = np.empty((n_h, n_k))
+    inter = np.empty((n_h, n_k))
+    uidx = np.empty(n_f, np.int64)
+    lab = np.full((n_h, n_f), np.nan)
+    lab_d = np.zeros((n_h, n_f))
+    lab_n = np.zeros(n_h, np.int64)
+    lab_ss = np.zeros(n_h)
+    lv = np.empty(n_f)
+    lr = np.empty(n_f)
+    li = np.empty(n_f, np.int64)
+    col_x = np.empty(n_f)
+    col_y = np.empty(n_f)
+    bx = np.empty(n_f)
+    by = np.empty(n_f)
+    rbx = np.empty(n_f)
+    rby = np.empty(n_f)
+    members = np.empty(n_f, np.int64)
+    sub_r = np.zeros((n_f, n_k))
+    sub_v = np.zeros((n_f, n_k))
+    sub_rp = np.zeros((n_f, n_k))
+    sub_vp = np.zeros((n_f, n_k))
+    sub_cnt = np.zeros((n_h, n_k))
+    sub_ss = np.zeros((n_h, n_k))
+    sub_sxy = np.zeros((n_h, n_k))
+    ac_cnt = np.zeros(n_k)
+    ac_cntp = np.zeros(n_k)
+    ac_ss = np.zeros(n_k)
+    ac_ssp = np.zeros(n_k)
+    ac_sxy = np.zeros(n_k)
+    ac_inter = np.zeros(n_k)
+    first = max(s0 - 1, 0)
+    for s in range(first, s1):
+        c = s & 1
+        pv = 1 - c
+        x = xs[c]
+        r = rs[c]
+        vm = vs[c]
+        cnt = cnts[c]
+        for k in range(n_k):
+            cnt[k] = 0.0
+        # rows of funds outside the universe are stale: every reader checks ``inu`` first; a missing
+        # value is stored as +inf, which never counts as lower than or equal to a present value
+        n_u = 0
+        for i in range(n_f):
+            inu[c, i] = universe[s, i]
+            if universe[s, i]:
+                uidx[n_u] = i
+                n_u += 1
+                xi_ = x[i]
+                ri_ = r[i]
+                vi_ = vm[i]
+                for k in range(n_k):
+                    v = values[s, i, k]
+                    fin = np.isfinite(v)
+                    xi_[k] = v if fin else np.inf
+                    vi_[k] = 1.0 if fin else 0.0
+                    ri_[k] = 0.0
+                    cnt[k] += 1.0 if fin else 0.0
+        _pairwise_counts(x, r, uidx, n_u)
+        # average rank 1 + acc / 2, centred on (n + 1) / 2
+        sxx = sxxs[c]
+        for k in range(n_k):
+            mu[k] = (1.0 - cnt[k]) / 2.0
+            sxx[k] = 0.0
+        for a in range(n_u):
+            ia = uidx[a]
+            ra = r[ia]
+            va = vm[ia]
+            for k in range(n_k):
+                d = (0.5 * ra[k] + mu[k]) * va[k]
+                ra[k] = d
+                sxx[k] += d * d
+        if s < s0:
+            continue
+        for k in range(n_k):
+            n_valid[s, k] = np.int64(cnt[k])
+            varying[s, k] = sxx[k] > 0.0  # some centred rank differs from 0: two distinct values
+        # labels: centred average ranks per horizon
+        for j in range(n_h):
+            n = 0
+            for i in range(n_f):
+                y = labels[j, s, i]
+                if universe[s, i] and np.isfinite(y):
+                    lab[j, i] = y
+                    lv[n] = y
+                    li[n] = i
+                    n += 1
+                else:
+                    lab[j, i] = np.nan
+                lab_d[j, i] = 0.0
+            _count_ranks(lv, n, lr)
+            ml = (n + 1.0) / 2.0
+            for q in range(n):
+                lab_d[j, li[q]] = lr[q] - ml
+            lab_n[j] = n
+            lab_ss[j] = _centered_ss(lr, n)
+        # one pass: rank autocorrelation and the IC at every horizon
+        has_prev = s > 0
+        rp = rs[pv]
+        vp = vs[pv]
+        for k in range(n_k):
+            sxy_ac[k] = 0.0
+            inter_ac[k] = 0.0
+        for j in range(n_h):
+            for k in range(n_k):
+                sxy[j, k] = 0.0
+                inter[j, k] = 0.0
+        for i in range(n_f):
+            both[i] = has_prev and inu[c, i] and inu[pv, i]
+        for a in range(n_u):
+            ia = uidx[a]
+            ra = r[ia]
+            va = vm[ia]
+            if both[ia]:
+                rpa = rp[ia]
+                vpa = vp[ia]
+                for k in range(n_k):
+                    sxy_ac[k] += ra[k] * rpa[k]
+                    inter_ac[k] += va[k] * vpa[k]
+            for j in range(n_h):
+                if not lab[j, ia] == lab[j, ia]:
+                    continue
+                dy = lab_d[j, ia]
+                sj = sxy[j]
+                ij = inter[j]
+                for k in range(n_k):
+                    sj[k] += ra[k] * dy
+                    ij[k] += va[k]
+        # the universe changed since the previous session: re-rank both slabs on the common funds
+        n_both = 0
+        for i in range(n_f):
+            if both[i]:
+                members[n_both] = i
+                n_both += 1
+        uni_changed = has_prev and (n_both != n_u or n_both != _count_true(inu[pv]))
+        if uni_changed and n_both >= min_obs:
+            _subset_ranks(x, members, n_both, sub_r, sub_v, ac_cnt, ac_ss)
+            _subset_ranks(xs[pv], members, n_both, sub_rp, sub_vp, ac_cntp, ac_ssp)
+            for k in range(n_k):
+                ac_sxy[k] = 0.0
+                ac_inter[k] = 0.0
+            for a in range(n_both):
+                ia = members[a]
+                r1 = sub_r[ia]
+                r2 = sub_rp[ia]
+                v1 = sub_v[ia]
+                v2 = sub_vp[ia]
+                for k in range(n_k):
+                    ac_sxy[k] += r1[k] * r2[k]
+                    ac_inter[k] += v1[k] * v2[k]
+        # horizons whose labels miss some funds of the universe: re-rank the slab on the labelled funds
+        for j in range(n_h):
+            nl = lab_n[j]
+            if nl == n_u or nl < min_obs:
+                continue
+            m = 0
+            for i in range(n_f):
+                if lab[j, i] == lab[j, i]:
+                    members[m] = i
+                    m += 1
+            _subset_ranks(x, members, m, sub_r, sub_v, sub_cnt[j], sub_ss[j])
+            for k in range(n_k):
+                sub_sxy[j, k] = 0.0
+            for a in range(m):
+                ia = members[a]
+                dy = lab_d[j, ia]
+                ra = sub_r[ia]
+                sj = sub_sxy[j]
+                for k in range(n_k):
+                    sj[k] += ra[k] * dy
+        for k in range(n_k):
+            n_c = cnt[k]
+            if n_c < min_obs:
+                continue
+            if has_prev and cnts[pv, k] >= min_obs and inter_ac[k] >= min_obs:
+                if inter_ac[k] == n_c and inter_ac[k] == cnts[pv, k]:
+                    # the same funds on both sessions: both centred rank vectors are complete
+                    if sxx[k] > 0.0 and sxxs[pv, k] > 0.0:
+                        autocorr[s, k] = sxy_ac[k] / np.sqrt(sxx[k] * sxxs[pv, k])
+                elif uni_changed and ac_inter[k] == ac_cnt[k] and ac_inter[k] == ac_cntp[k]:
+                    if ac_ss[k] > 0.0 and ac_ssp[k] > 0.0:
+                        autocorr[s, k] = ac_sxy[k] / np.sqrt(ac_ss[k] * ac_ssp[k])
+                else:
+                    for i in range(n_f):
+                        col_x[i] = x[i, k]
+                        col_y[i] = xs[pv, i, k]
+                    autocorr[s, k] = _subset_corr_cols(col_x, col_y, both, n_f, min_obs, bx, by, rbx, rby)
+            for j in range(n_h):
+                nl = lab_n[j]
+                if nl < min_obs or inter[j, k] < min_obs:
+                    continue
+                if inter[j, k] == n_c and n_c == nl:
+                    if sxx[k] > 0.0 and lab_ss[j] > 0.0:
+                        ic[s, k, j] = sxy[j, k] / np.sqrt(sxx[k] * lab_ss[j])
+                elif nl < n_u and sub_cnt[j, k] == nl:
+                    # the factor covers every labelled fund: ranks re-taken on those funds
+                    if sub_ss[j, k] > 0.0 and lab_ss[j] > 0.0:
+                        ic[s, k, j] = sub_sxy[j, k] / np.sqrt(sub_ss[j, k] * lab_ss[j])
+                else:
+                    for i in range(n_f):
+                        col_x[i] = x[i, k]
+                    ic[s, k, j] = _subset_corr_cols(col_x, lab[j], inu[c], n_f, min_obs, bx, by, rbx, rby)
+
+
+@njit(cache=True, parallel=True)
+def rank_ic_nb(values: np.ndarray, labels: np.ndarray, universe: np.ndarray, min_obs: int, n_blocks: int):
+    """Rank IC of every factor against every label horizon on every session, in one pass.
+
+    Returns ``(ic, autocorr, n_valid, varying)``:
+
+    * ``ic[s, k, j]``: Spearman correlation across funds of ``values[s, :, k]`` and ``labels[j, s, :]``
+      over the funds where both are finite and in the universe.
+    * ``autocorr[s, k]``: Spearman correlation of the factor's values at ``s`` and ``s - 1`` over the funds
+      valid on both sessions (rank autocorrelation; one minus it is the factor's rank turnover).
+    * ``n_valid[s, k]``: in-universe funds with a finite value; ``varying[s, k]``: at least two distinct
+      finite values.
+
+    Sessions are processed in ``n_blocks`` contiguous blocks in parallel (each block re-reads the session
+    before it for the autocorrelation); the result does not depend on ``n_blocks``.
+    """
+    n_s, n_f, n_k = values.shape
+    n_h = labels.shape[0]
+    ic = np.full((n_s, n_k, n_h), np.nan)
+    autocorr = np.full((n_s, n_k), np.nan)
+    n_valid = np.zeros((n_s, n_k), np.int64)
+    varying = np.zeros((n_s, n_k), np.bool_)
+    nb_ = max(1, min(n_blocks, n_s))
+    step = (n_s + nb_ - 1) // nb_
+    for b in prange(nb_):
+        s0 = b * step
+        s1 = min(n_s, s0 + step)
+        if s0 < s1:
+            _rank_ic_block(values, labels, universe, min_obs, s0, s1, ic, autocorr, n_valid, varying)
+    return ic, autocorr, n_valid, varying
+
+
+@njit(cache=True)
+def normalized_ranks_nb(values: np.ndarray, universe: np.ndarray, start: int, stop: int):
+    """Centred average ranks scaled to unit norm per (session, factor), rows ``start:stop``.
+
+    Returns ``(ranks[K, R, N], ok[K, R])`` with ``R = stop - start``: ``ranks[k, r, i]`` is zero for a fund
+    without a value, and a whole row is zero (``ok`` False) for a factor with fewer than two distinct
+    values on the session. The dot product of two factors' rows is their Spearman correlation when both
+    cover the same funds (funds missing for one of them contribute zero).
+    """
+    n_f = values.shape[1]
+    n_k = values.shape[2]
+    n_r = stop - start
+    out = np.zeros((n_k, n_r, n_f))
+    ok = np.zeros((n_k, n_r), np.bool_)
+    x = np.full((n_f, n_k), np.nan)
+    acc = np.zeros((n_f, n_k))
+    cnt = np.zeros(n_k)
+    lo = np.empty(n_k)
+    hi = np.empty(n_k)
+    ss = np.zeros(n_k)
+    uidx = np.empty(n_f, np.int64)
+    for s in range(start, stop):
+        n_u = 0
+        for i in range(n_f):
+            if universe[s, i]:
+                uidx[n_u] = i
+                n_u += 1
+        for a in range(n_u):
+            ia = uidx[a]
+            xa = x[ia]
+            aa = acc[ia]
+            for k in range(n_k):
+                v = values[s, ia, k]
+                xa[k] = v if np.isfinite(v) else np.nan
+                aa[k] = 0.0
+        # pairwise counting across all factors at once (see _rank_ic_block)
+        for a in range(n_u):
+            ia = uidx[a]
+            xa = x[ia]
+            aa = acc[ia]
+            for b in range(a + 1, n_u):
+                ib = uidx[b]
+                xb = x[ib]
+                ab = acc[ib]
+                for k in range(n_k):
+                    e = 1.0 if xb[k] == xa[k] else 0.0
+                    aa[k] += (2.0 if xb[k] < xa[k] else 0.0) + e
+                    ab[k] += (2.0 if xa[k] < xb[k] else 0.0) + e
+        for k in range(n_k):
+            cnt[k] = 0.0
+            lo[k] = np.inf
+            hi[k] = -np.inf
+            ss[k] = 0.0
+        for a in range(n_u):
+            xa = x[uidx[a]]
+            for k in range(n_k):
+                v = xa[k]
+                fin = v == v
+                cnt[k] += 1.0 if fin else 0.0
+                lo[k] = v if fin and v < lo[k] else lo[k]
+                hi[k] = v if fin and v > hi[k] else hi[k]
+        for a in range(n_u):
+            ia = uidx[a]
+            xa = x[ia]
+            aa = acc[ia]
+            for k in range(n_k):
+                d = 1.0 + 0.5 * aa[k] - (cnt[k] + 1.0) / 2.0
+                aa[k] = d if xa[k] == xa[k] else 0.0
+                ss[k] += aa[k] * aa[k]
+        r = s - start
+        for k in range(n_k):
+            if cnt[k] < 2.0 or not (lo[k] < hi[k]) or not (ss[k] > 0.0):
+                continue
+            scale = 1.0 / np.sqrt(ss[k])
+            ok[k, r] = True
+            for a in range(n_u):
+                ia = uidx[a]
+                out[k, r, ia] = acc[ia, k] * scale
+    return out, ok
+
+
+# ---------------------------------------------------------------------------------------------- screen
+@njit(cache=True)
+def _ic_window(ic: np.ndarray, k: int, j: int, lo: int, hi: int):
+    """n, mean, std (ddof=1) and hit rate (share with the sign of the mean) of ``ic[lo:hi, k, j]``."""
+    n = 0
+    tot = 0.0
+    for s in range(lo, hi):
+        v = ic[s, k, j]
+        if np.isfinite(v):
+            n += 1
+            tot += v
+    if n == 0:
+        return 0, np.nan, np.nan, np.nan
+    mean = tot / n
+    ss = 0.0
+    hits = 0
+    for s in range(lo, hi):
+        v = ic[s, k, j]
+        if np.isfinite(v):
+            d = v - mean
+            ss += d * d
+            if (v > 0.0 and mean > 0.0) or (v < 0.0 and mean < 0.0):
+                hits += 1
+    std = np.sqrt(ss / (n - 1)) if n > 1 else np.nan
+    return n, mean, std, hits / n
+
+
+@njit(cache=True)
+def window_stats_nb(ic: np.ndarray, autocorr: np.ndarray, n_valid: np.ndarray, varying: np.ndarray,
+                    n_universe: np.ndarray, horizons: np.ndarray, as_of: int, lookback: int):
+    """Window statistics of every factor as of session ``as_of``.
+
+    IC rows for horizon ``h`` are ``s in [as_of - h - lookback + 1, as_of - h]``: the last ``lookback``
+    labels fully realised by ``as_of``. Coverage, rank autocorrelation and variation use factor rows
+    ``[as_of - lookback + 1, as_of]``.
+
+    Returns ``(n_obs[K, H], mean[K, H], std[K, H], hit[K, H], coverage[K], autocorr_mean[K],
+    varying_share[K])``.
+    """
+    n_s, n_k, n_h = ic.shape
+    n_obs = np.zeros((n_k, n_h), np.int64)
+    mean = np.full((n_k, n_h), np.nan)
+    std = np.full((n_k, n_h), np.nan)
+    hit = np.full((n_k, n_h), np.nan)
+    coverage = np.zeros(n_k)
+    ac_mean = np.full(n_k, np.nan)
+    vary = np.zeros(n_k)
+    f_lo = max(as_of - lookback + 1, 0)
+    f_hi = min(as_of + 1, n_s)
+    univ = 0
+    for s in range(f_lo, f_hi):
+        univ += n_universe[s]
+    for k in range(n_k):
+        for j in range(n_h):
+            hi = min(as_of - horizons[j] + 1, n_s)
+            lo = max(hi - lookback, 0)
+            if hi <= lo:
+                continue
+            n, m, sd, ht = _ic_window(ic, k, j, lo, hi)
+            n_obs[k, j] = n
+            mean[k, j] = m
+            std[k, j] = sd
+            hit[k, j] = ht
+        cov = 0
+        na = 0
+        acs = 0.0
+        nv = 0
+        for s in range(f_lo, f_hi):
+            cov += n_valid[s, k]
+            a = autocorr[s, k]
+            if np.isfinite(a):
+                na += 1
+                acs += a
+            if varying[s, k]:
+                nv += 1
+        coverage[k] = cov / univ if univ > 0 else 0.0
+        if na > 0:
+            ac_mean[k] = acs / na
+        if f_hi > f_lo:
+            vary[k] = nv / (f_hi - f_lo)
+    return n_obs, mean, std, hit, coverage, ac_mean, vary
+
+
+@njit(cache=True)
+def _pair_corr(ranks: np.ndarray, ok: np.ndarray, r0: int, r1: int, a: int, b: int) -> float:
+    """Mean over rows ``r0:r1`` (where both factors vary) of the dot product of their normalised ranks."""
+    n_f = ranks.shape[2]
+    n = 0
+    for r in range(r0, r1):
+        if ok[a, r] and ok[b, r]:
+            n += 1
+    if n == 0:
+        return np.nan
+    ra = ranks[a]
+    rb = ranks[b]
+    tot = 0.0
+    for r in range(r0, r1):
+        for i in range(n_f):
+            tot += ra[r, i] * rb[r, i]
+    return tot / n
+
+
+@njit(cache=True)
+def select_factors_nb(strength: np.ndarray, eligible: np.ndarray, ranks: np.ndarray, ranks_ok: np.ndarray, r0: int,
+                      r1: int, top_k: int, threshold: float, corr: np.ndarray):
+    """Greedy de-duplication by factor correlation, strongest first.
+
+    Candidates are the eligible factors in decreasing ``strength`` (|ICIR|; ties by index). A candidate
+    whose mean rank correlation (rows ``r0:r1`` of ``ranks``) with a stronger cluster leader has absolute
+    value above ``threshold`` joins that factor's cluster; otherwise it leads a new cluster and is kept.
+    Stops once ``top_k`` are kept.
+
+    ``corr`` (K x K) may hold precomputed correlations; a NaN entry is computed from ``ranks`` when needed.
+
+    Returns ``(kept[top_k] (-1 padded), leader[K], leader_corr[K])``; ``leader[k]`` is the kept factor
+    whose cluster ``k`` belongs to (itself when kept, -1 when not eligible or never reached).
+    """
+    n_k = strength.shape[0]
+    cand = np.empty(n_k, np.int64)
+    keys = np.empty(n_k)
+    nc = 0
+    for k in range(n_k):
+        if eligible[k]:
+            cand[nc] = k
+            keys[nc] = -strength[k]
+            nc += 1
+    order = np.argsort(keys[:nc], kind="mergesort")
+    kept = np.full(top_k, -1, np.int64)
+    if top_k <= 0:
+        return kept, np.full(n_k, -1, np.int64), np.full(n_k, np.nan)
+    leaders = np.empty(n_k, np.int64)
+    leader = np.full(n_k, -1, np.int64)
+    leader_corr = np.full(n_k, np.nan)
+    n_lead = 0
+    n_kept = 0
+    for q in range(nc):
+        k = cand[order[q]]
+        dup = -1
+        dup_c = 0.0
+        for a in range(n_lead):
+            c = corr[leaders[a], k]
+            if not np.isfinite(c):
+                c = _pair_corr(ranks, ranks_ok, r0, r1, leaders[a], k)
+            if np.isfinite(c) and abs(c) > threshold:
+                dup = leaders[a]
+                dup_c = c
+                break
+        if dup >= 0:
+            leader[k] = dup
+            leader_corr[k] = dup_c
+            continue
+        leaders[n_lead] = k
+        n_lead += 1
+        leader[k] = k
+        leader_corr[k] = 1.0
+        kept[n_kept] = k
+        n_kept += 1
+        if n_kept == top_k:
+            break
+    return kept, leader, leader_corr
+
+
+@njit(cache=True)
+def assign_clusters_nb(eligible: np.ndarray, kept: np.ndarray, ranks: np.ndarray, ranks_ok: np.ndarray, r0: int,
+                       r1: int, threshold: float):
+    """Cluster of every eligible factor relative to the kept ones (for reports).
+
+    ``leader[k]`` is the first kept factor (in selection order) whose mean rank correlation with ``k``
+    exceeds ``threshold`` in absolute value, ``k`` itself when it is kept or duplicates none, -1 when
+    ``k`` is not eligible; ``leader_corr`` is that correlation (1 for itself).
+    """
+    n_k = eligible.shape[0]
+    leader = np.full(n_k, -1, np.int64)
+    leader_corr = np.full(n_k, np.nan)
+    is_kept = np.zeros(n_k, np.bool_)
+    for q in range(kept.shape[0]):
+        if kept[q] >= 0:
+            is_kept[kept[q]] = True
+    for k in range(n_k):
+        if not eligible[k]:
+            continue
+        leader[k] = k
+        leader_corr[k] = 1.0
+        if is_kept[k]:
+            continue
+        for q in range(kept.shape[0]):
+            a = kept[q]
+            if a < 0:
+                break
+            c = _pair_corr(ranks, ranks_ok, r0, r1, a, k)
+            if np.isfinite(c) and abs(c) > threshold:
+                leader[k] = a
+                leader_corr[k] = c
+                break
+    return leader, leader_corr
+
+
+@njit(cache=True)
+def _eligibility(n_obs: int, mean: float, std: float, coverage: float, vary_share: float,
+                 min_n: int, min_coverage: float, min_abs_icir: float, ann: float):
+    """(eligible, annualised ICIR) of one factor at the selection horizon."""
+    if n_obs < min_n or not np.isfinite(mean) or not (std > 0.0):
+        return False, np.nan
+    icir = mean / std * ann
+    ok = coverage >= min_coverage and vary_share > 0.0 and abs(icir) >= min_abs_icir and mean != 0.0
+    return ok, icir
+
+
+@njit(cache=True)
+def selection_path_nb(ic: np.ndarray, n_valid: np.ndarray, varying: np.ndarray, n_universe: np.ndarray,
+                      ranks: np.ndarray, ranks_ok: np.ndarray, ranks_offset: int, sel_horizon: int,
+                      as_of: np.ndarray,
+                      lookback: int, min_n: int, min_coverage: float, min_abs_icir: float,
+                      ann: float, top_k: int, threshold: float, sel_col: int):
+    """The selected factors as of each session in ``as_of`` (the screen of :func:`window_stats_nb`,
+    selection horizon only).
+
+    ``ranks, ranks_ok`` (:func:`normalized_ranks_nb`) cover rows ``ranks_offset:``. Returns ``(kept[A, top_k],
+    sign[A, top_k], icir[A, top_k])`` with -1 / 0 / NaN padding.
+    """
+    n_s, n_k, _ = ic.shape
+    n_a = as_of.shape[0]
+    kept_all = np.full((n_a, top_k), -1, np.int64)
+    sign_all = np.zeros((n_a, top_k))
+    icir_all = np.full((n_a, top_k), np.nan)
+    strength = np.zeros(n_k)
+    eligible = np.zeros(n_k, np.bool_)
+    icir_k = np.full(n_k, np.nan)
+    lazy = np.full((n_k, n_k), np.nan)
+    for a in range(n_a):
+        t = as_of[a]
+        if t < 0:
+            continue
+        hi = min(t - sel_horizon + 1, n_s)
+        lo = max(hi - lookback, 0)
+        f_lo = max(t - lookback + 1, 0)
+        f_hi = min(t + 1, n_s)
+        univ = 0
+        for s in range(f_lo, f_hi):
+            univ += n_universe[s]
+        any_ok = False
+        for k in range(n_k):
+            eligible[k] = False
+            if hi <= lo or univ == 0:
+                continue
+            n, m, sd, _ = _ic_window(ic, k, sel_col, lo, hi)
+            cov = 0
+            nv = 0
+            for s in range(f_lo, f_hi):
+                cov += n_valid[s, k]
+                if varying[s, k]:
+                    nv += 1
+            ok, icir = _eligibility(n, m, sd, cov / univ, nv / (f_hi - f_lo), min_n, min_coverage,
+                                    min_abs_icir, ann)
+            eligible[k] = ok
+            icir_k[k] = icir
+            strength[k] = abs(icir) if ok else 0.0
+            any_ok = any_ok or ok
+        if not any_ok:
+            continue
+        kept, _, _ = select_factors_nb(strength, eligible, ranks, ranks_ok, f_lo - ranks_offset,
+                                       f_hi - ranks_offset, top_k, threshold, lazy)
+        for q in range(top_k):
+            k = kept[q]
+            if k < 0:
+                break
+            kept_all[a, q] = k
+            sign_all[a, q] = 1.0 if icir_k[k] > 0 else -1.0
+            icir_all[a, q] = icir_k[k]
+    return kept_all, sign_all, icir_all
+
+
+# ---------------------------------------------------------------------------------------------- scores
+@njit(cache=True)
+def composite_scores_nb(values: np.ndarray, universe: np.ndarray, rows: np.ndarray, sel_row: np.ndarray,
+                        kept: np.ndarray, sign: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Composite scores on the sessions ``rows``; NaN on every other row.
+
+    For row ``t = rows[q]`` the selection is row ``sel_row[q]`` of ``kept/sign/weight`` (-1: none). Each
+    selected factor is z-scored across the in-universe funds with a value (population std; a factor
+    without dispersion is skipped), multiplied by its sign, and the score of a fund is the
+    ``weight``-weighted mean of the z-scores it has.
+    """
+    n_s, n_f, _ = values.shape
+    top_k = kept.shape[1]
+    out = np.full((n_s, n_f), np.nan)
+    num = np.zeros(n_f)
+    den = np.zeros(n_f)
+    for q in range(rows.shape[0]):
+        t = rows[q]
+        a = sel_row[q]
+        if a < 0:
+            continue
+        for i in range(n_f):
+            num[i] = 0.0
+            den[i] = 0.0
+        for c in range(top_k):
+            k = kept[a, c]
+            if k < 0:
+                break
+            w = weight[a, c]
+            sg = sign[a, c]
+            n = 0
+            tot = 0.0
+            for i in range(n_f):
+                v = values[t, i, k]
+                if universe[t, i] and np.isfinite(v):
+                    n += 1
+                    tot += v
+            if n < 2:
+                continue
+            mu = tot / n
+            ss = 0.0
+            for i in range(n_f):
+                v = values[t, i, k]
+                if universe[t, i] and np.isfinite(v):
+                    ss += (v - mu) * (v - mu)
+            sd = np.sqrt(ss / n)
+            if not (sd > 0.0):
+                continue
+            for i in range(n_f):
+                v = values[t, i, k]
+                if universe[t, i] and np.isfinite(v):
+                    num[i] += w * sg * (v - mu) / sd
+                    den[i] += w
+        for i in range(n_f):
+            if den[i] > 0.0:
+                out[t, i] = num[i] / den[i]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- trading
+@njit(cache=True)
+def select_weights_nb(score: np.ndarray, tradeable: np.ndarray, held: np.ndarray, n_pick: int, buffer: int,
+                      weight: float, out: np.ndarray) -> int:
+    """Top-N selection with a holding buffer; writes target weights into ``out``; returns the count.
+
+    Candidates are tradeable funds with a finite score, ranked by score (descending, ties by column).
+    A held candidate ranked within ``n_pick + buffer`` is kept (best first); free slots go to the best
+    other candidates. Every chosen fund gets ``weight``; everything else 0 (held funds that cannot trade
+    are the caller's business).
+    """
+    n_f = score.shape[0]
+    keys = np.empty(n_f)
+    idx = np.empty(n_f, np.int64)
+    nc = 0
+    for i in range(n_f):
+        out[i] = 0.0
+        if tradeable[i] and np.isfinite(score[i]):
+            idx[nc] = i
+            keys[nc] = -score[i]
+            nc += 1
+    if nc == 0 or n_pick <= 0:
+        return 0
+    order = np.argsort(keys[:nc], kind="mergesort")
+    chosen = 0
+    limit = min(nc, n_pick + buffer)
+    for q in range(limit):
+        i = idx[order[q]]
+        if held[i] and chosen < n_pick:
+            out[i] = weight
+            chosen += 1
+    for q in range(nc):
+        if chosen >= n_pick:
+            break
+        i = idx[order[q]]
+        if out[i] == 0.0:
+            out[i] = weight
+            chosen += 1
+    return chosen
+
+
+@njit(cache=True)
+def _fee(value: float, rate: float, min_fee: float) -> float:
+    f = value * rate
+    return f if f > min_fee else min_fee
+
+
+@njit(cache=True)
+def rebalance_targets_nb(weights: np.ndarray, shares: np.ndarray, cash: float, price: np.ndarray,
+                         value_price: np.ndarray, tradeable: np.ndarray, lot: float, rate: float,
+                         min_fee: float, slippage: float, target: np.ndarray) -> None:
+    """Whole-lot target shares for ``weights`` that the cash can pay for; writes ``target``.
+
+    The portfolio value is ``cash + sum(shares * value_price)``. Funds that cannot trade keep their
+    shares. Sells free cash first (net of slippage and commission); buys are then cut one lot at a
+    time, largest order value first, until their cost with commission fits the cash.
+    """
+    n_f = shares.shape[0]
+    value = cash
+    for i in range(n_f):
+        if shares[i] != 0.0:
+            value += shares[i] * value_price[i]
+    free = cash
+    for i in range(n_f):
+        if not tradeable[i]:
+            target[i] = shares[i]
+            continue
+        tgt = np.floor(weights[i] * value / (price[i] * lot) + 1e-9) * lot if weights[i] > 0.0 else 0.0
+        if tgt < shares[i]:
+            proceeds = (shares[i] - tgt) * price[i] * (1.0 - slippage)
+            fee = _fee(proceeds, rate, min_fee)
+            if proceeds - fee < 0.0:
+                tgt = shares[i]
+            else:
+                free += proceeds - fee
+        target[i] = tgt
+    while True:
+        need = 0.0
+        big = -1
+        big_v = 0.0
+        for i in range(n_f):
+            if tradeable[i] and target[i] > shares[i]:
+                v = (target[i] - shares[i]) * price[i] * (1.0 + slippage)
+                need += v + _fee(v, rate, min_fee)
+                if v > big_v:
+                    big_v = v
+                    big = i
+        if need <= free or big < 0:
+            break
+        target[big] -= lot
+
+
+@njit(cache=True)
+def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, active: np.ndarray,
+              variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
+              max_weight: float, init_cash: float, lot: float, rate: float, min_fee: float,
+              slippage: float, record: bool, equity: np.ndarray, shares_out: np.ndarray,
+              order_out: np.ndarray, fee_out: np.ndarray, slip_out: np.ndarray, weight_out: np.ndarray,
+              cash_out: np.ndarray) -> None:
+    n_s, n_f = trade_price.shape
+    shares = np.zeros(n_f)
+    cash = init_cash
+    w = np.zeros(n_f)
+    target = np.zeros(n_f)
+    tradeable = np.zeros(n_f, np.bool_)
+    held = np.zeros(n_f, np.bool_)
+    vprice = np.zeros(n_f)
+    for t in range(n_s):
+        p = active[t]
+        rebalance = False
+        if p >= 0:
+            rebalance = t % cadence[p] == 0 or (t > 0 and active[t - 1] != p)
+        if rebalance:
+            sc = scores[variant[p], t]
+            any_score = False
+            for i in range(n_f):
+                if np.isfinite(sc[i]):
+                    any_score = True
+                    break
+            if any_score:
+                n_frozen = 0
+                for i in range(n_f):
+                    tp = trade_price[t, i]
+                    tradeable[i] = tp > 0.0
+                    held[i] = shares[i] > 0.0
+                    if tradeable[i]:
+                        vprice[i] = tp
+                    else:
+                        vprice[i] = mark[t - 1, i] if t > 0 else 0.0
+                        if held[i]:
+                            n_frozen += 1
+                select_weights_nb(sc, tradeable, held, top_n[p] - n_frozen, buffer[p],
+                                  min(1.0 / top_n[p], max_weight), w)
+                rebalance_targets_nb(w, shares, cash, trade_price[t], vprice, tradeable, lot, rate, min_fee,
+                                     slippage, target)
+                for i in range(n_f):
+                    d = target[i] - shares[i]
+                    if d < 0.0:
+                        v = -d * trade_price[t, i] * (1.0 - slippage)
+                        f = _fee(v, rate, min_fee)
+                        cash += v - f
+                        shares[i] = target[i]
+                        if record:
+                            order_out[t, i] = d
+                            fee_out[t, i] = f
+                            slip_out[t, i] = -d * trade_price[t, i] * slippage
+                for i in range(n_f):
+                    d = target[i] - shares[i]
+                    if d > 0.0:
+                        v = d * trade_price[t, i] * (1.0 + slippage)
+                        f = _fee(v, rate, min_fee)
+                        cash -= v + f
+                        shares[i] = target[i]
+                        if record:
+                            order_out[t, i] = d
+                            fee_out[t, i] = f
+                            slip_out[t, i] = d * trade_price[t, i] * slippage
+                if record:
+                    for i in range(n_f):
+                        weight_out[t, i] = w[i]
+        val = cash
+        for i in range(n_f):
+            if shares[i] != 0.0:
+                val += shares[i] * mark[t, i]
+        equity[t] = val
+        if record:
+            cash_out[t] = cash
+            for i in range(n_f):
+                shares_out[t, i] = shares[i]
+
+
+@njit(cache=True)
+def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, active: np.ndarray,
+                     variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
+                     max_weight: float, init_cash: float, lot: float, rate: float, min_fee: float,
+                     slippage: float):
+    """One portfolio whose parameter set may change by session (``active[t]``; -1: no trading).
+
+    A session rebalances when ``t % cadence == 0`` for the active set or when the active set changes.
+    ``scores[variant[p], t]`` are the composite scores the set ``p`` trades on at ``t``.
+
+    Returns ``(equity[S], shares[S, N], orders[S, N], commission[S, N], slippage_cost[S, N],
+    weights[S, N], cash[S])``; ``orders`` is the signed share change (0: none), ``weights`` the target
+    weights on rebalance sessions (NaN elsewhere).
+    """
+    n_s, n_f = trade_price.shape
+    equity = np.empty(n_s)
+    shares = np.zeros((n_s, n_f))
+    orders = np.zeros((n_s, n_f))
+    fees = np.zeros((n_s, n_f))
+    slip = np.zeros((n_s, n_f))
+    weights = np.full((n_s, n_f), np.nan)
+    cash = np.empty(n_s)
+    _simulate(trade_price, mark, scores, active, variant, top_n, buffer, cadence, max_weight, init_cash, lot,
+              rate, min_fee, slippage, True, equity, shares, orders, fees, slip, weights, cash)
+    return equity, shares, orders, fees, slip, weights, cash
+
+
+@njit(cache=True, parallel=True)
+def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, variant: np.ndarray,
+                     top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray, max_weight: float,
+                     init_cash: float, lot: float, rate: float, min_fee: float, slippage: float,
+                     start: int) -> np.ndarray:
+    """Equity curves ``(P, S)`` of every parameter set, each traded from session ``start`` on."""
+    n_s, n_f = trade_price.shape
+    n_p = variant.shape[0]
+    out = np.empty((n_p, n_s))
+    dummy2 = np.zeros((1, 1))
+    dummy1 = np.zeros(1)
+    for p in prange(n_p):
+        active = np.full(n_s, -1, np.int64)
+        for t in range(start, n_s):
+            active[t] = p
+        eq = np.empty(n_s)
+        _simulate(trade_price, mark, scores, active, variant, top_n, buffer, cadence, max_weight, init_cash,
+                  lot, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2, dummy2, dummy1)
+        out[p] = eq
+    return out

@@ -1,0 +1,342 @@
+"""The rotation strategy: composite factor score, top-N with a holding buffer, whole board lots.
+
+Decision rule at a rebalance session ``t`` (timing: :mod:`rotation_platform.research.inputs`)
+------------------------------------------------------------------------------------------
+1. The screen as of ``t - 1`` (labels realised by ``t - 1``, lookback ``ic_lookback``) selects up to
+   ``screening.top_k`` factors with their signs and ICIRs.
+2. Each selected factor's row ``t`` is z-scored across the funds that can trade at ``t`` (and pass the
+   optional liquidity filter, see :class:`StrategySpec`); the composite score is the mean of the
+   sign-aligned z-scores, equally weighted or weighted by |ICIR|.
+3. Held funds ranked within ``top_n + buffer`` stay; free slots go to the best-ranked others. Each chosen
+   fund gets ``min(1 / top_n, capital.max_single_weight)`` of the portfolio; the rest stays in cash.
+4. Orders execute at session ``t``'s trade price (``backtest.trade_at``) in whole lots of
+   ``backtest.lot_size`` shares, sells first, with slippage ``backtest.slippage_bps`` and commission
+   ``max(commission_rate * value, min_commission)`` per order. Between rebalances nothing trades.
+
+A session rebalances when its row number is a multiple of ``rebalance_sessions`` (one global schedule,
+shared by every run over the same panel) or when the parameter set changes (walk-forward switches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.config.models import BacktestConfig, CapitalConfig, ScreeningConfig
+from rotation_platform.data.panel import PricePanel
+from rotation_platform.errors import ResearchError
+from rotation_platform.research import nb
+from rotation_platform.research.inputs import FactorLike, align_factors, mark_prices, session_row, trade_prices
+from rotation_platform.research.screen import FactorScreen, SelectionPath
+
+__all__ = ["StrategyParams", "StrategySpec", "TradePlan", "StrategyContext"]
+
+Weighting = Literal["equal", "ic"]
+
+
+@dataclass(frozen=True)
+class StrategyParams:
+    """The tunable parameters of the rotation strategy (one point of the walk-forward grid)."""
+
+    top_n: int
+    rebalance_sessions: int
+    ic_lookback: int
+    weighting: Weighting = "equal"
+    buffer: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.top_n < 1:
+            problems.append(f"top_n={self.top_n} (needs >= 1)")
+        if self.rebalance_sessions < 1:
+            problems.append(f"rebalance_sessions={self.rebalance_sessions} (needs >= 1)")
+        if self.ic_lookback < 2:
+            problems.append(f"ic_lookback={self.ic_lookback} (needs >= 2)")
+        if self.weighting not in ("equal", "ic"):
+            problems.append(f"weighting={self.weighting!r} (use 'equal' or 'ic')")
+        if self.buffer < 0:
+            problems.append(f"buffer={self.buffer} (needs >= 0)")
+        if problems:
+            raise ResearchError("invalid strategy parameters: " + "; ".join(problems))
+
+    @property
+    def label(self) -> str:
+        return (f"top{self.top_n}_reb{self.rebalance_sessions}_lb{self.ic_lookback}_"
+                f"{self.weighting}_buf{self.buffer}")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"top_n": self.top_n, "rebalance_sessions": self.rebalance_sessions,
+                "ic_lookback": self.ic_lookback, "weighting": self.weighting, "buffer": self.buffer}
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """The fixed parts of a strategy: screening, costs and the pool's capital.
+
+    ``liquidity_filter`` makes a fund a candidate at session ``t`` only when a full-weight position
+    (``capital.target_capital * capital.max_single_weight``) stays within ``capital.max_adv_pct`` of
+    its mean daily turnover over the ``adv_window`` sessions before ``t``; held funds that fail it are
+    sold at the next rebalance. The screen (ICs) always uses every fund with a trade price.
+    """
+
+    capital: CapitalConfig
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    selection_horizon: int | None = None
+    min_obs: int = 5
+    min_ic_obs: int | None = None
+    liquidity_filter: bool = False
+    adv_window: int = 20
+
+    def __post_init__(self) -> None:
+        if self.adv_window < 1:
+            raise ResearchError(f"adv_window must be at least 1 session, got {self.adv_window}")
+        h = self.selection_horizon
+        if h is not None and h not in self.screening.horizons:
+            raise ResearchError(f"selection_horizon {h} is not among screening.horizons "
+                                f"{list(self.screening.horizons)}")
+
+
+@dataclass(frozen=True)
+class TradePlan:
+    """The orders and path of one simulated strategy run (all arrays sessions x funds).
+
+    ``orders`` are signed share changes at ``trade_price`` (0: no order); ``shares`` and ``cash`` are the
+    state after each session's orders; ``commission`` and ``slippage_cost`` are CNY per order;
+    ``weights`` are the target weights on rebalance sessions (NaN elsewhere); ``equity`` is marked at
+    ``mark`` (closes forward-filled). ``active`` holds the parameter-set index per session (-1: none)
+    into ``params``.
+    """
+
+    sessions: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    trade_price: np.ndarray
+    mark: np.ndarray
+    orders: np.ndarray
+    shares: np.ndarray
+    commission: np.ndarray
+    slippage_cost: np.ndarray
+    weights: np.ndarray
+    cash: np.ndarray
+    equity: np.ndarray
+    active: np.ndarray
+    params: tuple[StrategyParams, ...]
+    init_cash: float
+    costs: BacktestConfig
+
+    @property
+    def first_trade_row(self) -> int | None:
+        rows = np.flatnonzero((self.orders != 0.0).any(axis=1))
+        return int(rows[0]) if rows.size else None
+
+    def equity_series(self) -> pd.Series:
+        return pd.Series(self.equity, index=self.sessions, name="equity")
+
+    def params_by_session(self) -> pd.Series:
+        labels = np.array([p.label for p in self.params] + [""], dtype=object)
+        return pd.Series(labels[self.active], index=self.sessions, name="params")
+
+
+class StrategyContext:
+    """Everything a pool's strategy runs share: aligned factors, daily ICs, prices, cached selections.
+
+    Build once per pool and factor set; :meth:`run` simulates one parameter set, :meth:`simulate_grid`
+    many at once (the walk-forward grid), :meth:`simulate_plan` one run whose parameter set changes
+    by session (the stitched walk-forward strategy).
+    """
+
+    def __init__(self, factors: FactorLike | tuple[np.ndarray, Sequence[str]], panel: PricePanel, spec: StrategySpec):
+        self.panel = panel
+        self.spec = spec
+        aligned = align_factors(factors, panel)
+        self.screen = FactorScreen(aligned, panel, horizons=tuple(spec.screening.horizons),
+                                   trade_at=spec.backtest.trade_at, min_obs=spec.min_obs,
+                                   annualisation=spec.backtest.annualisation)
+        self.values = aligned.values
+        self.trade_price = trade_prices(panel, spec.backtest.trade_at)
+        self.mark = mark_prices(panel)
+        self.universe = np.isfinite(self.trade_price)
+        self.candidates = self.universe & self.liquid() if spec.liquidity_filter else self.universe
+        self._ranks: tuple[np.ndarray, np.ndarray] | None = None
+        self._selections: dict[int, tuple[np.ndarray, SelectionPath]] = {}
+
+    # ------------------------------------------------------------------------------------ basics
+    @property
+    def sessions(self) -> pd.DatetimeIndex:
+        return self.panel.sessions
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.panel.symbols)
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.panel.sessions)
+
+    def adv(self) -> np.ndarray:
+        """Mean daily turnover (CNY) over the ``adv_window`` sessions before each session (NaN: none)."""
+        amount = self.panel["amount"].where(self.panel["amount"] > 0.0)
+        return amount.rolling(self.spec.adv_window, min_periods=1).mean().shift(1).to_numpy(dtype=np.float64)
+
+    def liquid(self, adv: np.ndarray | None = None) -> np.ndarray:
+        """Where a full-weight position fits ``capital.max_adv_pct`` of the ADV (see :class:`StrategySpec`)."""
+        cap = self.spec.capital
+        need = cap.target_capital * cap.max_single_weight
+        a = self.adv() if adv is None else adv
+        return np.nan_to_num(a) * cap.max_adv_pct >= need
+
+    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised factor ranks of every row and their row flags (cached), for the selections'
+        correlation step."""
+        if self._ranks is None:
+            self._ranks = self.screen.normalized_ranks(0, self.n_sessions)
+        return self._ranks
+
+    # ------------------------------------------------------------------------------------ selections
+    def selections(self, lookback: int, as_of_rows: np.ndarray) -> SelectionPath:
+        """Selections as of ``as_of_rows`` for one lookback (computed once per row and lookback)."""
+        rows = np.unique(np.asarray(as_of_rows, dtype=np.int64))
+        rows = rows[rows >= 0]
+        if rows.size == 0:
+            k = int(self.spec.screening.top_k)
+            return SelectionPath(rows, np.full((0, k), -1, np.int64), np.zeros((0, k)), np.full((0, k), np.nan),
+                                 lookback, self.screen.names)
+        done_rows, done = self._selections.get(lookback, (np.empty(0, np.int64), None))
+        missing = np.setdiff1d(rows, done_rows)
+        if missing.size:
+            new = self.screen.selection_path(missing, self.spec.screening, lookback=lookback,
+                                             selection_horizon=self.spec.selection_horizon,
+                                             min_ic_obs=self.spec.min_ic_obs, ranks=(0, *self.ranks()))
+            if done is None:
+                all_rows, kept, sign, icir = new.as_of, new.kept, new.sign, new.icir
+            else:
+                all_rows = np.concatenate([done.as_of, new.as_of])
+                kept = np.concatenate([done.kept, new.kept])
+                sign = np.concatenate([done.sign, new.sign])
+                icir = np.concatenate([done.icir, new.icir])
+            order = np.argsort(all_rows, kind="mergesort")
+            done = SelectionPath(all_rows[order], kept[order], sign[order], icir[order], lookback, self.screen.names)
+            self._selections[lookback] = (done.as_of, done)
+        if done is None:
+            raise ResearchError(f"no selection computed for lookback {lookback}")
+        pos = np.searchsorted(done.as_of, rows)
+        return SelectionPath(rows, done.kept[pos], done.sign[pos], done.icir[pos], lookback, self.screen.names)
+
+    def scores(self, lookback: int, weighting: Weighting, trade_rows: np.ndarray) -> np.ndarray:
+        """Composite scores (sessions x funds) on ``trade_rows`` from the screens as of the row before."""
+        rows = np.unique(np.asarray(trade_rows, dtype=np.int64))
+        rows = rows[(rows >= 1) & (rows < self.n_sessions)]
+        path = self.selections(lookback, rows - 1)
+        if weighting == "ic":
+            weight = np.abs(np.nan_to_num(path.icir))
+        else:
+            weight = np.where(path.kept >= 0, 1.0, 0.0)
+        sel_row = np.arange(rows.size, dtype=np.int64)
+        return nb.composite_scores_nb(self.values, self.candidates, rows, sel_row, path.kept,
+                                      np.ascontiguousarray(path.sign), np.ascontiguousarray(weight))
+
+    def first_signal_row(self, lookbacks: Sequence[int]) -> int:
+        """The first session row on which some lookback has a selection (as of the row before), searched
+        on a 20-session grid and refined inside the first gap that ends with a selection."""
+        best = self.n_sessions
+        rows = np.arange(1, self.n_sessions, dtype=np.int64)
+        for lb in sorted(set(int(x) for x in lookbacks)):
+            probe = rows[rows - 1 >= lb // 2]
+            # the selection needs min_ic_obs realised ICs: probe coarse rows, then refine
+            coarse = probe[::20]
+            path = self.selections(lb, coarse - 1)
+            hit = np.flatnonzero(path.kept[:, 0] >= 0)
+            if hit.size == 0:
+                continue
+            hi = int(coarse[hit[0]])
+            lo = int(coarse[hit[0] - 1]) if hit[0] > 0 else int(probe[0])
+            fine = np.arange(lo, hi + 1, dtype=np.int64)
+            path = self.selections(lb, fine - 1)
+            first = fine[np.flatnonzero(path.kept[:, 0] >= 0)[0]]
+            best = min(best, int(first))
+        if best >= self.n_sessions:
+            raise ResearchError("no screen selects any factor on this panel: check screening.min_coverage, "
+                                "min_abs_icir and that the factors have values on at least min_obs funds")
+        return best
+
+    # ------------------------------------------------------------------------------------ simulation
+    def _rows_for(self, params: Sequence[StrategyParams], start: int, extra: np.ndarray | None = None) -> np.ndarray:
+        rows = [np.array([start], np.int64)]
+        for c in sorted({p.rebalance_sessions for p in params}):
+            first = start + (-start) % c
+            rows.append(np.arange(first, self.n_sessions, c, dtype=np.int64))
+        if extra is not None:
+            rows.append(np.asarray(extra, np.int64))
+        return np.unique(np.concatenate(rows))
+
+    def _score_cube(self, params: Sequence[StrategyParams], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        variants = sorted({(p.ic_lookback, p.weighting) for p in params})
+        cube = np.empty((len(variants), self.n_sessions, len(self.symbols)))
+        for v, (lb, w) in enumerate(variants):
+            cube[v] = self.scores(lb, w, rows)
+        index = {key: v for v, key in enumerate(variants)}
+        variant = np.array([index[(p.ic_lookback, p.weighting)] for p in params], dtype=np.int64)
+        return cube, variant
+
+    def _param_arrays(self, params: Sequence[StrategyParams]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.array([p.top_n for p in params], np.int64), np.array([p.buffer for p in params], np.int64),
+                np.array([p.rebalance_sessions for p in params], np.int64))
+
+    def _cost_args(self) -> tuple[float, float, float, float, float, float]:
+        bt = self.spec.backtest
+        cap = self.spec.capital
+        return (float(cap.max_single_weight), float(cap.target_capital), float(bt.lot_size),
+                float(bt.commission_rate), float(bt.min_commission), float(bt.slippage_bps) / 1e4)
+
+    def simulate_grid(self, params: Sequence[StrategyParams], start: int) -> np.ndarray:
+        """Equity curves ``(len(params), sessions)`` of every parameter set traded from row ``start``."""
+        if not params:
+            raise ResearchError("the parameter grid is empty")
+        rows = self._rows_for(params, start)
+        cube, variant = self._score_cube(params, rows)
+        top_n, buffer, cadence = self._param_arrays(params)
+        max_w, cash, lot, rate, min_fee, slip = self._cost_args()
+        return nb.simulate_grid_nb(self.trade_price, self.mark, cube, variant, top_n, buffer, cadence, max_w, cash,
+                                   lot, rate, min_fee, slip, int(start))
+
+    def simulate_plan(self, params: Sequence[StrategyParams], active: np.ndarray) -> TradePlan:
+        """One run whose parameter set is ``params[active[t]]`` at session ``t`` (-1: no trading)."""
+        active = np.ascontiguousarray(active, dtype=np.int64)
+        if active.shape != (self.n_sessions,):
+            raise ResearchError(f"active must hold one parameter index per session ({self.n_sessions})")
+        if active.max() >= len(params) or active.min() < -1:
+            raise ResearchError("active holds an index outside the parameter list")
+        live = np.flatnonzero(active >= 0)
+        if live.size == 0:
+            raise ResearchError("no session has an active parameter set")
+        switches = np.flatnonzero(np.diff(np.concatenate([[-1], active])) != 0)
+        rows = self._rows_for(params, int(live[0]), extra=switches[active[switches] >= 0])
+        cube, variant = self._score_cube(params, rows)
+        top_n, buffer, cadence = self._param_arrays(params)
+        max_w, cash, lot, rate, min_fee, slip = self._cost_args()
+        equity, shares, orders, fees, slip_cost, weights, cash_path = nb.simulate_path_nb(
+            self.trade_price, self.mark, cube, active, variant, top_n, buffer, cadence, max_w, cash, lot, rate,
+            min_fee, slip)
+        return TradePlan(self.sessions, self.symbols, self.trade_price, self.mark, orders, shares, fees, slip_cost,
+                         weights, cash_path, equity, active, tuple(params), cash, self.spec.backtest)
+
+    def run(self, params: StrategyParams, *, start: object | None = None) -> TradePlan:
+        """Simulate one parameter set from ``start`` (a session or row; default the first signal row)."""
+        if start is None:
+            first = self.first_signal_row([params.ic_lookback])
+        else:
+            first = session_row(self.sessions, start, what="strategy start")
+        active = np.full(self.n_sessions, -1, np.int64)
+        active[first:] = 0
+        return self.simulate_plan([params], active)
+
+    def selection_at(self, params: StrategyParams, trade_session: object) -> SelectionPath:
+        """The factors the strategy scores with at ``trade_session`` (the screen as of the row before)."""
+        t = session_row(self.sessions, trade_session, what="trade session")
+        if t < 1:
+            raise ResearchError("the first session has no screen before it")
+        return self.selections(params.ic_lookback, np.array([t - 1]))

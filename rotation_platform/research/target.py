@@ -1,0 +1,148 @@
+"""The target portfolio for the next session and the orders that reach it.
+
+Decided at the close of session ``T`` (``decided_at``) for trading at the next session: the screen as of
+``T`` selects the factors, the factor row of the next session (data through ``T``) scores the funds, and
+the same candidates (the optional liquidity filter included), selection and whole-lot sizing as the
+backtest kernel (:func:`nb.select_weights_nb`,
+:func:`nb.rebalance_targets_nb`) turn them into share counts for the pool's capital. Prices default to
+the close of ``T``; pass the live unadjusted prices (and holdings in real shares) when sending orders,
+since lots on back-adjusted prices are not exchange lots.
+
+The factor row of the next session is the factor input's row after ``T`` when the panel has one (a
+historical decision), otherwise ``next_factors`` (funds x factors) computed by the factor engine from
+data through ``T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.errors import ResearchError
+from rotation_platform.research import nb
+from rotation_platform.research.inputs import session_row
+from rotation_platform.research.strategy import StrategyContext, StrategyParams
+
+__all__ = ["TargetPortfolio", "target_portfolio"]
+
+
+@dataclass(frozen=True)
+class TargetPortfolio:
+    decided_at: pd.Timestamp
+    trade_session: pd.Timestamp | None
+    scheduled_rebalance: bool
+    params: StrategyParams
+    factors: tuple[tuple[str, int, float], ...]
+    equity: float
+    cash_after: float
+    table: pd.DataFrame
+
+    @property
+    def orders(self) -> pd.DataFrame:
+        """The non-zero orders, sells first."""
+        o = self.table[self.table["order_shares"] != 0.0]
+        return o.sort_values("order_shares", kind="mergesort")
+
+
+def _by_symbol(values: Mapping[str, float] | pd.Series | np.ndarray | None, symbols: tuple[str, ...],
+               default: np.ndarray, what: str) -> np.ndarray:
+    if values is None:
+        return default.copy()
+    if isinstance(values, np.ndarray):
+        if values.shape != (len(symbols),):
+            raise ResearchError(f"{what} must hold one value per fund of the pool ({len(symbols)})")
+        return values.astype(np.float64)
+    series = pd.Series(values, dtype=np.float64)
+    unknown = sorted(set(series.index) - set(symbols))
+    if unknown:
+        raise ResearchError(f"{what} names funds outside the pool: {unknown}")
+    out = default.copy()
+    for s, v in series.items():
+        out[symbols.index(str(s))] = v
+    return out
+
+
+def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at: object | None = None,
+                     next_factors: np.ndarray | None = None,
+                     holdings: Mapping[str, float] | pd.Series | np.ndarray | None = None, cash: float | None = None,
+                     prices: Mapping[str, float] | pd.Series | np.ndarray | None = None) -> TargetPortfolio:
+    """Target weights, whole-lot shares and orders for the session after ``decided_at``.
+
+    ``holdings`` are current shares by symbol (default none); ``cash`` defaults to the pool's target
+    capital without holdings and to 0 with holdings; ``prices`` default to the closes of ``decided_at``.
+    """
+    n_s = ctx.n_sessions
+    t = n_s - 1 if decided_at is None else session_row(ctx.sessions, decided_at, what="decided_at")
+    symbols = ctx.symbols
+    n_f = len(symbols)
+    if next_factors is not None:
+        row = np.asarray(next_factors, dtype=np.float64)
+        if row.shape != (n_f, ctx.values.shape[2]):
+            raise ResearchError(f"next_factors must be (funds, factors) = ({n_f}, {ctx.values.shape[2]}), "
+                                f"got {row.shape}")
+    elif t + 1 < n_s:
+        row = ctx.values[t + 1]
+    else:
+        raise ResearchError(f"the factor input has no row for the session after {ctx.sessions[t].date()}; pass "
+                            f"next_factors computed from data through that session")
+    close_t = ctx.panel["close"].to_numpy(dtype=np.float64)[t]
+    default_price = np.where(close_t > 0, close_t, np.nan)
+    price = _by_symbol(prices, symbols, default_price, "prices")
+    tradeable = np.isfinite(price) & (price > 0)
+    shares = _by_symbol(holdings, symbols, np.zeros(n_f), "holdings")
+    if (shares < 0).any():
+        raise ResearchError("holdings must not be negative (the strategy is long only)")
+    spec = ctx.spec
+    if cash is None:
+        cash = 0.0 if shares.any() else float(spec.capital.target_capital)
+    held = shares > 0
+    value_price = np.where(tradeable, price, ctx.mark[t])
+    if (held & ~np.isfinite(value_price)).any():
+        bad = [symbols[i] for i in np.flatnonzero(held & ~np.isfinite(value_price))]
+        raise ResearchError(f"held funds without any price to value them: {bad}")
+    candidates = tradeable.copy()
+    if spec.liquidity_filter:
+        recent = ctx.panel["amount"].iloc[max(0, t + 1 - spec.adv_window): t + 1]
+        adv = recent.where(recent > 0.0).mean().to_numpy(dtype=np.float64)  # the ADV known at the close of T
+        candidates &= ctx.liquid(adv[None, :])[0]
+    path = ctx.selections(params.ic_lookback, np.array([t], np.int64))
+    weight = np.abs(np.nan_to_num(path.icir)) if params.weighting == "ic" else np.where(path.kept >= 0, 1.0, 0.0)
+    scores = nb.composite_scores_nb(np.ascontiguousarray(row[None, :, :]), candidates[None, :],
+                                    np.zeros(1, np.int64), np.zeros(1, np.int64), path.kept,
+                                    np.ascontiguousarray(path.sign), np.ascontiguousarray(weight))[0]
+    n_frozen = int((held & ~tradeable).sum())
+    w = np.zeros(n_f)
+    bt = spec.backtest
+    if np.isfinite(scores).any():
+        nb.select_weights_nb(scores, tradeable, held, params.top_n - n_frozen, params.buffer,
+                             min(1.0 / params.top_n, spec.capital.max_single_weight), w)
+    else:
+        raise ResearchError(f"no fund has a composite score for the session after {ctx.sessions[t].date()}: "
+                            f"the screen as of that date selected no factor or the factor row is empty")
+    safe_price = np.where(tradeable, price, 1.0)
+    target = np.zeros(n_f)
+    slip = float(bt.slippage_bps) / 1e4
+    nb.rebalance_targets_nb(w, shares, float(cash), safe_price, np.nan_to_num(value_price), tradeable,
+                            float(bt.lot_size), float(bt.commission_rate), float(bt.min_commission), slip, target)
+    order = target - shares
+    exec_price = np.where(order > 0, safe_price * (1 + slip), safe_price * (1 - slip))
+    value = np.abs(order) * exec_price
+    commission = np.where(order != 0, np.maximum(value * bt.commission_rate, bt.min_commission), 0.0)
+    equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
+    cash_after = float(cash - np.sum(np.sign(order) * value) - commission.sum())
+    ranks = pd.Series(scores, index=list(symbols)).rank(ascending=False, method="first")
+    table = pd.DataFrame({
+        "score": scores, "rank": ranks.to_numpy(), "selected": w > 0, "target_weight": w, "price": price,
+        "tradeable": tradeable, "current_shares": shares, "target_shares": target, "order_shares": order,
+        "side": np.where(order > 0, "buy", np.where(order < 0, "sell", "")),
+        "order_value": np.where(order != 0, value, 0.0), "est_commission": commission,
+        "est_slippage": np.abs(order) * safe_price * slip,
+    }, index=pd.Index(list(symbols), name="symbol"))
+    trade_session = ctx.sessions[t + 1] if t + 1 < n_s else None
+    factors = tuple((path.names[int(k)], int(s), float(ic)) for k, s, ic in zip(path.kept[0], path.sign[0],
+                                                                                 path.icir[0]) if k >= 0)
+    return TargetPortfolio(ctx.sessions[t], trade_session, (t + 1) % params.rebalance_sessions == 0, params,
+                           factors, equity, cash_after, table)
