@@ -4,11 +4,17 @@ ENV PYTHONUNBUFFERED=1 DAGSTER_HOME=/opt/dagster/home NUMBA_CACHE_DIR=/opt/dagst
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./
 COPY rotation_platform ./rotation_platform
-RUN pip install --no-cache-dir -e . "dagster-postgres==0.29.27" "sqlalchemy>=2" "pymysql>=1.1" "redis>=5" "influxdb-client>=1.40"
+# storage clients, pinned to the versions the storage tests run against (dagster-postgres 0.29.27
+# belongs to dagster 1.13.27, pinned in pyproject.toml)
+RUN pip install --no-cache-dir -e . \
+        "dagster-postgres==0.29.27" "psycopg2-binary==2.9.13" \
+        "SQLAlchemy==2.1.9" "PyMySQL==1.2.4" "redis==8.1.0" "influxdb-client==1.50.0" "requests==2.34.2"
 COPY assets ./assets
 COPY resources ./resources
 COPY jobs ./jobs
 COPY configs ./configs
 COPY definitions.py workspace.yaml ./
 COPY deploy ./deploy
-RUN mkdir -p "$DAGSTER_HOME" "$NUMBA_CACHE_DIR" && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+RUN mkdir -p "$DAGSTER_HOME" "$NUMBA_CACHE_DIR" /opt/dagster/data \
+    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+EXPOSE 3000 4000

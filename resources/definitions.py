@@ -1,28 +1,127 @@
 """Pick resource implementations for the environment, in one place.
 
-``ROTATION_ENV``: ``local`` (default; embedded files under the configured data folder) or ``test``.
+``ROTATION_ENV`` chooses the environment, ``storage.backend`` (YAML or
+``ROTATION_STORAGE__BACKEND``) the store:
+
+============  ===============================================================================
+backend       IO manager
+============  ===============================================================================
+``local``     :class:`LocalFilesIOManager` -- Parquet/JSON files under ``storage.data_dir``
+``mysql``     :class:`StoreIOManager` over MySQL (every value as rows)
+``influxdb``  :class:`StoreIOManager` over InfluxDB for time series + MySQL for tables/documents
+============  ===============================================================================
+
+``storage.redis_cache: true`` puts a Redis read-through cache in front of any of them. InfluxDB is
+spoken through the v2 client (``influxdb-client``; org = the database name) when
+``ROTATION_STORAGE__INFLUX_TOKEN`` is set, otherwise through the v1 HTTP API.
+
+Environments differ in how hard a store retries a server before failing the run: ``local`` 3
+attempts (0.5 s, 1 s backoff), ``test`` 3 attempts (0.2 s, 0.4 s) so faults surface fast, ``prod`` 6
+attempts (1 s doubling up to 30 s) to ride out restarts.
+
+Secrets (``ROTATION_STORAGE__MYSQL_PASSWORD``, ``__INFLUX_TOKEN``, ``__INFLUX_PASSWORD``,
+``__REDIS_PASSWORD``) reach resources only as ``dg.EnvVar``: read when a run starts, hidden in the UI.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from rotation_platform.config import load_config, default_config_path
-from resources.io_managers import LocalFilesIOManager
+import dagster as dg
+
+from resources.io_managers import LocalFilesIOManager, StoreIOManager
 from resources.platform import PlatformResource
+from resources.stores import (
+    FileStoreResource,
+    InfluxStoreResource,
+    MySQLStoreResource,
+    RedisCacheResource,
+    RoutedStoreResource,
+    StoreResource,
+)
+from rotation_platform import __version__
+from rotation_platform.config import config_hash, default_config_path, load_config
+from rotation_platform.config.models import StorageConfig
+from rotation_platform.storage.codec import FORMAT_VERSION
 
-ENVIRONMENTS = ("local", "test")
+ENVIRONMENTS = ("local", "test", "prod")
 
 
-def build_resources(env: str | None = None, config_path: str | None = None) -> dict[str, object]:
+@dataclass(frozen=True)
+class EnvironmentProfile:
+    retry_attempts: int
+    retry_base_delay_s: float
+    retry_max_delay_s: float
+
+
+PROFILES = {
+    "local": EnvironmentProfile(3, 0.5, 4.0),
+    "test": EnvironmentProfile(3, 0.2, 1.0),
+    "prod": EnvironmentProfile(6, 1.0, 30.0),
+}
+
+SECRET_ENV = {
+    "mysql_password": "ROTATION_STORAGE__MYSQL_PASSWORD",
+    "influx_token": "ROTATION_STORAGE__INFLUX_TOKEN",
+    "influx_password": "ROTATION_STORAGE__INFLUX_PASSWORD",
+    "redis_password": "ROTATION_STORAGE__REDIS_PASSWORD",
+}
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    """The secret as an ``EnvVar`` when its variable is set (resolved at launch), else None."""
+    var = SECRET_ENV[name]
+    return dg.EnvVar(var) if os.environ.get(var) else None
+
+
+def resolve_environment(env: str | None = None) -> str:
     env = env or os.environ.get("ROTATION_ENV", "local")
     if env not in ENVIRONMENTS:
         raise ValueError(f"ROTATION_ENV={env!r} is not one of {ENVIRONMENTS}")
+    return env
+
+
+def _mysql(storage: StorageConfig, profile: EnvironmentProfile) -> MySQLStoreResource:
+    return MySQLStoreResource(url=storage.mysql_url, password=_secret("mysql_password"),
+                              retry_attempts=profile.retry_attempts, retry_base_delay_s=profile.retry_base_delay_s,
+                              retry_max_delay_s=profile.retry_max_delay_s)
+
+
+def store_resource(storage: StorageConfig, env: str) -> StoreResource:
+    """The store resource for a storage configuration in an environment."""
+    profile = PROFILES[resolve_environment(env)]
+    retry = {"retry_attempts": profile.retry_attempts, "retry_base_delay_s": profile.retry_base_delay_s,
+             "retry_max_delay_s": profile.retry_max_delay_s}
+    if storage.backend == "local":
+        return FileStoreResource(base_dir=str(Path(storage.data_dir)), **retry)
+    if storage.backend == "mysql":
+        return _mysql(storage, profile)
+    token = _secret("influx_token")
+    influx = InfluxStoreResource(url=storage.influx_url, database=storage.influx_database,
+                                 api="v2" if token is not None else "v1", username=storage.influx_username,
+                                 password=_secret("influx_password"), token=token, org=storage.influx_database,
+                                 **retry)
+    return RoutedStoreResource(timeseries=influx, tables=_mysql(storage, profile), **retry)
+
+
+def storage_io_manager(storage: StorageConfig, env: str, namespace: str = "") -> dg.ConfigurableIOManager:
+    """The IO manager every asset stores through."""
+    if storage.backend == "local" and not storage.redis_cache:
+        return LocalFilesIOManager(base_dir=str(Path(storage.data_dir)))
+    cache = None
+    if storage.redis_cache:
+        cache = RedisCacheResource(url=storage.redis_url, password=_secret("redis_password"), namespace=namespace,
+                                   code_version=f"{__version__}.{FORMAT_VERSION}")
+    return StoreIOManager(store=store_resource(storage, env), cache=cache)
+
+
+def build_resources(env: str | None = None, config_path: str | None = None) -> dict[str, object]:
+    env = resolve_environment(env)
     path = str(config_path or default_config_path())
     config = load_config(path)
-    data_dir = Path(config.storage.data_dir)
     return {
         "platform": PlatformResource(config_path=path),
-        "io_manager": LocalFilesIOManager(base_dir=str(data_dir)),
+        "io_manager": storage_io_manager(config.storage, env, namespace=config_hash(config)[:16]),
     }

@@ -38,6 +38,7 @@ from rotation_platform.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "RESERVED_ENV",
+    "RESERVED_PREFIXES",
     "CONFIG_DIR",
     "DEFAULT_CONFIG",
     "default_config_path",
@@ -50,6 +51,12 @@ ENV_PREFIX = "ROTATION_"
 #: Variables that select a deployment or tune the runtime; they are not configuration overrides.
 RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME",
                           "ROTATION_FACTORS_MALLOPT", "ROTATION_FACTORS_WORKERS"})
+#: Prefixes of variables for test and CI tooling (server URLs, ports); never overrides.
+RESERVED_PREFIXES = ("ROTATION_TEST_", "ROTATION_CI_", "ROTATION_BENCH_")
+
+
+def _is_override(var: str) -> bool:
+    return var.startswith(ENV_PREFIX) and var not in RESERVED_ENV and not var.startswith(RESERVED_PREFIXES)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
 
@@ -197,7 +204,7 @@ def _apply_env(doc: dict, env: Mapping[str, str]) -> dict:
     doc = copy.deepcopy(doc)
     secrets = {_env_name(p): p for p in secret_paths()}
     for var in sorted(env):
-        if not var.startswith(ENV_PREFIX) or var in RESERVED_ENV:
+        if not _is_override(var):
             continue
         raw = env[var]
         if var in secrets:
@@ -263,7 +270,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             elif err["type"] == "missing":
                 msg = "required key is missing"
             problems.append((key, msg))
-        overridden = sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in RESERVED_ENV)
+        overridden = sorted(v for v in env if _is_override(v))
         where = str(file) + (f" (with overrides {', '.join(overridden)})" if overridden else "")
         raise ConfigError(where, problems) from None
 

@@ -71,6 +71,7 @@ def test_env_overrides_scalar_list_and_named_pool() -> None:
         "ROTATION_CONFIG": "ignored-by-load_config-when-path-given",
         "ROTATION_FACTORS_WORKERS": "2",  # runtime switches are reserved, not overrides
         "ROTATION_ENV": "local",
+        "ROTATION_TEST_INFLUX_URL": "http://127.0.0.1:18086",  # test tooling, not an override
     }
     config = load_config(CONFIG_DIR / "demo.yaml", env=env)
     assert config.backtest.slippage_bps == 7.5
