@@ -14,6 +14,7 @@ never a secret.
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 from typing import Any
 
 import dagster as dg
@@ -90,8 +91,9 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
 
     _store: Store | None = PrivateAttr(default=None)
 
+    @abstractmethod
     def _make_store(self) -> Store:
-        raise NotImplementedError
+        """The store this IO manager writes to."""
 
     def _get_store(self) -> Store:
         if self._store is None:

@@ -8,6 +8,7 @@ picks them for the environment.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Literal
 
 import dagster as dg
@@ -36,8 +37,9 @@ class StoreResource(dg.ConfigurableResource):
         return RetryPolicy(attempts=self.retry_attempts, base_delay=self.retry_base_delay_s,
                            max_delay=self.retry_max_delay_s)
 
+    @abstractmethod
     def open_store(self) -> Store:
-        raise NotImplementedError(f"{type(self).__name__} does not open a store")
+        """A store for this resource's server and settings."""
 
 
 class FileStoreResource(StoreResource):
