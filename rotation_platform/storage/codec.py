@@ -147,6 +147,11 @@ def _panel_table(panel: PricePanel) -> tuple[pa.Table, dict[str, Any]]:
     return table, meta
 
 
+def _panel_from(table: pa.Table, meta: dict[str, Any]) -> PricePanel:
+    return PricePanel.from_long(table.to_pandas(), sessions=pd.DatetimeIndex(pd.to_datetime(meta["sessions"])),
+                                symbols=meta["symbols"], meta=meta["meta"])
+
+
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
     try:
         return pa.Table.from_pandas(frame, preserve_index=True)
@@ -219,9 +224,7 @@ def decode(spec: dict[str, Any], table: pa.Table) -> Any:
     if kind == KIND_FRAME:
         return table.to_pandas()
     if kind == KIND_PANEL:
-        meta = spec["panel"]
-        return PricePanel.from_long(table.to_pandas(), sessions=pd.DatetimeIndex(pd.to_datetime(meta["sessions"])),
-                                    symbols=meta["symbols"], meta=meta["meta"])
+        return _panel_from(table, spec["panel"])
     raise StorageError(f"unknown stored kind {kind!r}")
 
 
@@ -308,11 +311,9 @@ def encode_file(value: Any) -> tuple[str, bytes]:
     """``(suffix, bytes)`` of the embedded file format."""
     kind = kind_of(value)
     if kind == KIND_PANEL:
-        table = pa.Table.from_pandas(value.to_long(), preserve_index=False)
-        meta = {"kind": "price_panel", "meta": value.meta,
-                "sessions": [str(s.date()) for s in value.sessions], "symbols": value.symbols}
+        table, meta = _panel_table(value)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               _PARQUET_META_KEY: json.dumps(meta, default=str).encode()})
+                                               _PARQUET_META_KEY: json.dumps({"kind": "price_panel", **meta}).encode()})
         return FILE_SUFFIXES[kind], _parquet_bytes(table)
     if kind == KIND_FRAME:
         return FILE_SUFFIXES[kind], _parquet_bytes(_frame_table(value))
@@ -325,9 +326,7 @@ def decode_file(suffix: str, data: bytes, where: str = "<bytes>") -> Any:
             return json.loads(data.decode("utf-8"))
         table = pq.read_table(pa.BufferReader(data))
         if suffix == FILE_SUFFIXES[KIND_PANEL]:
-            meta = json.loads((table.schema.metadata or {})[_PARQUET_META_KEY])
-            return PricePanel.from_long(table.to_pandas(), sessions=pd.DatetimeIndex(pd.to_datetime(meta["sessions"])),
-                                        symbols=meta["symbols"], meta=meta["meta"])
+            return _panel_from(table, json.loads((table.schema.metadata or {})[_PARQUET_META_KEY]))
         if suffix == FILE_SUFFIXES[KIND_FRAME]:
             return table.to_pandas()
     except (OSError, ValueError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:

@@ -42,6 +42,7 @@ GENERATOR_VERSION = "1"
 TICK = 0.001
 LOT = 100
 N_SECTORS = 6
+OTHER_FLAVOURS = ("gold", "bond", "commodity")
 PRICE_LIMIT = float(np.log(1.095))  # exchange daily price limit of +-10%, less rounding room
 TRADING_DAYS = 252
 
@@ -117,48 +118,54 @@ class SyntheticSource(PriceSource):
         if len(self.sessions) < 2:
             raise DataSourceError(f"synthetic range {self.config.start}..{last} has fewer than two "
                                   f"{calendar.code} sessions")
-        self._cache: dict[str, pd.DataFrame] | None = None
+        self._cache: dict[str, pd.DataFrame] = {}
+        self._common: dict[str, object] | None = None
 
     # ------------------------------------------------------------------------------------ generation
-    def _generate(self) -> dict[str, pd.DataFrame]:
+    def _factors(self) -> dict[str, object]:
+        """The common factors every fund loads on (computed once per source)."""
+        if self._common is None:
+            seed, n = self.config.seed, len(self.sessions)
+            market = _garch_factor(seed, "cn_market", n)
+            overseas_own = _garch_factor(seed, "overseas_market", n, drift_scale=0.9, vol_scale=0.85)
+            self._common = {
+                "market": market,
+                "overseas": 0.35 * market + np.sqrt(1 - 0.35 ** 2) * overseas_own,
+                "sectors": [_garch_factor(seed, f"sector{k}", n, drift_scale=0.3, vol_scale=0.55)
+                            for k in range(N_SECTORS)],
+                "gold": _garch_factor(seed, "gold", n, drift_scale=0.3, vol_scale=0.7),
+                "bond": _garch_factor(seed, "bond", n, drift_scale=0.05, vol_scale=0.12) * 0.25 + 0.03 / TRADING_DAYS,
+                "commodity": _garch_factor(seed, "commodity", n, drift_scale=0.2, vol_scale=1.1),
+            }
+        return self._common
+
+    def _generate(self, symbol: str) -> pd.DataFrame:
+        """One fund's bars. A-share funds take sectors, OTHER funds gold/bond/commodity flavours in turn,
+        by their position among the configured funds of their kind (sorted by code)."""
         seed, n = self.config.seed, len(self.sessions)
-        market = _garch_factor(seed, "cn_market", n)
-        overseas_own = _garch_factor(seed, "overseas_market", n, drift_scale=0.9, vol_scale=0.85)
-        overseas = 0.35 * market + np.sqrt(1 - 0.35 ** 2) * overseas_own
-        sectors = [_garch_factor(seed, f"sector{k}", n, drift_scale=0.3, vol_scale=0.55) for k in range(N_SECTORS)]
-        others = {
-            "gold": _garch_factor(seed, "gold", n, drift_scale=0.3, vol_scale=0.7),
-            "bond": _garch_factor(seed, "bond", n, drift_scale=0.05, vol_scale=0.12) * 0.25 + 0.03 / TRADING_DAYS,
-            "commodity": _garch_factor(seed, "commodity", n, drift_scale=0.2, vol_scale=1.1),
-        }
-        out: dict[str, pd.DataFrame] = {}
-        other_cycle = ("gold", "bond", "commodity")
-        a_share_i = other_i = 0
-        for symbol in sorted(self.kinds):
-            kind = self.kinds[symbol]
-            rng = _rng(seed, "fund", symbol)
-            beta = rng.uniform(0.7, 1.3)
-            idio_vol = rng.uniform(0.06, 0.16) / np.sqrt(TRADING_DAYS)
-            if kind is PoolKind.A_SHARE:
-                base = beta * market + 0.9 * sectors[a_share_i % N_SECTORS]
-                a_share_i += 1
-                level = rng.uniform(0.8, 5.0)
-            elif kind is PoolKind.QDII:
-                base = beta * overseas
-                level = rng.uniform(0.9, 4.0)
+        common = self._factors()
+        kind = self.kinds[symbol]
+        position = sorted(s for s, k in self.kinds.items() if k is kind).index(symbol)
+        rng = _rng(seed, "fund", symbol)
+        beta = rng.uniform(0.7, 1.3)
+        idio_vol = rng.uniform(0.06, 0.16) / np.sqrt(TRADING_DAYS)
+        if kind is PoolKind.A_SHARE:
+            base = beta * common["market"] + 0.9 * common["sectors"][position % N_SECTORS]
+            level = rng.uniform(0.8, 5.0)
+        elif kind is PoolKind.QDII:
+            base = beta * common["overseas"]
+            level = rng.uniform(0.9, 4.0)
+        else:
+            flavour = OTHER_FLAVOURS[position % len(OTHER_FLAVOURS)]
+            base = common[flavour]
+            if flavour == "bond":
+                idio_vol *= 0.05
+                level = rng.uniform(95.0, 125.0)
             else:
-                flavour = other_cycle[other_i % len(other_cycle)]
-                other_i += 1
-                base = others[flavour]
-                if flavour == "bond":
-                    idio_vol *= 0.05
-                    level = rng.uniform(95.0, 125.0)
-                else:
-                    level = rng.uniform(1.0, 6.0)
-            ret = base + idio_vol * _student_t(_rng(seed, "idio", symbol), n)
-            ret = np.clip(ret, -PRICE_LIMIT, PRICE_LIMIT)
-            out[symbol] = self._ohlcv(symbol, ret, level, kind)
-        return out
+                level = rng.uniform(1.0, 6.0)
+        ret = base + idio_vol * _student_t(_rng(seed, "idio", symbol), n)
+        ret = np.clip(ret, -PRICE_LIMIT, PRICE_LIMIT)
+        return self._ohlcv(symbol, ret, level, kind)
 
     def _ohlcv(self, symbol: str, ret: np.ndarray, level: float, kind: PoolKind) -> pd.DataFrame:
         seed, n = self.config.seed, len(ret)
@@ -213,8 +220,9 @@ class SyntheticSource(PriceSource):
         if unknown:
             raise DataSourceError(f"synthetic source has no fund {unknown}; it generates the configured "
                                   f"pools' symbols: {sorted(self.kinds)}")
-        if self._cache is None:
-            self._cache = self._generate()
+        for symbol in symbols:
+            if symbol not in self._cache:
+                self._cache[symbol] = self._generate(symbol)
         return {s: RawPrices(symbol=s, frame=self._cache[s].copy(), file=None, layout="synthetic",
                              meta={"synthetic": True, "seed": self.config.seed}) for s in symbols}
 
