@@ -15,4 +15,5 @@ defs = dg.Definitions(
     schedules=ALL_SCHEDULES,
     sensors=ALL_SENSORS,
     resources=build_resources(),
+    executor=dg.in_process_executor,
 )

@@ -1,8 +1,25 @@
-"""Dagster software-defined assets: thin wrappers over ``rotation_platform``."""
+"""Dagster software-defined assets: thin wrappers over ``rotation_platform``.
 
-from assets.prices import PRICE_ASSETS, PRICE_CHECKS
+Per pool and session (``pool_session`` partitions): prices -> factor_panel -> factor_screen ->
+wfo_result -> backtest -> capacity_report -> target_portfolio. Per session: pool_metrics_summary ->
+session_snapshot. The fuses are asset checks declared with the asset that computes them.
+"""
 
-ALL_ASSETS = [*PRICE_ASSETS]
-ALL_CHECKS = [*PRICE_CHECKS]
+import warnings
 
-__all__ = ["ALL_ASSETS", "ALL_CHECKS"]
+import dagster as dg
+
+# single-run backfill policies are marked beta; they are the point of these assets
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from assets.factors import FACTOR_ASSETS  # noqa: E402
+from assets.prices import PRICE_ASSETS  # noqa: E402
+from assets.research import RESEARCH_ASSETS  # noqa: E402
+from assets.summary import SUMMARY_ASSETS  # noqa: E402
+
+POOL_SESSION_ASSETS = [*PRICE_ASSETS, *FACTOR_ASSETS, *RESEARCH_ASSETS]
+SESSION_ASSETS = [*SUMMARY_ASSETS]
+ALL_ASSETS = [*POOL_SESSION_ASSETS, *SESSION_ASSETS]
+ALL_CHECKS: list = []
+
+__all__ = ["ALL_ASSETS", "ALL_CHECKS", "POOL_SESSION_ASSETS", "SESSION_ASSETS"]

@@ -1,10 +1,18 @@
-"""Turn the library's plain summaries into Dagster metadata values."""
+"""Turn the library's plain summaries and fuse results into Dagster metadata and check results."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 import dagster as dg
+import numpy as np
+
+from rotation_platform.production.fuses import FuseResult
+from rotation_platform.storage.errors import StorageUnavailableError
+
+#: every per-pool, per-session asset computes a whole partition range in one pass
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
 def to_dagster_metadata(summary: Mapping[str, object], markdown_keys: tuple[str, ...] = ()) -> dict[str, object]:
@@ -12,14 +20,69 @@ def to_dagster_metadata(summary: Mapping[str, object], markdown_keys: tuple[str,
     for key, value in summary.items():
         if key in markdown_keys and isinstance(value, str):
             out[key] = dg.MetadataValue.md(value)
-        elif isinstance(value, bool):
-            out[key] = dg.MetadataValue.bool(value)
-        elif isinstance(value, int):
-            out[key] = dg.MetadataValue.int(value)
-        elif isinstance(value, float):
-            out[key] = dg.MetadataValue.float(value)
+        elif isinstance(value, bool | np.bool_):
+            out[key] = dg.MetadataValue.bool(bool(value))
+        elif isinstance(value, int | np.integer):
+            out[key] = dg.MetadataValue.int(int(value))
+        elif isinstance(value, float | np.floating):
+            out[key] = dg.MetadataValue.float(float(value))
         elif isinstance(value, (dict, list)):
             out[key] = dg.MetadataValue.json(value)
+        elif value is None:
+            out[key] = dg.MetadataValue.text("")
         else:
             out[key] = dg.MetadataValue.text(str(value))
     return out
+
+
+def check_spec(name: str, asset: str, description: str, *, blocking: bool = True) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description)
+
+
+def check_result(fuse: FuseResult, asset: str) -> dg.AssetCheckResult:
+    """A fuse as an asset check result; WARN fuses never block."""
+    metadata: dict[str, object] = {"summary": dg.MetadataValue.text(fuse.summary),
+                                   "details": dg.MetadataValue.json(_jsonable(fuse.details))}
+    if fuse.table:
+        metadata["table"] = dg.MetadataValue.md(fuse.table)
+    for key, value in fuse.details.items():
+        if isinstance(value, float) and np.isfinite(value):
+            metadata[key] = dg.MetadataValue.float(value)
+    severity = dg.AssetCheckSeverity.ERROR if fuse.severity == "ERROR" else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(check_name=fuse.name, asset_key=asset, passed=bool(fuse.passed), severity=severity,
+                               metadata=metadata, description=fuse.summary)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def per_partition(context: dg.AssetExecutionContext, asset: str, keys: Sequence[str],
+                  rows: Sequence[Mapping[str, object]], last_extra: Mapping[str, object] | None = None) -> None:
+    """Numeric metadata for each partition of the run (Dagster plots them over time), plus markdown and
+    pictures on the last one."""
+    for i, (key, row) in enumerate(zip(keys, rows)):
+        meta = to_dagster_metadata(row)
+        if last_extra and i == len(keys) - 1:
+            meta.update(last_extra)
+        context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
+
+
+@contextlib.contextmanager
+def retry_on_service_errors(attempts: int = 3, wait_s: float = 10.0) -> Iterator[None]:
+    """Turn a server that is down (after the store's own retries) into a step retry; everything else
+    fails at once."""
+    try:
+        yield
+    except (StorageUnavailableError, ConnectionError, TimeoutError) as exc:
+        raise dg.RetryRequested(max_retries=attempts, seconds_to_wait=wait_s) from exc

@@ -1,50 +1,61 @@
-"""Per-pool prices: read, quality-gated, adjusted and aligned to the pool's calendar."""
+"""Per pool and session: the adjusted prices of the session, quality-gated as of that session."""
 
 import dagster as dg
 
-from assets._metadata import to_dagster_metadata
-from assets.partitions import pool_of, pool_partitions
+from assets._metadata import SINGLE_RUN, check_result, check_spec, retry_on_service_errors, to_dagster_metadata
+from assets.partitions import pool_session_partitions, run_scope
 from resources.platform import PlatformResource
-from rotation_platform.data.pipeline import load_pool_prices
-from rotation_platform.data.sources import make_source
+from rotation_platform.production import fuses
 from rotation_platform.reports.prices import price_summary, quality_check_summary
 
 QUALITY_CHECK = "quality_gate"
+
 
 @dg.multi_asset(
     outs={
         "prices": dg.AssetOut(
             group_name="data",
-            description="Adjusted daily OHLCV + amount of the pool's funds on its trading sessions "
-                        "(sessions x funds; shares, CNY).",
-            code_version="1",
+            description="Adjusted daily OHLCV + amount of the pool's funds for the session (funds x fields; "
+                        "shares, CNY), loaded and checked as of that session.",
+            code_version="2",
         ),
         "price_quarantine": dg.AssetOut(
             group_name="data",
-            description="Rows the data-quality gate took out of the prices, with the reason; nothing is dropped silently.",
-            code_version="1",
+            description="Rows the data-quality gate had taken out by the session, with the reason; nothing is "
+                        "dropped silently.",
+            code_version="2",
         ),
     },
-    check_specs=[dg.AssetCheckSpec(QUALITY_CHECK, asset="prices", blocking=True,
-                                   description="Data-quality gate: schema, sessions, OHLC, stale prices, gaps, "
-                                               "unexplained jumps, future dates.")],
-    partitions_def=pool_partitions,
+    check_specs=[
+        check_spec(QUALITY_CHECK, "prices", "Data-quality gate: schema, sessions, OHLC, stale prices, gaps, "
+                                            "unexplained jumps, future dates."),
+        check_spec("index_normalisation", "prices", "Fuse 6: sessions sorted, unique and on the pool's calendar; "
+                                                    "symbols exactly the configured pool."),
+    ],
+    partitions_def=pool_session_partitions,
+    backfill_policy=SINGLE_RUN,
 )
 def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
-    config = platform.config
-    pool = config.pool(pool_of(context))
-    result = load_pool_prices(make_source(config), pool, config.data)
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    with retry_on_service_errors():
+        result = run.prices
     summary = price_summary(result, config_hash=platform.config_hash)
-    panel = result.panel.with_meta(config_hash=platform.config_hash, data_hash=summary["data_hash"])
-    yield dg.Output(panel, output_name="prices",
-                    metadata=to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table")))
-    yield dg.Output(result.quarantine, output_name="price_quarantine",
-                    metadata={"rows": dg.MetadataValue.int(len(result.quarantine))})
+    rows = run.price_rows()
+    quarantine = run.quarantine_by_session()
+    value = {key: quarantine[t] for key, t in zip(keys, sessions)} if len(keys) > 1 else quarantine[sessions[-1]]
+    meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))
+    meta["data_hash"] = dg.MetadataValue.text(run.data_hash(sessions[-1]))
+    meta["sessions_in_run"] = dg.MetadataValue.int(len(keys))
+    yield dg.Output(rows, output_name="prices", metadata=meta)
+    yield dg.Output(value, output_name="price_quarantine",
+                    metadata={"rows": dg.MetadataValue.int(len(quarantine[sessions[-1]]))})
     yield dg.AssetCheckResult(
         check_name=QUALITY_CHECK, asset_key="prices", passed=bool(result.report.passed),
         severity=dg.AssetCheckSeverity.ERROR,
         metadata=to_dagster_metadata(quality_check_summary(result.report), markdown_keys=("findings",)),
     )
+    yield check_result(fuses.index_normalisation(run), "prices")
+
 
 PRICE_ASSETS = [prices]
-PRICE_CHECKS: list = []

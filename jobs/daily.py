@@ -1,14 +1,33 @@
-"""The daily job: every asset of one pool partition."""
+"""Jobs: ``daily`` materialises every per-pool asset of one pool and session (or a session range, as one
+run); ``session_summary`` the cross-pool summary and snapshot of a session (or range).
+
+Both run their steps in one process, so the pool's prices, factors, walk-forward grid and backtest are
+computed once per run and shared by its steps (see ``PlatformResource.pool_run``).
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
+from assets import POOL_SESSION_ASSETS, SESSION_ASSETS
+from assets.partitions import pool_session_partitions, session_partitions
 
 DAILY_JOB = "daily"
+SUMMARY_JOB = "session_summary"
 
 daily_job = dg.define_asset_job(
     DAILY_JOB,
-    selection=dg.AssetSelection.all(),
-    description="Materialise every asset of one pool for the latest completed session.",
+    selection=dg.AssetSelection.assets(*POOL_SESSION_ASSETS),
+    partitions_def=pool_session_partitions,
+    executor_def=dg.in_process_executor,
+    description="One pool and trading session: prices, factor panel, screen, walk-forward, backtest, capacity "
+                "and the target portfolio, with every fuse.",
+)
+
+summary_job = dg.define_asset_job(
+    SUMMARY_JOB,
+    selection=dg.AssetSelection.assets(*SESSION_ASSETS),
+    partitions_def=session_partitions,
+    executor_def=dg.in_process_executor,
+    description="One trading session across pools: the combined metrics summary and the session snapshot.",
 )

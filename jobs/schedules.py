@@ -1,11 +1,13 @@
-"""The daily schedule: 18:00 Asia/Shanghai, on XSHG trading sessions only, every pool."""
+"""The daily schedule (18:00 Asia/Shanghai, XSHG trading sessions only, every pool) and the sensor that
+runs the cross-pool summary once every weighted pool has its target portfolio for the session."""
 
 from __future__ import annotations
 
 import dagster as dg
 import pandas as pd
 
-from jobs.daily import daily_job
+from assets.partitions import POOL_NAMES, pool_session_key, session_partitions
+from jobs.daily import daily_job, summary_job
 from rotation_platform.calendars import get_calendar
 from rotation_platform.config import load_config
 
@@ -25,7 +27,7 @@ def session_run_requests(now: pd.Timestamp) -> list[dg.RunRequest] | dg.SkipReas
             continue
         requests.append(dg.RunRequest(
             run_key=f"{pool.name}|{day.date()}",
-            partition_key=pool.name,
+            partition_key=pool_session_key(pool.name, day),
             tags={"rotation/session": str(day.date()), "rotation/pool": pool.name},
         ))
     if not requests:
@@ -40,4 +42,25 @@ def daily_after_close(context: dg.ScheduleEvaluationContext):
     return session_run_requests(pd.Timestamp(context.scheduled_execution_time))
 
 
+def ready_sessions(materialised: set[str], done: set[str], sessions: list[str]) -> list[str]:
+    """Sessions whose weighted pools all have a target portfolio and that have no summary yet."""
+    config = load_config()
+    weighted = [p.name for p in config.pools if p.summary_weight > 0] or list(POOL_NAMES)
+    return [s for s in sessions if s not in done and all(f"{p}|{s}" in materialised for p in weighted)]
+
+
+@dg.sensor(job=summary_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Runs session_summary for a session once every weighted pool has its target portfolio.")
+def summary_when_pools_done(context: dg.SensorEvaluationContext):
+    recent = session_partitions.get_partition_keys()[-5:]
+    materialised = set(context.instance.get_materialized_partitions(dg.AssetKey("target_portfolio")))
+    done = set(context.instance.get_materialized_partitions(dg.AssetKey("pool_metrics_summary")))
+    ready = ready_sessions({str(k) for k in materialised}, {str(k) for k in done}, recent)
+    if not ready:
+        return dg.SkipReason("no session has every weighted pool's target portfolio without a summary")
+    return [dg.RunRequest(run_key=f"summary|{s}", partition_key=s, tags={"rotation/session": s}) for s in ready]
+
+
 ALL_SCHEDULES = [daily_after_close]
+ALL_SENSORS = [summary_when_pools_done]
+

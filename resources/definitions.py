@@ -124,4 +124,6 @@ def build_resources(env: str | None = None, config_path: str | None = None) -> d
     return {
         "platform": PlatformResource(config_path=path),
         "io_manager": storage_io_manager(config.storage, env, namespace=config_hash(config)[:16]),
+        # the same backend, for assets that read other assets' partitions themselves (summary, snapshot)
+        "storage": store_resource(config.storage, env),
     }

@@ -1,12 +1,15 @@
-"""The platform configuration as a Dagster resource."""
+"""The platform configuration as a Dagster resource, and the run's shared pool computations."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
 import dagster as dg
+import pandas as pd
+from pydantic import PrivateAttr
 
 from rotation_platform.config import PlatformConfig, config_hash, default_config_path, load_config
+from rotation_platform.production.pool_run import PoolRun
 
 
 class PlatformResource(dg.ConfigurableResource):
@@ -14,9 +17,15 @@ class PlatformResource(dg.ConfigurableResource):
 
     ``config_path`` defaults to ``$ROTATION_CONFIG`` or ``configs/demo.yaml``; ``ROTATION_*``
     environment overrides and secrets are applied by the loader.
+
+    :meth:`pool_run` hands every step of a run the same :class:`PoolRun` for a pool and its sessions,
+    so prices, factors, the walk-forward grid and the backtest are computed once per run (the jobs run
+    their steps in one process). A step run on its own computes what it needs itself, with the same
+    result.
     """
 
     config_path: str = ""
+    _runs: dict = PrivateAttr(default_factory=dict)
 
     @cached_property
     def config(self) -> PlatformConfig:
@@ -25,3 +34,12 @@ class PlatformResource(dg.ConfigurableResource):
     @cached_property
     def config_hash(self) -> str:
         return config_hash(self.config)
+
+    def pool_run(self, pool: str, sessions: pd.DatetimeIndex) -> PoolRun:
+        key = (pool, tuple(pd.DatetimeIndex(sessions).asi8))
+        run = self._runs.get(key)
+        if run is None:
+            run = PoolRun(self.config, pool, sessions)
+            self._runs.clear()  # one pool-run at a time: a backfill of many ranges does not pile up memory
+            self._runs[key] = run
+        return run

@@ -31,6 +31,7 @@ __all__ = [
     "DingTalkConfig",
     "EmailConfig",
     "NotificationConfig",
+    "OrchestrationConfig",
     "PlatformConfig",
 ]
 
@@ -190,6 +191,9 @@ class FuseThresholds(_Model):
     min_coverage: float = Field(default=0.80, ge=0.0, le=1.0)
     max_coverage_drop: float = Field(default=0.10, ge=0.0, le=1.0)
     min_effective_factors: PositiveInt = 8
+    max_target_volatility: float = Field(default=0.60, gt=0.0, description="ex-ante annual volatility of a target")
+    max_abs_monthly_return: float = Field(default=0.50, gt=0.0, description="a month beyond +-this is bad data")
+    max_flat_factor_share: Fraction = Field(default=0.5, description="share of factors flat across funds")
 
 
 class StorageConfig(_Model):
@@ -249,6 +253,12 @@ class NotificationConfig(_Model):
     email: EmailConfig = EmailConfig()
 
 
+class OrchestrationConfig(_Model):
+    first_session: dt.date = Field(default=dt.date(2019, 1, 2),
+                                   description="first session partition (the strategy needs history before it)")
+    keep_snapshots: PositiveInt = Field(default=10, description="session snapshots kept")
+
+
 class PlatformConfig(_Model):
     """The whole resolved configuration of one deployment."""
 
@@ -262,6 +272,7 @@ class PlatformConfig(_Model):
     fuses: FuseThresholds = FuseThresholds()
     storage: StorageConfig = StorageConfig()
     notifications: NotificationConfig = NotificationConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
 
     @model_validator(mode="after")
     def _pools_consistent(self) -> "PlatformConfig":

@@ -127,26 +127,38 @@ def _stability(params: list[StrategyParams], chosen: np.ndarray) -> pd.DataFrame
 
 
 def walk_forward(ctx: StrategyContext, config: WFOConfig, *, params: list[StrategyParams] | None = None,
-                 start: int | None = None, pbo_blocks: int = 16) -> WFOResult:
+                 start: int | None = None, pbo_blocks: int = 16, end: int | None = None,
+                 grid_equity: np.ndarray | None = None) -> WFOResult:
     """Walk-forward optimisation of ``ctx``'s strategy over ``config.grid`` (or ``params``).
 
     ``start`` (a row) is where the grid starts trading and the first in-sample window begins; by default
-    the first session on which the longest lookback of the grid has a screen.
+    the first session on which the longest lookback of the grid has a screen. ``end`` (a row, default the
+    last) ends the sample: the result is the one of a panel cut after ``end`` -- every later row is
+    ignored -- so one context serves re-optimisations as of many sessions. ``grid_equity`` may pass
+    ``ctx.simulate_grid(params, start)`` computed once for all of them (it is causal: row ``t`` of it
+    depends on data through ``t`` only).
     """
     plist = grid_params(config.grid) if params is None else list(params)
     if not plist:
         raise ResearchError("wfo.grid is empty")
     if start is None:
         start = ctx.first_signal_row([max(p.ic_lookback for p in plist)])
-    windows = split_windows(ctx.n_sessions, int(start), train=config.train_sessions, test=config.test_sessions,
+    n_use = ctx.n_sessions if end is None else int(end) + 1
+    if not 0 < n_use <= ctx.n_sessions:
+        raise ResearchError(f"walk-forward end row {end} is outside the panel ({ctx.n_sessions} sessions)")
+    windows = split_windows(n_use, int(start), train=config.train_sessions, test=config.test_sessions,
                             embargo=config.embargo_sessions, kind=config.splitter)
     if not windows:
-        raise ResearchError(f"no walk-forward window fits: {ctx.n_sessions - start} sessions from "
-                            f"{ctx.sessions[start].date()} but train {config.train_sessions} + embargo "
+        raise ResearchError(f"no walk-forward window fits: {max(n_use - start, 0)} sessions from "
+                            f"{ctx.sessions[min(start, n_use - 1)].date()} but train {config.train_sessions} + embargo "
                             f"{config.embargo_sessions} + test sessions are needed; shorten wfo.train_sessions")
     ann = int(ctx.spec.backtest.annualisation)
     rf = float(ctx.spec.backtest.risk_free_rate)
-    equity = ctx.simulate_grid(plist, int(start))
+    if grid_equity is None:
+        grid_equity = ctx.simulate_grid(plist, int(start))
+    elif grid_equity.shape != (len(plist), ctx.n_sessions):
+        raise ResearchError(f"grid_equity must be (sets, sessions) = ({len(plist)}, {ctx.n_sessions})")
+    equity = grid_equity[:, :n_use]
     rets = np.zeros_like(equity)
     rets[:, 1:] = equity[:, 1:] / equity[:, :-1] - 1.0
     n_w, n_p = len(windows), len(plist)

@@ -1,0 +1,182 @@
+"""Per pool and session: factor screen, walk-forward result, backtest, capacity and the target portfolio."""
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from assets._metadata import SINGLE_RUN, check_result, check_spec, per_partition, to_dagster_metadata
+from assets.partitions import pool_session_partitions, run_scope
+from resources.platform import PlatformResource
+from rotation_platform.production import fuses
+from rotation_platform.reports.plots import (
+    drawdown_png,
+    equity_png,
+    ic_decay_png,
+    markdown_image,
+    monthly_heatmap_png,
+)
+from rotation_platform.reports.prices import markdown_table
+from rotation_platform.research import monthly_returns
+
+COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN, code_version="1")
+
+
+@dg.asset(
+    **COMMON, group_name="research", deps=["factor_panel"],
+    description="Rank-IC screen of every factor as of the session (labels realised by then): IC mean/std, ICIR, "
+                "t-stat, hit rate per horizon, coverage, turnover, clusters, selected factors with sign.",
+    check_specs=[check_spec("effective_factors", "factor_screen",
+                            "Fuse 3: the screen keeps at least fuses.min_effective_factors factors.")],
+)
+def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource):
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    frame = run.screen_frame()
+    rows = []
+    for t in sessions:
+        res = run.screens[t]
+        h = res.selection_horizon
+        sel = res.stats.loc[res.selected_names] if res.selected else res.stats.iloc[:0]
+        rows.append({"selected": len(res.selected),
+                     "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
+                     "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")})
+    last = run.screens[sessions[-1]]
+    extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary()))}
+    if last.selected:
+        decay = last.decay.loc[last.selected_names]
+        extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
+            ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
+    per_partition(context, "factor_screen", keys, rows, extra)
+    yield dg.Output(frame)
+    yield check_result(fuses.effective_factors(run), "factor_screen")
+
+
+@dg.asset(
+    **COMMON, group_name="research", deps=["factor_screen"],
+    description="Walk-forward optimisation in force at the session: re-optimised on wfo.reoptimise sessions "
+                "(monthly by default), other sessions carry the latest; live parameter set, windows, "
+                "efficiency, PBO, deflated Sharpe, stability.",
+)
+def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    records = {key: run.wfo_record(t) for key, t in zip(keys, sessions)}
+    rows = [{"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
+             "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
+             "reoptimised": bool(r["reoptimised_this_session"])} for r in records.values()]
+    last = records[keys[-1]]
+    windows = pd.DataFrame(last["windows"]).tail(8)
+    live = last["live"] or {}
+    text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
+            f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
+            f"last at {last['reoptimised_at']}\n\n" + markdown_table(windows.set_index("oos_start")))
+    per_partition(context, "wfo_result", keys, rows, {"choice": dg.MetadataValue.md(text),
+                                                       "live_params": dg.MetadataValue.text(str(live.get("params")))})
+    yield dg.Output(records if len(keys) > 1 else last)
+
+
+@dg.asset(
+    **COMMON, group_name="backtest", deps=["wfo_result"],
+    description="vectorbt backtest of the live strategy (monthly re-optimised choices) through the session: "
+                "equity, returns, exposure, costs and every metric as of that session.",
+    check_specs=[check_spec("monthly_returns", "backtest", "Fuse 5: every month's return finite and within "
+                                                           "fuses.max_abs_monthly_return; equity positive.")]
+    + [check_spec(f"{m}_threshold", "backtest", f"Backtest threshold on {m} (WARN).", blocking=False)
+       for m, _, _ in fuses.THRESHOLDS],
+)
+def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    frame = run.backtest_frame()
+    fz = run.config.fuses
+    rows = [{k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return", "drawdown",
+                                                   "monthly_win_rate", "annual_turnover", "var_95")} for t in sessions]
+    bt = run.backtest
+    upto = int(run.rows[-1])
+    first = bt.plan.first_trade_row or 0
+    eq = bt.equity.iloc[first: upto + 1]
+    bench = (1.0 + bt.benchmark_returns.iloc[first: upto + 1]).cumprod()
+    checks = fuses.backtest_thresholds(run, frame)
+    verdicts = pd.DataFrame([{"metric": c.name.removesuffix("_threshold"), "value": c.details["value"],
+                              "threshold": c.details["threshold"], "rule": c.details["operator"],
+                              "verdict": "pass" if c.passed else "FAIL"} for c in checks]).set_index("metric")
+    months = monthly_returns(bt.returns.iloc[first + 1: upto + 1])
+    extra = {
+        "metrics_vs_thresholds": dg.MetadataValue.md(markdown_table(verdicts)),
+        "equity_curve": dg.MetadataValue.md(markdown_image(
+            equity_png(eq, bench, f"{pool}: strategy vs benchmark ({bt.benchmark})"), "equity")),
+        "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
+        "monthly_returns": dg.MetadataValue.md(markdown_image(
+            monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
+        "live_params": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
+        "min_annual_return": dg.MetadataValue.float(fz.min_annual_return),
+    }
+    per_partition(context, "backtest", keys, rows, extra)
+    yield dg.Output(frame)
+    yield check_result(fuses.monthly_returns(run, frame), "backtest")
+    for c in checks:
+        yield check_result(c, "backtest")
+
+
+@dg.asset(
+    **COMMON, group_name="backtest", deps=["backtest"],
+    description="Holdings at the session against 20-session ADV x capital.max_adv_pct and the single-fund "
+                "weight cap (index session x symbol).",
+)
+def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResource):
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    frame = run.capacity_frame()
+    rows = []
+    for t in sessions:
+        block = frame.xs(t, level="session")
+        held = block[block["value"] > 0]
+        peak = float(held["utilisation"].max()) if len(held) else 0.0
+        equity = float(held["value"].sum() / held["weight"].sum()) if len(held) and held["weight"].sum() > 0 else float("nan")
+        rows.append({"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
+                     "weight_breaches": int(block["weight_breach"].sum()),
+                     "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")})
+    last = frame.xs(sessions[-1], level="session")
+    extra = {"holdings": dg.MetadataValue.md(markdown_table(last[last["value"] > 0]))}
+    per_partition(context, "capacity_report", keys, rows, extra)
+    yield dg.Output(frame)
+
+
+@dg.asset(
+    **COMMON, group_name="portfolio", deps=["capacity_report"],
+    description="Target portfolio decided at the close of the session for the next one: weights, whole-lot "
+                "shares and orders from the backtest's holdings (index session x symbol).",
+    check_specs=[
+        check_spec("target_vol_scaling", "target_portfolio", "Fuse 4: weights finite, long-only, within the cap, "
+                                                             "exposure <= 1, cash >= 0, ex-ante volatility sane."),
+        check_spec("metadata_completeness", "target_portfolio", "Fuse 8: pools_used, engine_version, price_field, "
+                                                                "generated_at, config hash and data hash present."),
+    ],
+)
+def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource):
+    pool, sessions, keys = run_scope(context)
+    run = platform.pool_run(pool, sessions)
+    frame = run.target_frame()
+    metas = {str(t.date()): run.run_metadata(t) for t in sessions}
+    rows = []
+    for t in sessions:
+        block = frame.xs(t, level="session")
+        rows.append({"orders": int((block["order_shares"] != 0).sum()),
+                     "exposure": float(block["target_weight"].sum()),
+                     "order_value": float(block["order_value"].sum())})
+    last = frame.xs(sessions[-1], level="session")
+    shown = last[(last["target_weight"] > 0) | (last["order_shares"] != 0)][
+        ["target_weight", "price", "current_shares", "target_shares", "order_shares", "side", "order_value"]]
+    extra = {"target": dg.MetadataValue.md(markdown_table(shown)),
+             **to_dagster_metadata(metas[str(sessions[-1].date())])}
+    per_partition(context, "target_portfolio", keys, rows, extra)
+    yield dg.Output(frame)
+    yield check_result(fuses.target_vol_scaling(run, frame), "target_portfolio")
+    yield check_result(fuses.metadata_completeness(metas), "target_portfolio")
+
+
+def _num(x: object) -> float:
+    return float(x) if x is not None else float("nan")
+
+
+RESEARCH_ASSETS = [factor_screen, wfo_result, backtest, capacity_report, target_portfolio]

@@ -1,0 +1,415 @@
+"""The eight production fuses, as plain functions over a :class:`~.pool_run.PoolRun`.
+
+Each returns a :class:`FuseResult` (passed, severity, a one-line summary, JSON-able details and a
+markdown table) for every session of the run at once; the orchestration layer turns them into asset
+checks. ``ERROR`` fuses stop the downstream steps; ``WARN`` ones only report.
+
+1. ``t_plus_one`` -- the static source scan of the factor code and the runtime no-lookahead proof
+   (every input after ``t - lag`` changed, no factor value at ``<= t`` may move);
+2. ``coverage`` -- share of the factor values that should exist (fund listed, enough history) that do,
+   ``>= fuses.min_coverage`` at every session, and no drop of more than ``fuses.max_coverage_drop``
+   against the previous session;
+3. ``effective_factors`` -- the screen keeps at least ``fuses.min_effective_factors`` factors;
+4. ``target_vol_scaling`` -- the target's weights are finite, long-only, within the single-fund cap, add
+   up to at most 1, leave non-negative cash, and its ex-ante volatility is finite and below
+   ``fuses.max_target_volatility``;
+5. ``monthly_returns`` -- every month of the backtest through the session has a finite return within
+   ``fuses.max_abs_monthly_return``, and equity stays positive;
+6. ``index_normalisation`` -- sessions sorted, unique and on the pool's calendar; symbols exactly the
+   configured pool, in order;
+7. ``zero_variance`` -- no factor is constant over its whole history, and at most
+   ``fuses.max_flat_factor_share`` of the factors are flat across funds at any session of the run;
+8. ``metadata_completeness`` -- pools_used, engine_version, price_field, generated_at, config hash and
+   data hash present and non-empty.
+
+Plus the backtest thresholds (annual return, drawdown, Sharpe, win rate, turnover) as WARN fuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.factors.lookahead import perturb_after, scan_source_for_lookahead
+from rotation_platform.factors.registry import get as get_spec
+from rotation_platform.production.pool_run import PoolRun
+
+__all__ = ["FuseResult", "FUSES", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
+           "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
+           "metadata_completeness", "backtest_thresholds", "static_scan"]
+
+REQUIRED_METADATA = ("pools_used", "engine_version", "price_field", "generated_at", "config_hash", "data_hash")
+FUSES = ("t_plus_one", "coverage", "effective_factors", "target_vol_scaling", "monthly_returns",
+         "index_normalisation", "zero_variance", "metadata_completeness")
+
+
+@dataclass(frozen=True)
+class FuseResult:
+    name: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN"
+    summary: str
+    details: dict[str, object] = field(default_factory=dict)
+    table: str = ""
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("ERROR", "WARN"):
+            raise ValueError(f"severity must be ERROR or WARN, got {self.severity!r}")
+
+
+def _md(frame: pd.DataFrame, max_rows: int = 30) -> str:
+    if frame.empty:
+        return "_nothing to report_"
+    shown = frame.head(max_rows)
+    cols = [str(c) for c in shown.reset_index().columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for rec in shown.reset_index().itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in rec) + " |")
+    if len(frame) > max_rows:
+        lines.append(f"\n_{len(frame) - max_rows} more rows_")
+    return "\n".join(lines)
+
+
+def _cell(v: object) -> str:
+    if isinstance(v, float | np.floating):
+        return "NaN" if not np.isfinite(v) else f"{v:.4g}"
+    if isinstance(v, pd.Timestamp):
+        return str(v.date())
+    return str(v)
+
+
+def _d(t: pd.Timestamp) -> str:
+    return str(pd.Timestamp(t).date())
+
+
+# ------------------------------------------------------------------------------------------ 1. T+1
+@lru_cache(maxsize=4)
+def _scan(paths: tuple[str, ...] | None):
+    return scan_source_for_lookahead(None if paths is None else [Path(p) for p in paths])
+
+
+def static_scan(paths: Sequence[str | Path] | None = None):
+    """The static lookahead scan of the factor sources (cached per process and path set)."""
+    return _scan(None if paths is None else tuple(str(p) for p in paths))
+
+
+def t_plus_one(run: PoolRun, *, scan_paths: Sequence[str | Path] | None = None, seed: int = 0) -> FuseResult:
+    """Static scan + runtime proof at the run's last session ``t`` (which covers every earlier one):
+    the panel is extended by made-up future sessions, every input after ``t - lag`` is changed, and
+    no factor value at a session ``<= t`` may move -- neither against the unchanged extended panel
+    nor against the values the run computed."""
+    scan = static_scan(scan_paths)
+    row = int(run.rows[-1])
+    lag = run.config.factors.lag
+    if row - lag < 0:
+        violations, n_changed = {}, 0
+    else:
+        violations, n_changed = _future_rows_proof(run, row, seed)
+    passed = scan.passed and not violations
+    findings = [str(f) for f in scan.findings]
+    details = {"static_scan_passed": bool(scan.passed), "files_scanned": len(scan.files),
+               "static_findings": findings[:20], "runtime_passed": not violations,
+               "checked_session": _d(run.panel.sessions[row]), "lag": lag, "inputs_changed": int(n_changed),
+               "violations": dict(list(violations.items())[:20])}
+    summary = ("no lookahead: static scan clean and no factor moved when data after t-lag changed"
+               if passed else f"LOOKAHEAD: {len(findings)} static finding(s), {len(violations)} factor(s) moved")
+    table = _md(pd.DataFrame({"factor": list(violations), "max_change": list(violations.values())}).set_index("factor")) \
+        if violations else ""
+    return FuseResult("t_plus_one", passed, "ERROR", summary, details, table)
+
+
+def _future_rows_proof(run: PoolRun, row: int, seed: int) -> tuple[dict[str, float], int]:
+    """Append ``lag`` + 5 made-up sessions after the panel, perturb them, and compare rows <= ``row``."""
+    from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
+
+    panel = run.panel
+    extra = []
+    day = panel.sessions[-1]
+    for _ in range(run.config.factors.lag + 5):
+        day = run.calendar.next_session(day)
+        extra.append(day)
+    index = panel.sessions.append(pd.DatetimeIndex(extra))
+    frames = {f: panel[f].reindex(index).ffill() for f in PRICE_FIELDS}
+    extended = PricePanel(frames, panel.meta)
+    base = np.asarray(run.compute_factors(extended).values)[: row + 1]
+    moved, _, n_changed = perturb_after(extended, row - run.config.factors.lag, seed)
+    other = np.asarray(run.compute_factors(moved).values)[: row + 1]
+    own = np.asarray(run.factors.values)[: row + 1]
+    violations = {}
+    for k, name in enumerate(run.factors.names):
+        for x in (other, own):
+            a, b = base[:, :, k], x[:, :, k]
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            if not same.all():
+                violations[name] = float(np.nanmax(np.abs(np.where(same, 0.0, np.nan_to_num(a - b, nan=np.inf)))))
+    return violations, n_changed
+
+
+# ------------------------------------------------------------------------------------ 2. coverage
+def coverage_series(run: PoolRun) -> pd.Series:
+    """Per panel session: finite factor values / values that should exist (fund has a bar at
+    ``t - lag`` and each factor's minimum history of its own bars by then)."""
+    fp = run.factors
+    vals = np.asarray(fp.values)  # (sessions, funds, factors)
+    close = run.panel["close"].to_numpy(dtype=np.float64)
+    has_bar = np.isfinite(close) & (close > 0)
+    bars = np.cumsum(has_bar, axis=0)
+    lag = run.config.factors.lag
+    bars_lag = np.zeros_like(bars)
+    bars_lag[lag:] = bars[:-lag]
+    bar_lag = np.zeros_like(has_bar)
+    bar_lag[lag:] = has_bar[:-lag]
+    need = np.array([max(int(get_spec(n).min_history), 1) for n in fp.names], dtype=np.int64)
+    expected = bar_lag[:, :, None] & (bars_lag[:, :, None] >= need[None, None, :])
+    have = np.isfinite(vals) & expected
+    n_exp = expected.sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = np.where(n_exp > 0, have.sum(axis=(1, 2)) / n_exp, np.nan)
+    return pd.Series(cov, index=run.panel.sessions, name="coverage")
+
+
+def coverage(run: PoolRun) -> FuseResult:
+    fz = run.config.fuses
+    cov = coverage_series(run)
+    rows = run.rows
+    now = cov.iloc[rows].to_numpy()
+    prev = cov.iloc[np.maximum(rows - 1, 0)].to_numpy()
+    drop = np.where(np.isfinite(prev), prev - now, 0.0)
+    low = ~(now >= fz.min_coverage)
+    fell = drop > fz.max_coverage_drop
+    bad = low | fell
+    frame = pd.DataFrame({"coverage": now, "previous": prev, "drop": drop, "below_min": low, "sudden_drop": fell},
+                         index=pd.Index([_d(t) for t in run.sessions], name="session"))
+    passed = not bad.any()
+    last = float(now[-1])
+    summary = (f"coverage {last:.1%} at {_d(run.sessions[-1])} (min {fz.min_coverage:.0%}, "
+               f"largest drop {np.nanmax(drop):.1%}, allowed {fz.max_coverage_drop:.0%})")
+    if not passed:
+        first = frame[bad].index[0]
+        summary = f"COVERAGE FAILED at {first}: " + summary
+    details = {"coverage": last, "min_coverage": fz.min_coverage, "max_coverage_drop": fz.max_coverage_drop,
+               "failed_sessions": list(frame.index[bad])[:50], "min_in_run": float(np.nanmin(now))}
+    return FuseResult("coverage", passed, "ERROR", summary, details, _md(frame[bad] if not passed else frame.tail(5)))
+
+
+# ------------------------------------------------------------------------------ 3. effective factors
+def effective_factors(run: PoolRun) -> FuseResult:
+    need = run.config.fuses.min_effective_factors
+    counts = pd.Series({_d(t): len(s.selected) for t, s in run.screens.items()}, name="selected")
+    bad = counts[counts < need]
+    last = run.screens[run.sessions[-1]]
+    passed = bad.empty
+    summary = (f"{counts.iloc[-1]} effective factors at {counts.index[-1]} (need {need})" if passed else
+               f"TOO FEW FACTORS: {int(bad.iloc[0])} selected at {bad.index[0]} (need {need}); "
+               f"{len(bad)} session(s) short")
+    top = last.summary().reset_index().rename(columns={"index": "factor"}).set_index("factor")
+    details = {"selected": int(counts.iloc[-1]), "min_effective_factors": need,
+               "short_sessions": list(bad.index)[:50], "factors": last.selected_names}
+    return FuseResult("effective_factors", passed, "ERROR", summary, details, _md(top))
+
+
+# ------------------------------------------------------------------------------ 4. target volatility
+def target_vol_scaling(run: PoolRun, targets: pd.DataFrame, *, window: int = 60) -> FuseResult:
+    fz = run.config.fuses
+    cap = run.pool.capital.max_single_weight
+    close = run.panel["close"]
+    rets = close / close.shift(1) - 1.0
+    problems = []
+    rows = []
+    for t, table in targets.groupby(level="session", sort=True):
+        table = table.droplevel("session")
+        w = table["target_weight"].astype(float)
+        price = table["price"].astype(float)
+        shares = table["target_shares"].astype(float)
+        equity = float(table["equity"].iloc[0])
+        real_w = (shares * price.fillna(0.0)) / equity if equity > 0 else w * np.nan
+        hist = rets.loc[:t].iloc[-window:]
+        cov = hist.cov(min_periods=max(window // 2, 2)).reindex(index=w.index, columns=w.index)
+        held = real_w > 0
+        sub = cov.loc[held, held].to_numpy()
+        x = real_w[held].to_numpy()
+        vol = float(np.sqrt(x @ sub @ x * run.config.backtest.annualisation)) if held.any() else 0.0
+        issues = []
+        if not np.isfinite(w).all() or not np.isfinite(real_w).all():
+            issues.append("non-finite weight")
+        if (w < 0).any() or (shares < 0).any():
+            issues.append("negative weight")
+        if (real_w > cap + 0.01).any():
+            issues.append(f"weight above cap {cap:.0%}")
+        if real_w.sum() > 1.0 + 1e-9:
+            issues.append(f"gross exposure {real_w.sum():.3f} > 1")
+        if float(table["cash_after"].iloc[0]) < -1e-6:
+            issues.append("negative cash")
+        if not np.isfinite(vol):
+            issues.append("ex-ante volatility not finite")
+        elif vol > fz.max_target_volatility:
+            issues.append(f"ex-ante volatility {vol:.1%} > {fz.max_target_volatility:.0%}")
+        rows.append({"session": _d(t), "exposure": float(real_w.sum()), "max_weight": float(real_w.max()),
+                     "ex_ante_vol": vol, "issues": "; ".join(issues)})
+        if issues:
+            problems.append((_d(t), issues))
+    frame = pd.DataFrame(rows).set_index("session")
+    passed = not problems
+    last = frame.iloc[-1]
+    summary = (f"exposure {last['exposure']:.1%}, max weight {last['max_weight']:.1%}, ex-ante vol "
+               f"{last['ex_ante_vol']:.1%} at {frame.index[-1]}")
+    if not passed:
+        summary = f"TARGET SCALING FAILED at {problems[0][0]}: {', '.join(problems[0][1])}"
+    details = {"exposure": float(last["exposure"]), "ex_ante_volatility": float(last["ex_ante_vol"]),
+               "max_target_volatility": fz.max_target_volatility, "failed_sessions": [p[0] for p in problems][:50]}
+    return FuseResult("target_vol_scaling", passed, "ERROR", summary, details,
+                      _md(frame[frame["issues"] != ""] if not passed else frame.tail(5)))
+
+
+# --------------------------------------------------------------------------------- 5. monthly returns
+def monthly_returns(run: PoolRun, frame: pd.DataFrame) -> FuseResult:
+    limit = run.config.fuses.max_abs_monthly_return
+    bt = run.backtest
+    first = bt.plan.first_trade_row or 0
+    problems = []
+    for t, row in zip(run.sessions, run.rows):
+        m = float(frame.loc[t, "max_abs_monthly_return"])
+        eq_ok = bool((bt.equity.iloc[: int(row) + 1] > 0).all())
+        if int(row) > first and (not np.isfinite(m) or m > limit):
+            problems.append((_d(t), f"a month of {m:.1%} (limit {limit:.0%})"))
+        elif not eq_ok:
+            problems.append((_d(t), "equity not positive"))
+    from rotation_platform.research import monthly_returns as months_of
+
+    live = bt.returns.iloc[first: int(run.rows[-1]) + 1]
+    months = months_of(live).tail(12)
+    table = pd.DataFrame({"return": months.to_numpy()}, index=pd.Index([str(d)[:7] for d in months.index], name="month"))
+    passed = not problems
+    summary = (f"every month within ±{limit:.0%} (largest {float(frame['max_abs_monthly_return'].iloc[-1]):.1%})"
+               if passed else f"MONTHLY RETURN FAILED at {problems[0][0]}: {problems[0][1]}")
+    details = {"max_abs_monthly_return": _num(frame["max_abs_monthly_return"].iloc[-1]), "limit": limit,
+               "failed_sessions": [p[0] for p in problems][:50]}
+    return FuseResult("monthly_returns", passed, "ERROR", summary, details, _md(table))
+
+
+# ---------------------------------------------------------------------------- 6. index normalisation
+def index_normalisation(run: PoolRun) -> FuseResult:
+    panel = run.panel
+    issues = []
+    s = panel.sessions
+    if not s.is_monotonic_increasing:
+        issues.append("sessions are not sorted")
+    if s.has_duplicates:
+        issues.append(f"duplicate sessions {[_d(x) for x in s[s.duplicated()][:5]]}")
+    off = [x for x in s if not run.calendar.is_session(x)]
+    if off:
+        issues.append(f"{len(off)} non-session date(s) of {run.pool.calendar}, first {_d(off[0])}")
+    expected = list(run.pool.symbols)
+    if list(panel.symbols) != expected:
+        extra = sorted(set(panel.symbols) - set(expected))
+        lacking = sorted(set(expected) - set(panel.symbols))
+        issues.append(f"symbols differ from pool {run.pool.name}: extra {extra}, missing {lacking}"
+                      + ("" if extra or lacking else ", order differs"))
+    for f in ("open", "high", "low", "close", "volume", "amount"):
+        fr = panel[f]
+        if not fr.index.equals(s) or list(fr.columns) != list(panel.symbols):
+            issues.append(f"field {f} is not aligned to the sessions x symbols index")
+    missing = run.sessions.difference(s)
+    if len(missing):
+        issues.append(f"run sessions missing from the panel: {[_d(x) for x in missing[:5]]}")
+    passed = not issues
+    summary = (f"{len(s)} sorted unique {run.pool.calendar} sessions x {len(panel.symbols)} configured symbols"
+               if passed else "INDEX NOT NORMALISED: " + "; ".join(issues))
+    return FuseResult("index_normalisation", passed, "ERROR", summary,
+                      {"sessions": len(s), "symbols": list(panel.symbols), "issues": issues})
+
+
+# --------------------------------------------------------------------------------- 7. zero variance
+def zero_variance(run: PoolRun) -> FuseResult:
+    limit = run.config.fuses.max_flat_factor_share
+    fp = run.factors
+    vals = np.asarray(fp.values)  # (s, f, k)
+    finite = np.isfinite(vals)
+    with np.errstate(invalid="ignore"):
+        lo = np.where(finite, vals, np.inf).min(axis=(0, 1))
+        hi = np.where(finite, vals, -np.inf).max(axis=(0, 1))
+    constant = [fp.names[k] for k in range(len(fp.names)) if finite[:, :, k].sum() > 1 and lo[k] == hi[k]]
+    rows = []
+    for t, row in zip(run.sessions, run.rows):
+        x = vals[int(row)]  # (funds, factors)
+        ok = np.isfinite(x)
+        n_ok = ok.sum(axis=0)
+        with np.errstate(invalid="ignore"):
+            xmin = np.where(ok, x, np.inf).min(axis=0)
+            xmax = np.where(ok, x, -np.inf).max(axis=0)
+        judged = n_ok >= 2
+        flat = judged & (xmin == xmax)
+        share = float(flat.sum() / judged.sum()) if judged.any() else 1.0
+        rows.append({"session": _d(t), "flat_share": share, "judged": int(judged.sum()),
+                     "flat": ", ".join(fp.names[k] for k in np.flatnonzero(flat)[:8])})
+    frame = pd.DataFrame(rows).set_index("session")
+    bad = frame[frame["flat_share"] > limit]
+    passed = not constant and bad.empty
+    if passed:
+        summary = f"no constant factor; {frame['flat_share'].iloc[-1]:.1%} flat across funds at {frame.index[-1]}"
+    elif constant:
+        summary = f"ZERO VARIANCE: {len(constant)} factor(s) constant over their whole history: {constant[:5]}"
+    else:
+        summary = (f"ZERO VARIANCE: {bad['flat_share'].iloc[0]:.0%} of factors flat across funds at "
+                   f"{bad.index[0]} (limit {limit:.0%})")
+    details = {"constant_factors": constant[:50], "flat_share": float(frame["flat_share"].iloc[-1]),
+               "max_flat_factor_share": limit, "failed_sessions": list(bad.index)[:50]}
+    return FuseResult("zero_variance", passed, "ERROR", summary, details, _md(bad if not passed else frame.tail(5)))
+
+
+# ---------------------------------------------------------------------------- 8. metadata completeness
+def metadata_completeness(metadata: Mapping[str, Mapping[str, object]]) -> FuseResult:
+    """``metadata``: per session, the run metadata of the published values."""
+    missing: dict[str, list[str]] = {}
+    for session, meta in metadata.items():
+        lack = [k for k in REQUIRED_METADATA if k not in meta or meta[k] in (None, "", [], {})]
+        if lack:
+            missing[str(session)] = lack
+    passed = not missing
+    last = list(metadata.values())[-1] if metadata else {}
+    summary = ("pools_used, engine_version, price_field, generated_at, config_hash, data_hash present"
+               if passed and metadata else
+               f"METADATA INCOMPLETE: {next(iter(missing.items())) if missing else 'no metadata'}")
+    return FuseResult("metadata_completeness", passed and bool(metadata), "ERROR", summary,
+                      {"required": list(REQUIRED_METADATA), "missing": dict(list(missing.items())[:20]),
+                       "last": {k: last.get(k) for k in REQUIRED_METADATA}})
+
+
+# ----------------------------------------------------------------------------- backtest thresholds
+THRESHOLDS = (
+    ("annual_return", "min_annual_return", ">="),
+    ("max_drawdown", "max_drawdown", ">="),
+    ("sharpe", "min_sharpe", ">="),
+    ("monthly_win_rate", "min_monthly_win_rate", ">="),
+    ("annual_turnover", "max_annual_turnover", "<="),
+)
+
+
+def backtest_thresholds(run: PoolRun, frame: pd.DataFrame) -> list[FuseResult]:
+    """One WARN fuse per threshold, judged on the metrics as of the run's last session."""
+    fz = run.config.fuses
+    last = frame.iloc[-1]
+    out = []
+    for metric, key, op in THRESHOLDS:
+        value = float(last[metric])
+        limit = float(getattr(fz, key))
+        ok = bool(np.isfinite(value) and (value >= limit if op == ">=" else value <= limit))
+        out.append(FuseResult(f"{metric}_threshold", ok, "WARN",
+                              f"{metric} {value:.4g} {op} {limit:.4g}: {'pass' if ok else 'FAIL'} "
+                              f"as of {_d(frame.index[-1])}",
+                              {"value": _num(value), "threshold": limit, "operator": op,
+                               "session": _d(frame.index[-1])}))
+    return out
+
+
+def _num(x: object) -> float | None:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None

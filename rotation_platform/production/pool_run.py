@@ -1,0 +1,468 @@
+"""One pool's production outputs for a run of trading sessions, computed in one vectorised pass.
+
+A :class:`PoolRun` covers the sessions ``t_1 < ... < t_n`` of a run -- one session for the daily run,
+a whole range for a single-run backfill -- and produces, for every one of them, exactly what a daily
+run of that session alone produces (the backfill-equals-daily guarantee):
+
+* the adjusted prices are loaded once, as of ``t_n``; every value at ``t`` reads rows ``<= t`` only;
+* the factor panel is computed once (factor row ``t`` uses data through ``t - lag``);
+* the screen as of ``t`` uses labels realised by ``t``;
+* the walk-forward grid is simulated once (its equity at row ``t`` depends on data through ``t``); the
+  strategy is re-optimised on ``wfo.reoptimise`` sessions ``r``: the live parameter set chosen at
+  the close of ``r`` (best in-sample objective over the ``train_sessions`` ending at ``r``) trades from
+  ``r + 1`` until the next re-optimisation; the walk-forward diagnostics as of ``t`` are those of
+  the panel cut after ``r(t)``, the latest re-optimisation on or before ``t``;
+* the backtest replays the live choices (the production strategy) through vectorbt once; metrics
+  as of ``t`` use returns through ``t``;
+* the target portfolio decided at the close of ``t`` uses the screen as of ``t``, the factor row
+  of the next session (data through ``t``) and the backtest's holdings at ``t``.
+
+Values for a session therefore never depend on which other sessions share the run. Stored values
+carry no wall-clock time; run metadata (with ``generated_at``) is separate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform import ENGINE_VERSION
+from rotation_platform.calendars import get_calendar
+from rotation_platform.config.models import PlatformConfig
+from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
+from rotation_platform.data.pipeline import PoolPrices, load_pool_prices
+from rotation_platform.data.sources import make_source
+from rotation_platform.errors import DataSourceError, ResearchError
+from rotation_platform.factors import FactorPanel, compute_cross_section, compute_panel
+from rotation_platform.production.cadence import reoptimisation_flags, reoptimisation_rows
+from rotation_platform.research import (
+    BacktestResult,
+    ScreenResult,
+    StrategyContext,
+    StrategySpec,
+    WFOResult,
+    backtest,
+    grid_params,
+    historical_var,
+    monthly_returns,
+    objective_matrix,
+    performance_metrics,
+    target_portfolio,
+    walk_forward,
+)
+
+__all__ = ["PoolRun", "FactorFunction", "data_hash_chain"]
+
+FactorFunction = Callable[[PricePanel], FactorPanel]
+METRIC_FIELDS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+                 "monthly_win_rate", "annual_turnover", "cost_drag")
+#: panel metadata that depends on how the run was cut, not on the data: left out of stored values
+_RUN_META = ("asof", "end", "through", "generated_at")
+
+
+def data_hash_chain(panel: PricePanel) -> list[str]:
+    """Per session, a hash of every price row through it (chained, so the hash at ``t`` covers rows
+    ``<= t`` and is the same however far the panel extends)."""
+    stacked = np.stack([panel[f].to_numpy(dtype=np.float64) for f in PRICE_FIELDS], axis=1)  # (s, fields, funds)
+    head = hashlib.sha256(("|".join(panel.symbols) + "#" + ",".join(PRICE_FIELDS)).encode()).digest()
+    out = []
+    h = head
+    for i, day in enumerate(panel.sessions):
+        h = hashlib.sha256(h + str(day.date()).encode() + np.ascontiguousarray(stacked[i]).tobytes()).digest()
+        out.append(h.hex()[:16])
+    return out
+
+
+def _nan_metrics() -> dict[str, float]:
+    return {k: float("nan") for k in METRIC_FIELDS}
+
+
+class PoolRun:
+    """Everything one pool produces for ``sessions`` (see the module docstring).
+
+    ``factor_function`` replaces the factor engine (it must behave like
+    ``compute_panel(panel, config.factors)``); the no-lookahead fuse checks whatever is used.
+    """
+
+    def __init__(self, config: PlatformConfig, pool: str, sessions: Sequence[object], *,
+                 source: Any | None = None, factor_function: FactorFunction | None = None):
+        self.config = config
+        self.pool = config.pool(pool)
+        idx = pd.DatetimeIndex(pd.to_datetime(list(sessions))).normalize().unique().sort_values()
+        if idx.empty:
+            raise ResearchError(f"pool {pool}: a run needs at least one session")
+        self.sessions = idx
+        self.through = idx[-1]
+        self.calendar = get_calendar(self.pool.calendar)
+        self._source = source
+        self._factor_function = factor_function
+        self._wfo: dict[int, WFOResult] = {}
+
+    # ------------------------------------------------------------------------------------------ data
+    @cached_property
+    def prices(self) -> PoolPrices:
+        source = self._source if self._source is not None else make_source(self.config, end=self.through.date())
+        return load_pool_prices(source, self.pool, self.config.data, asof=self.through.date())
+
+    @cached_property
+    def panel(self) -> PricePanel:
+        panel = self.prices.panel
+        missing = self.sessions.difference(panel.sessions)
+        if len(missing):
+            last = str(panel.sessions[-1].date()) if len(panel.sessions) else "no data"
+            raise DataSourceError(f"pool {self.pool.name}: no prices for session(s) "
+                                  f"{[str(d.date()) for d in missing[:5]]}{' ...' if len(missing) > 5 else ''} "
+                                  f"(the source's data ends {last})")
+        return panel
+
+    @cached_property
+    def rows(self) -> np.ndarray:
+        """Panel rows of the run's sessions."""
+        return np.asarray(self.panel.sessions.get_indexer(self.sessions), dtype=np.int64)
+
+    @cached_property
+    def data_hashes(self) -> list[str]:
+        return data_hash_chain(self.panel)
+
+    def data_hash(self, session: object) -> str:
+        return self.data_hashes[int(self.panel.sessions.get_loc(pd.Timestamp(session)))]
+
+    def stored_meta(self) -> dict[str, object]:
+        return {k: v for k, v in self.panel.meta.items() if k not in _RUN_META}
+
+    def price_rows(self) -> PricePanel:
+        """The adjusted bars of the run's sessions."""
+        frames = {f: self.panel[f].loc[self.sessions] for f in PRICE_FIELDS}
+        return PricePanel(frames, {**self.stored_meta(), "pool": self.pool.name})
+
+    def quarantine_by_session(self) -> dict[pd.Timestamp, pd.DataFrame]:
+        """The quarantined rows the gate had seen by each session (dated on or before it, or undated);
+        rows merely after the run's as-of date are not quarantined data and are left out."""
+        q = self.prices.quarantine
+        q = q[q["reason"] != "after_asof"] if "reason" in q.columns else q
+        dates = pd.to_datetime(q["date"], errors="coerce") if "date" in q.columns else pd.Series(pd.NaT, index=q.index)
+        out = {}
+        for t in self.sessions:
+            keep = dates.isna() | (dates <= t)
+            out[t] = q[keep.to_numpy()].reset_index(drop=True)
+        return out
+
+    # --------------------------------------------------------------------------------------- factors
+    @cached_property
+    def factors(self) -> FactorPanel:
+        if self._factor_function is not None:
+            return self._factor_function(self.panel)
+        return compute_panel(self.panel, self.config.factors, price_field=self.config.data.price_field)
+
+    def compute_factors(self, panel: PricePanel) -> FactorPanel:
+        """The factor function this run uses, on another panel (for the no-lookahead fuse)."""
+        if self._factor_function is not None:
+            return self._factor_function(panel)
+        return compute_panel(panel, self.config.factors, price_field=self.config.data.price_field)
+
+    def factor_frame(self) -> pd.DataFrame:
+        """Factor values of the run's sessions: index (session, symbol), one column per factor."""
+        fp = self.factors
+        vals = np.asarray(fp.values)[self.rows]  # (sessions, funds, factors)
+        n_s, n_f, n_k = vals.shape
+        index = pd.MultiIndex.from_product([self.sessions, list(self.panel.symbols)], names=["session", "symbol"])
+        return pd.DataFrame(vals.reshape(n_s * n_f, n_k).astype(np.float64), index=index, columns=list(fp.names))
+
+    # ----------------------------------------------------------------------------------------- screen
+    @cached_property
+    def spec(self) -> StrategySpec:
+        return StrategySpec(capital=self.pool.capital, screening=self.config.screening, backtest=self.config.backtest)
+
+    @cached_property
+    def ctx(self) -> StrategyContext:
+        return StrategyContext(self.factors, self.panel, self.spec)
+
+    @cached_property
+    def screens(self) -> dict[pd.Timestamp, ScreenResult]:
+        out = {}
+        for t, row in zip(self.sessions, self.rows):
+            out[t] = self.ctx.screen.screen(int(row), self.config.screening,
+                                            selection_horizon=self.spec.selection_horizon)
+        return out
+
+    def screen_frame(self) -> pd.DataFrame:
+        """Every factor's screen statistics as of each session: index (session, factor)."""
+        frames = []
+        for t, res in self.screens.items():
+            stats = res.stats.copy()
+            stats["cluster"] = stats["cluster"].fillna("").astype(str)
+            stats["rank"] = stats[f"icir_{res.selection_horizon}"].abs().rank(ascending=False, method="first")
+            stats.index = pd.MultiIndex.from_product([[t], stats.index], names=["session", "factor"])
+            frames.append(stats)
+        return pd.concat(frames, axis=0)
+
+    # ---------------------------------------------------------------------------------- walk-forward
+    @cached_property
+    def params(self) -> list:
+        return grid_params(self.config.wfo.grid)
+
+    @cached_property
+    def start_row(self) -> int:
+        return self.ctx.first_signal_row([max(p.ic_lookback for p in self.params)])
+
+    @cached_property
+    def grid_equity(self) -> np.ndarray:
+        return self.ctx.simulate_grid(self.params, self.start_row)
+
+    @cached_property
+    def reopt_rows(self) -> np.ndarray:
+        """Per panel row, the row of the latest re-optimisation on or before it."""
+        return reoptimisation_rows(self.panel.sessions, self.config.wfo.reoptimise)
+
+    @cached_property
+    def live_choices(self) -> dict[int, int]:
+        """Re-optimisation row -> index of the parameter set chosen at its close (feasible rows only)."""
+        cfg = self.config.wfo
+        eq = self.grid_equity
+        flags = reoptimisation_flags(self.panel.sessions, cfg.reoptimise)
+        ann, rf = int(self.config.backtest.annualisation), float(self.config.backtest.risk_free_rate)
+        out: dict[int, int] = {}
+        for r in np.flatnonzero(flags):
+            lo = int(r) - cfg.train_sessions + 1
+            if lo < self.start_row:
+                continue
+            seg = eq[:, lo: int(r) + 1]
+            rets = seg[:, 1:] / seg[:, :-1] - 1.0
+            score = objective_matrix(rets, cfg.objective, ann, rf)
+            out[int(r)] = int(np.argmax(np.where(np.isfinite(score), score, -np.inf)))
+        return out
+
+    def live_row(self, row: int) -> int | None:
+        """The re-optimisation row whose choice is in force for trading after the close of ``row``."""
+        r = int(self.reopt_rows[row])
+        feasible = [x for x in self.live_choices if x <= r]
+        return max(feasible) if feasible else None
+
+    @cached_property
+    def active(self) -> np.ndarray:
+        """Parameter-set index traded at each session: the live choice of the latest re-optimisation
+        strictly before it (-1 before the first)."""
+        n = self.ctx.n_sessions
+        active = np.full(n, -1, np.int64)
+        for r, choice in sorted(self.live_choices.items()):
+            active[r + 1:] = choice
+        return active
+
+    def wfo(self, row: int) -> WFOResult:
+        r = int(self.reopt_rows[row])
+        if r not in self._wfo:
+            self._wfo[r] = walk_forward(self.ctx, self.config.wfo, params=self.params, start=self.start_row, end=r,
+                                        grid_equity=self.grid_equity)
+        return self._wfo[r]
+
+    def wfo_record(self, t: pd.Timestamp) -> dict[str, object]:
+        """The walk-forward result in force at session ``t`` (JSON-able)."""
+        row = int(self.panel.sessions.get_loc(t))
+        res = self.wfo(row)
+        r = int(self.reopt_rows[row])
+        live_r = self.live_row(row)
+        live = None
+        if live_r is not None:
+            p = self.params[self.live_choices[live_r]]
+            live = {"params": p.label, **p.as_dict(), "chosen_at": str(self.panel.sessions[live_r].date()),
+                    "in_sample_start": str(self.panel.sessions[live_r - self.config.wfo.train_sessions + 1].date())}
+        windows = res.windows.copy()
+        for col in ("is_start", "is_end", "oos_start", "oos_end"):
+            windows[col] = windows[col].dt.strftime("%Y-%m-%d")
+        stability = res.stability.reset_index()
+        stability["mode"] = stability["mode"].astype(str)
+        return {
+            "pool": self.pool.name,
+            "session": str(t.date()),
+            "reoptimised_at": str(self.panel.sessions[r].date()),
+            "reoptimised_this_session": bool(r == row),
+            "cadence": self.config.wfo.reoptimise,
+            "objective": res.objective,
+            "grid_size": len(res.params),
+            "live": live,
+            "n_windows": len(windows),
+            "oos_start": windows["oos_start"].iloc[0],
+            "oos_end": windows["oos_end"].iloc[-1],
+            "oos_objective": _f(res.oos_objective_stitched),
+            "efficiency": _f(res.efficiency),
+            "rank_stability": _f(res.rank_stability),
+            "pbo": None if res.pbo is None else {"pbo": _f(res.pbo.pbo), "n_splits": int(res.pbo.n_splits)},
+            "dsr": {"dsr": _f(res.dsr.dsr), "sharpe": _f(res.dsr.sharpe), "sr0": _f(res.dsr.sr0)},
+            "windows": _records(windows),
+            "stability": _records(stability),
+        }
+
+    # -------------------------------------------------------------------------------------- backtest
+    @cached_property
+    def backtest(self) -> BacktestResult:
+        if not (self.active >= 0).any():
+            raise ResearchError(f"pool {self.pool.name}: no re-optimisation has {self.config.wfo.train_sessions} "
+                                f"in-sample sessions by {self.through.date()}; start the sessions later")
+        plan = self.ctx.simulate_plan(self.params, self.active)
+        return backtest(plan, self.panel, benchmark=self.pool.benchmark)
+
+    def metrics_at(self, row: int) -> dict[str, float]:
+        """Strategy, benchmark and risk figures with returns through ``row``."""
+        bt = self.backtest
+        first = bt.plan.first_trade_row
+        out: dict[str, float] = {}
+        if first is None or row < first + 1:
+            out.update(_nan_metrics())
+            out.update({f"benchmark_{k}": float("nan") for k in ("annual_return", "sharpe", "max_drawdown")})
+            out.update({"var_95": float("nan"), "cvar_95": float("nan"), "month_to_date": float("nan"),
+                        "last_month_return": float("nan"), "max_abs_monthly_return": float("nan"),
+                        "live_sessions": 0.0})
+            return out
+        ann, rf = int(self.config.backtest.annualisation), float(self.config.backtest.risk_free_rate)
+        live = bt.returns.iloc[first: row + 1]
+        m = performance_metrics(live, annualisation=ann, risk_free_rate=rf, equity=bt.equity.iloc[: row + 1],
+                                traded_value=bt.traded_value.iloc[: row + 1],
+                                costs=float(bt.costs.iloc[first: row + 1].sum()))
+        b = performance_metrics(bt.benchmark_returns.iloc[first: row + 1], annualisation=ann, risk_free_rate=rf)
+        out.update({k: float(getattr(m, k)) for k in METRIC_FIELDS})
+        out.update({"benchmark_annual_return": float(b.annual_return), "benchmark_sharpe": float(b.sharpe),
+                    "benchmark_max_drawdown": float(b.max_drawdown)})
+        var = historical_var(live.iloc[-252:].to_numpy(), levels=(0.95,))
+        out["var_95"] = float(var["var"].iloc[0])
+        out["cvar_95"] = float(var["cvar"].iloc[0])
+        months = monthly_returns(live)
+        t = live.index[-1]
+        current = months.index[-1].to_period("M") == t.to_period("M")
+        out["month_to_date"] = float(months.iloc[-1]) if current else 0.0
+        complete = months.iloc[:-1] if len(months) else months
+        out["last_month_return"] = float(complete.iloc[-1]) if len(complete) else float("nan")
+        out["max_abs_monthly_return"] = float(np.abs(months).max())
+        out["live_sessions"] = float(len(live))
+        return out
+
+    def backtest_frame(self) -> pd.DataFrame:
+        """One row per session: equity, returns, exposure and the metrics as of that session."""
+        bt = self.backtest
+        eq = bt.equity
+        peak = eq.cummax()
+        bench_eq = (1.0 + bt.benchmark_returns).cumprod() * float(bt.plan.init_cash)
+        labels = bt.plan.params_by_session()
+        rows = []
+        for t, row in zip(self.sessions, self.rows):
+            row = int(row)
+            invested = float(bt.position_values.iloc[row].sum())
+            rec = {
+                "equity": float(eq.iloc[row]),
+                "daily_return": float(bt.returns.iloc[row]),
+                "benchmark_return": float(bt.benchmark_returns.iloc[row]),
+                "benchmark_equity": float(bench_eq.iloc[row]),
+                "drawdown": float(eq.iloc[row] / peak.iloc[row] - 1.0),
+                "cash": float(bt.plan.cash[row]),
+                "invested_weight": invested / float(eq.iloc[row]) if eq.iloc[row] > 0 else float("nan"),
+                "n_holdings": float((bt.positions.iloc[row] > 0).sum()),
+                "traded_value": float(bt.traded_value.iloc[row]),
+                "costs": float(bt.costs.iloc[row]),
+                "params": str(labels.iloc[row]),
+            }
+            rec.update(self.metrics_at(row))
+            rows.append(rec)
+        return pd.DataFrame(rows, index=pd.DatetimeIndex(self.sessions, name="session"))
+
+    # -------------------------------------------------------------------------------------- capacity
+    def capacity_frame(self) -> pd.DataFrame:
+        """Holdings at each session against the 20-session ADV known before it and the weight cap."""
+        bt = self.backtest
+        cap = self.pool.capital
+        amount = self.panel["amount"].where(self.panel["amount"] > 0.0)
+        adv = amount.rolling(20, min_periods=1).mean().shift(1)
+        frames = []
+        for t, row in zip(self.sessions, self.rows):
+            row = int(row)
+            shares = bt.positions.iloc[row]
+            value = bt.position_values.iloc[row]
+            weight = bt.weights.iloc[row]
+            a = adv.iloc[row]
+            limit = a * cap.max_adv_pct
+            with np.errstate(invalid="ignore", divide="ignore"):
+                util = np.where(value > 0, value / limit, 0.0)
+            frame = pd.DataFrame({
+                "shares": shares.to_numpy(dtype=np.float64), "value": value.to_numpy(dtype=np.float64),
+                "weight": weight.to_numpy(dtype=np.float64), "adv20": a.to_numpy(dtype=np.float64),
+                "adv_limit": limit.to_numpy(dtype=np.float64), "utilisation": np.asarray(util, dtype=np.float64),
+            }, index=pd.MultiIndex.from_product([[t], list(self.panel.symbols)], names=["session", "symbol"]))
+            frame["adv_breach"] = frame["utilisation"] > 1.0
+            frame["weight_breach"] = frame["weight"] > cap.max_single_weight + 0.01
+            frames.append(frame)
+        return pd.concat(frames, axis=0)
+
+    # ---------------------------------------------------------------------------------------- target
+    def _next_factor_row(self, row: int) -> np.ndarray:
+        """Factors of the session after ``row`` from data through ``row``: the panel's next row when it
+        has one (computed from the same data), else the engine's cross-section for that session."""
+        if row + 1 < self.ctx.n_sessions:
+            return np.asarray(self.ctx.values[row + 1])
+        nxt = self.calendar.next_session(self.panel.sessions[row])
+        index = self.panel.sessions[: row + 1].append(pd.DatetimeIndex([nxt]))
+        frames = {f: self.panel[f].iloc[: row + 1].reindex(index) for f in PRICE_FIELDS}
+        extended = PricePanel(frames, self.panel.meta)
+        if self._factor_function is not None:
+            fp = self._factor_function(extended)
+            return np.asarray(fp.values)[-1]
+        cs = compute_cross_section(extended, len(index) - 1, self.config.factors,
+                                   price_field=self.config.data.price_field)
+        return np.asarray(cs.values)[0]
+
+    def target_frame(self) -> pd.DataFrame:
+        """The target portfolio decided at the close of each session: index (session, symbol)."""
+        bt = self.backtest
+        frames = []
+        for t, row in zip(self.sessions, self.rows):
+            row = int(row)
+            live_r = self.live_row(row)
+            if live_r is None:
+                raise ResearchError(f"pool {self.pool.name}: no live parameter set by {t.date()}")
+            params = self.params[self.live_choices[live_r]]
+            tp = target_portfolio(self.ctx, params, decided_at=row, next_factors=self._next_factor_row(row),
+                                  holdings=bt.plan.shares[row], cash=float(bt.plan.cash[row]))
+            table = tp.table.copy()
+            table["trade_session"] = pd.Timestamp(self.calendar.next_session(t))
+            table["params"] = params.label
+            table["scheduled_rebalance"] = bool(tp.scheduled_rebalance)
+            table["equity"] = tp.equity
+            table["cash_after"] = tp.cash_after
+            table.index = pd.MultiIndex.from_product([[t], table.index], names=["session", "symbol"])
+            frames.append(table)
+        return pd.concat(frames, axis=0)
+
+    # ------------------------------------------------------------------------------------------ meta
+    def run_metadata(self, session: object, generated_at: dt.datetime | None = None) -> dict[str, object]:
+        """What every published value of ``session`` must carry (the metadata-completeness fuse)."""
+        from rotation_platform.config import config_hash
+
+        return {
+            "pools_used": [self.pool.name],
+            "engine_version": f"{ENGINE_VERSION}/factors-{self.config.factors.set_version}",
+            "price_field": self.config.data.price_field,
+            "generated_at": (generated_at or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
+            "config_hash": config_hash(self.config),
+            "data_hash": self.data_hash(session),
+            "session": str(pd.Timestamp(session).date()),
+        }
+
+
+def _f(x: object) -> float | None:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, object]]:
+    out = []
+    for rec in frame.to_dict(orient="records"):
+        out.append({k: (_f(v) if isinstance(v, float | np.floating) else
+                        int(v) if isinstance(v, np.integer) else
+                        bool(v) if isinstance(v, np.bool_) else v) for k, v in rec.items()})
+    return out
