@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import POOL_SESSION_ASSETS, SESSION_ASSETS
-from assets.partitions import pool_session_partitions, session_partitions
+
 
 DAILY_JOB = "daily"
 SUMMARY_JOB = "session_summary"
@@ -18,7 +18,6 @@ SUMMARY_JOB = "session_summary"
 daily_job = dg.define_asset_job(
     DAILY_JOB,
     selection=dg.AssetSelection.assets(*POOL_SESSION_ASSETS),
-    partitions_def=pool_session_partitions,
     executor_def=dg.in_process_executor,
     description="One pool and trading session: prices, factor panel, screen, walk-forward, backtest, capacity "
                 "and the target portfolio, with every fuse.",
@@ -27,7 +26,6 @@ daily_job = dg.define_asset_job(
 summary_job = dg.define_asset_job(
     SUMMARY_JOB,
     selection=dg.AssetSelection.assets(*SESSION_ASSETS),
-    partitions_def=session_partitions,
     executor_def=dg.in_process_executor,
     description="One trading session across pools: the combined metrics summary and the session snapshot.",
 )

@@ -1,7 +1,9 @@
-"""Run the daily job for every pool on the configured storage and print what it produced.
+"""Materialise the latest session (or sessions) for every pool on the configured storage and print the
+summary, the fuse verdicts and tomorrow's target portfolios.
 
-    python -m jobs.main [--config configs/demo.yaml] [--pools A_SHARE QDII]
+    python -m jobs.main [--config configs/demo.yaml] [--pools A_SHARE QDII] [--session 2024-12-31] [--sessions 5]
 
+``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill).
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default: ``.dagster_home`` in the
 repository), so the UI started with ``scripts/ui.sh`` shows them and the stored assets.
 """
@@ -11,12 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# the console summary below reports failures itself; Dagster's own log stays in the instance (UI)
+# the console report below says what failed; Dagster's own log stays in the instance (UI)
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+STEPS = ("prices", "factor_panel", "factor_screen", "wfo_result", "backtest", "capacity_report", "target_portfolio")
 
 
 def ensure_dagster_home() -> Path:
@@ -28,77 +33,139 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwargs):
+    """Execute ``job`` in a thread and show which steps have finished while it runs."""
+    import dagster as dg
+
+    run_id = str(uuid.uuid4())
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
+                                                   run_config=QUIET_LOGS, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    t0 = time.perf_counter()
+    thread.start()
+    tty = sys.stdout.isatty()
+    shown = -1
+    while thread.is_alive():
+        thread.join(0.5)
+        if not tty:
+            continue
+        try:
+            done = len(instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
+        except Exception:  # noqa: BLE001 - the run may not be registered yet
+            done = 0
+        if done != shown:
+            shown = done
+            current = steps[min(done, len(steps) - 1)]
+            print(f"\r{label}: {done}/{len(steps)} steps, running {current} ({time.perf_counter() - t0:.0f}s)   ",
+                  end="", flush=True)
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    result = box["result"]
+    dt = time.perf_counter() - t0
+    status = "ok" if result.success else "FAILED"
+    print(f"{chr(13) if tty else ''}{label}: {status} in {dt:.1f}s (run {run_id[:8]})" + " " * 20)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.main", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
     parser.add_argument("--pools", nargs="*", help="pools to run (default: all configured pools)")
+    parser.add_argument("--session", help="the session to run (default: the latest with data)")
+    parser.add_argument("--sessions", type=int, default=1, help="run the latest N sessions in one run per pool")
     args = parser.parse_args(argv)
     if args.config:
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
     home = ensure_dagster_home()
 
     import dagster as dg
+    import pandas as pd
 
+    from rotation_platform.calendars import get_calendar
     from rotation_platform.config import config_hash, load_config
-    from rotation_platform.reports.console import render_run_summary
+    from rotation_platform.production import latest_session
+    from rotation_platform.reports.console import render_run_report
 
     config = load_config()
+    from assets.partitions import FIRST_SESSION, pool_session_key
     from definitions import defs
 
-    job = defs.resolve_job_def("daily")
     pools = args.pools or list(config.pool_names)
     unknown = [p for p in pools if p not in config.pool_names]
     if unknown:
         parser.error(f"unknown pools {unknown}; configured: {list(config.pool_names)}")
+    if args.sessions < 1:
+        parser.error("--sessions must be at least 1")
+    calendar = get_calendar("XSHG")
+    last = pd.Timestamp(args.session) if args.session else latest_session(config)
+    if not calendar.is_session(last):
+        parser.error(f"{last.date()} is not an XSHG trading session")
+    sessions = [last]
+    while len(sessions) < args.sessions:
+        sessions.insert(0, calendar.previous_session(sessions[0]))
+    if sessions[0] < pd.Timestamp(FIRST_SESSION):
+        parser.error(f"sessions start at orchestration.first_session = {FIRST_SESSION}")
 
+    span = f"{sessions[0].date()}..{last.date()}" if len(sessions) > 1 else str(last.date())
     print(f"rotation platform · config {config.name} ({config_hash(config)[:12]}) · storage {config.storage.backend} "
-          f"at {config.storage.data_dir}")
-    results = {}
-    failed = []
+          f"at {config.storage.data_dir} · session {span}")
+    daily = defs.resolve_job_def("daily")
+    summary_job = defs.resolve_job_def("session_summary")
+    checks: dict[str, list[tuple[str, str, bool, str]]] = {}
+    targets: dict[str, object] = {}
+    failed: dict[str, str] = {}
     with dg.DagsterInstance.get() as instance:
         for i, pool in enumerate(pools, 1):
-            tty = sys.stdout.isatty()
-            if tty:
-                print(f"[{i}/{len(pools)}] {pool}: running ...", end="", flush=True)
-            t0 = time.perf_counter()
-            result = job.execute_in_process(partition_key=pool, instance=instance, raise_on_error=False,
-                                            run_config=QUIET_LOGS)
-            dt = time.perf_counter() - t0
-            status = "ok" if result.success else "FAILED"
-            print(f"{chr(13) if tty else ''}[{i}/{len(pools)}] {pool}: {status} in {dt:.1f}s (run {result.run_id[:8]})")
-            if not result.success:
-                failed.append(pool)
-                _print_failure(result)
-                continue
-            results[pool] = {
-                "prices": result.output_for_node("prices", "prices"),
-                "price_quarantine": result.output_for_node("prices", "price_quarantine"),
-            }
+            keys = [pool_session_key(pool, s) for s in sessions]
+            kwargs = {"partition_key": keys[0]} if len(keys) == 1 else {"tags": {
+                "dagster/asset_partition_range_start": str(keys[0]),
+                "dagster/asset_partition_range_end": str(keys[-1])}}
+            result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, **kwargs)
+            checks[pool] = [(c.asset_key.to_user_string(), c.check_name, bool(c.passed), c.severity.value)
+                            for c in result.get_asset_check_evaluations()]
+            if result.success:
+                targets[pool] = result.output_for_node("target_portfolio")
+            else:
+                failed[pool] = _failure_reason(result)
+        summary = None
+        sresult = _run_with_progress(summary_job, instance, "summary and snapshot", ("pool_metrics_summary",
+                                                                                      "session_snapshot"),
+                                     **({"partition_key": str(last.date())} if len(sessions) == 1 else {"tags": {
+                                         "dagster/asset_partition_range_start": str(sessions[0].date()),
+                                         "dagster/asset_partition_range_end": str(last.date())}}))
+        if sresult.success:
+            summary = sresult.output_for_node("pool_metrics_summary")
+        else:
+            failed["summary"] = _failure_reason(sresult)
     print()
-    print(render_run_summary(config, results))
-    print(f"\nDagster instance: {home}  (open the UI on it: scripts/ui.sh)")
+    print(render_run_report(config, last, summary, checks, targets, failed))
+    print(f"\nStored under {config.storage.data_dir}; Dagster instance: {home}  (open the UI on both: scripts/ui.sh)")
     return 1 if failed else 0
 
 
-def _print_failure(result) -> None:
-    """Why a run failed: failed checks with their findings, else the step errors."""
-    failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    for check in failed_checks:
-        print(f"    check {check.asset_key.to_user_string()}:{check.check_name} failed ({check.severity.value})")
-        meta = check.metadata
-        if "counts" in meta:
-            counts = meta["counts"].value
-            print("      findings: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
-        if "findings" in meta:
-            table = str(meta["findings"].value).splitlines()
-            for line in table[:12]:
-                print("      " + line)
-            if len(table) > 12:
-                print(f"      ... {len(table) - 12} more lines in the UI")
-    if not failed_checks:
+def _failure_reason(result) -> str:
+    """Why a run failed: the failed ERROR checks with their summary, else the step errors."""
+    reasons = [f"check {c.asset_key.to_user_string()}:{c.check_name} failed: "
+               f"{c.description or ''}" for c in result.get_asset_check_evaluations()
+               if not c.passed and c.severity.value == "ERROR"]
+    if not reasons:
         for event in result.all_events:
             if event.is_step_failure:
-                print(f"    {event.step_key}: {event.event_specific_data.error.message.strip()}")
+                error = event.event_specific_data.error
+                while error is not None and error.cause is not None:
+                    error = error.cause
+                reasons.append(f"{event.step_key}: {error.message.strip().splitlines()[0] if error else '?'}")
+    skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    if skipped:
+        reasons.append(f"not run: {', '.join(dict.fromkeys(skipped))}")
+    return "; ".join(reasons) or "the run failed"
 
 
 if __name__ == "__main__":

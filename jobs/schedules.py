@@ -42,11 +42,24 @@ def daily_after_close(context: dg.ScheduleEvaluationContext):
     return session_run_requests(pd.Timestamp(context.scheduled_execution_time))
 
 
-def ready_sessions(materialised: set[str], done: set[str], sessions: list[str]) -> list[str]:
-    """Sessions whose weighted pools all have a target portfolio and that have no summary yet."""
+def ready_sessions(materialised: set[str], done: set[str], failed: set[str], sessions: list[str]) -> list[str]:
+    """Sessions whose weighted pools all have a target portfolio from a run that did not fail (a failed
+    fuse stops the summary) and that have no summary yet."""
     config = load_config()
     weighted = [p.name for p in config.pools if p.summary_weight > 0] or list(POOL_NAMES)
-    return [s for s in sessions if s not in done and all(f"{p}|{s}" in materialised for p in weighted)]
+    return [s for s in sessions if s not in done
+            and all(f"{p}|{s}" in materialised and f"{p}|{s}" not in failed for p in weighted)]
+
+
+def _failed_partitions(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    """Pool-session keys whose latest daily run failed."""
+    out = set()
+    for key in keys:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=daily_job.name, tags={"dagster/partition": key}),
+                                 limit=1)
+        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
+            out.add(key)
+    return out
 
 
 @dg.sensor(job=summary_job, minimum_interval_seconds=120, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -55,7 +68,9 @@ def summary_when_pools_done(context: dg.SensorEvaluationContext):
     recent = session_partitions.get_partition_keys()[-5:]
     materialised = set(context.instance.get_materialized_partitions(dg.AssetKey("target_portfolio")))
     done = set(context.instance.get_materialized_partitions(dg.AssetKey("pool_metrics_summary")))
-    ready = ready_sessions({str(k) for k in materialised}, {str(k) for k in done}, recent)
+    keys = [f"{p}|{s}" for s in recent for p in POOL_NAMES]
+    ready = ready_sessions({str(k) for k in materialised}, {str(k) for k in done},
+                           _failed_partitions(context.instance, keys), recent)
     if not ready:
         return dg.SkipReason("no session has every weighted pool's target portfolio without a summary")
     return [dg.RunRequest(run_key=f"summary|{s}", partition_key=s, tags={"rotation/session": s}) for s in ready]

@@ -154,9 +154,31 @@ def _panel_from(table: pa.Table, meta: dict[str, Any]) -> PricePanel:
 
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
     try:
+        if isinstance(frame.index, pd.MultiIndex) and all(isinstance(n, str) for n in frame.index.names) \
+                and len(set(frame.index.names)) == frame.index.nlevels \
+                and all(isinstance(c, str) for c in frame.columns) and frame.columns.nlevels == 1 \
+                and not set(frame.index.names) & set(frame.columns):
+            return _multiindex_frame_table(frame)
         return pa.Table.from_pandas(frame, preserve_index=True)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise StorageInputError(f"cannot convert the DataFrame to a table: {exc}") from exc
+
+
+def _multiindex_frame_table(frame: pd.DataFrame) -> pa.Table:
+    """``Table.from_pandas(frame, preserve_index=True)`` for a frame with named index levels, built from
+    the flat frame (pyarrow converts a wide frame with a MultiIndex several times slower); the result
+    is the same table with the same pandas metadata."""
+    names = list(frame.index.names)
+    flat = frame.reset_index()
+    flat = flat[[c for c in flat.columns if c not in names] + names]
+    table = pa.Table.from_pandas(flat, preserve_index=False)
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    meta["index_columns"] = names
+    name = frame.columns.name
+    meta["column_indexes"] = [{"name": name, "field_name": None if name is None else str(name),
+                               "pandas_type": "unicode", "numpy_type": str(frame.columns.dtype),
+                               "metadata": {"encoding": "UTF-8"}}]
+    return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
 
 
 def encode(value: Any) -> Encoded:
