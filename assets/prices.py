@@ -41,7 +41,7 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
     with retry_on_service_errors():
         result = run.prices
     summary = price_summary(result, config_hash=platform.config_hash)
-    rows = run.price_rows()
+    rows = run.price_rows().with_meta(config_hash=platform.config_hash)
     quarantine = run.quarantine_by_session()
     value = {key: quarantine[t] for key, t in zip(keys, sessions)} if len(keys) > 1 else quarantine[sessions[-1]]
     meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))

@@ -63,7 +63,7 @@ FactorFunction = Callable[[PricePanel], FactorPanel]
 METRIC_FIELDS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
                  "monthly_win_rate", "annual_turnover", "cost_drag")
 #: panel metadata that depends on how the run was cut, not on the data: left out of stored values
-_RUN_META = ("asof", "end", "through", "generated_at")
+_RUN_META = ("asof", "end", "through", "generated_at", "files", "quality")
 
 
 def data_hash_chain(panel: PricePanel) -> list[str]:
@@ -427,6 +427,7 @@ class PoolRun:
                                   holdings=bt.plan.shares[row], cash=float(bt.plan.cash[row]))
             table = tp.table.copy()
             table["trade_session"] = pd.Timestamp(self.calendar.next_session(t))
+            table["trade_session"] = table["trade_session"].astype("datetime64[ns]")
             table["params"] = params.label
             table["scheduled_rebalance"] = bool(tp.scheduled_rebalance)
             table["equity"] = tp.equity

@@ -1,0 +1,50 @@
+"""A single-run backfill over a session range writes exactly what the daily runs of those sessions write."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from tests.orchestration.conftest import fresh_defs, materialised_assets, run_daily, run_summary, sessions_between
+
+POOL = "QDII"
+# crosses a month end, so the range holds a re-optimisation (2024-12-02) and sessions reusing two results
+SESSIONS = sessions_between("2024-11-26", "2024-12-04")
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_backfill_range_equals_daily_runs_byte_for_byte(demo_env) -> None:
+    assert len(SESSIONS) == 7
+    # both write to the same folder (the storage settings are part of the config hash), moved aside after
+    data, backfill_dir, daily_dir = demo_env / "data", demo_env / "backfill", demo_env / "daily"
+    defs = fresh_defs()
+    with dg.DagsterInstance.get() as instance:
+        result = run_daily(defs, instance, POOL, SESSIONS)
+        assert result.success
+        # one run, every partition materialised by it
+        keys = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "backtest"}
+        assert keys == {f"{POOL}|{s}" for s in SESSIONS}
+        assert run_summary(defs, instance, SESSIONS).success
+    data.rename(backfill_dir)
+
+    with dg.DagsterInstance.get() as instance:
+        for session in SESSIONS:
+            result = run_daily(defs, instance, POOL, [session])
+            assert result.success and "target_portfolio" in materialised_assets(result)
+            assert run_summary(defs, instance, [session]).success
+    data.rename(daily_dir)
+
+    backfill, daily = _files(backfill_dir), _files(daily_dir)
+    assert sorted(backfill) == sorted(daily)
+    expected = {f"{asset}/{POOL}/{s}" for asset in ("prices", "factor_panel", "backtest") for s in SESSIONS}
+    stems = {name.split(".")[0] for name in backfill}
+    assert expected <= stems
+    different = [name for name in backfill if backfill[name] != daily[name]]
+    assert different == []
+    wfo = [name for name in backfill if name.startswith(f"wfo_result/{POOL}/")]
+    assert len(wfo) == len(SESSIONS)
+    assert b'"reoptimised_at": "2024-11-01"' in backfill[f"wfo_result/{POOL}/2024-11-29.json"]
+    assert b'"reoptimised_at": "2024-12-02"' in backfill[f"wfo_result/{POOL}/2024-12-04.json"]
