@@ -53,9 +53,19 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
     yield dg.AssetCheckResult(
         check_name=QUALITY_CHECK, asset_key="prices", passed=bool(result.report.passed),
         severity=dg.AssetCheckSeverity.ERROR,
+        description=_gate_line(result.report),
         metadata=to_dagster_metadata(quality_check_summary(result.report), markdown_keys=("findings",)),
     )
     yield check_result(fuses.index_normalisation(run), "prices")
+
+
+def _gate_line(report) -> str:
+    """One line: pass, or the ERROR/FATAL findings with their funds (e.g. "QUALITY GATE FAILED: ...")."""
+    if report.passed:
+        return "data quality gate passed"
+    bad = [f for f in report.findings if f.severity.name in ("ERROR", "FATAL")]
+    parts = [f"{f.check} {f.symbol}: {f.message}" for f in bad[:3]]
+    return "QUALITY GATE FAILED: " + "; ".join(parts) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
 
 
 PRICE_ASSETS = [prices]

@@ -146,6 +146,7 @@ class ScreeningConfig(_Model):
     correlation_threshold: Fraction = 0.8
     min_abs_icir: float = Field(default=0.0, ge=0.0)
     min_coverage: Fraction = 0.8
+    min_obs: int = Field(default=5, ge=3, description="fewest funds a cross-sectional rank IC needs")
 
 
 class WFOGrid(_Model):

@@ -134,7 +134,11 @@ def _future_rows_proof(run: PoolRun, row: int, seed: int) -> tuple[dict[str, flo
         day = run.calendar.next_session(day)
         extra.append(day)
     index = panel.sessions.append(pd.DatetimeIndex(extra))
-    frames = {f: panel[f].reindex(index).ffill() for f in PRICE_FIELDS}
+    frames = {}
+    for f in PRICE_FIELDS:
+        frame = panel[f].reindex(index)
+        frame.iloc[len(panel.sessions):] = panel[f].iloc[-1].to_numpy()  # made-up rows: the last bar again
+        frames[f] = frame
     extended = PricePanel(frames, panel.meta)
     base = np.asarray(run.compute_factors(extended).values)[: row + 1]
     moved, _, n_changed = perturb_after(extended, row - run.config.factors.lag, seed)

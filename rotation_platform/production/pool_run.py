@@ -177,7 +177,8 @@ class PoolRun:
     # ----------------------------------------------------------------------------------------- screen
     @cached_property
     def spec(self) -> StrategySpec:
-        return StrategySpec(capital=self.pool.capital, screening=self.config.screening, backtest=self.config.backtest)
+        return StrategySpec(capital=self.pool.capital, screening=self.config.screening, backtest=self.config.backtest,
+                            min_obs=self.config.screening.min_obs)
 
     @cached_property
     def ctx(self) -> StrategyContext:

@@ -53,7 +53,7 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
             "win rate": s["monthly_win_rate"].map(_pct),
             "turnover": s["annual_turnover"].map(_num),
             "thresholds": s["all_thresholds_ok"].map(lambda v: "pass" if v else "FAIL"),
-            "live params": s["params"],
+            "params traded": s["params"],
         })
         f = config.fuses
         lines += ["", "Metrics (COMBINED = summary-weighted; thresholds: annual >= "

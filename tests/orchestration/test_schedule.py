@@ -41,7 +41,27 @@ def test_runs_for_every_pool_on_sessions_only() -> None:
     for day in days:
         result = _evaluate(str(day.date()))
         if result.run_requests:
-            assert sorted(r.partition_key for r in result.run_requests) == ["A_SHARE", "OTHER", "QDII"]
+            assert sorted(str(r.partition_key) for r in result.run_requests) == \
+                [f"{p}|{day.date()}" for p in ("A_SHARE", "OTHER", "QDII")]
             assert {r.tags["rotation/session"] for r in result.run_requests} == {str(day.date())}
             requested.append(day)
     assert pd.DatetimeIndex(requested).equals(pd.DatetimeIndex(xshg.sessions(days[0], days[-1]).to_numpy()))
+
+
+def test_requested_partitions_exist() -> None:
+    from assets.partitions import pool_session_partitions
+
+    result = _evaluate("2024-10-08")
+    keys = set(pool_session_partitions.get_partition_keys())
+    assert result.run_requests and all(str(r.partition_key) in keys for r in result.run_requests)
+
+
+def test_summary_sensor_waits_for_every_weighted_pool() -> None:
+    from jobs.schedules import ready_sessions
+
+    sessions = ["2024-12-30", "2024-12-31"]
+    both = {"A_SHARE|2024-12-30", "QDII|2024-12-30", "A_SHARE|2024-12-31"}
+    # OTHER has weight 0 in the demo configuration: not waited for
+    assert ready_sessions(both, set(), set(), sessions) == ["2024-12-30"]
+    assert ready_sessions(both | {"QDII|2024-12-31"}, {"2024-12-30"}, set(), sessions) == ["2024-12-31"]
+    assert ready_sessions(both | {"QDII|2024-12-31"}, set(), {"QDII|2024-12-31"}, sessions) == ["2024-12-30"]
