@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 ASSET_GRAPH_QUERY = """
-{ assetNodes { assetKey { path } groupName isPartitioned partitionKeys
+{ assetNodes { assetKey { path } groupName isPartitioned
+    partitionDefinition { type dimensionTypes { name type } }
+    dependencyKeys { path }
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }
 """
 
@@ -75,12 +77,34 @@ def test_graphql_shows_partitioned_assets_and_checks(webserver) -> None:
     port, _ = webserver
     nodes = _graphql(port, ASSET_GRAPH_QUERY)["data"]["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-    assert {"prices", "price_quarantine"} <= set(by_key)
-    prices = by_key["prices"]
-    assert prices["isPartitioned"] and prices["partitionKeys"] == ["A_SHARE", "QDII", "OTHER"]
-    assert prices["groupName"] == "data"
-    checks = prices["assetChecksOrError"]["checks"]
-    assert {"name": "quality_gate", "blocking": True} in checks
+    pool_assets = ["prices", "price_quarantine", "factor_panel", "factor_screen", "wfo_result", "backtest",
+                   "capacity_report", "target_portfolio"]
+    assert set(pool_assets) | {"pool_metrics_summary", "session_snapshot"} == set(by_key)
+    for key in pool_assets:
+        part = by_key[key]["partitionDefinition"]
+        assert by_key[key]["isPartitioned"] and part["type"] == "MULTIPARTITIONED"
+        assert {d["name"]: d["type"] for d in part["dimensionTypes"]} == {"pool": "STATIC", "session": "TIME_WINDOW"}
+    assert by_key["pool_metrics_summary"]["partitionDefinition"]["type"] == "TIME_WINDOW"
+    deps = {k: {"/".join(d["path"]) for d in n["dependencyKeys"]} for k, n in by_key.items()}
+    assert deps["factor_panel"] == {"prices"} and deps["target_portfolio"] == {"capacity_report"}
+    assert deps["pool_metrics_summary"] == {"backtest"}
+    checks = {k: {c["name"]: c["blocking"] for c in n["assetChecksOrError"]["checks"]} for k, n in by_key.items()}
+    assert checks["prices"] == {"quality_gate": True, "index_normalisation": True}
+    assert checks["factor_panel"] == {"t_plus_one": True, "coverage": True, "zero_variance": True}
+    assert checks["factor_screen"] == {"effective_factors": True}
+    assert checks["target_portfolio"] == {"target_vol_scaling": True, "metadata_completeness": True}
+    assert checks["backtest"]["monthly_returns"] is True
+    assert sum(1 for name, blocking in checks["backtest"].items() if name.endswith("_threshold") and not blocking) == 5
+    assert by_key["prices"]["groupName"] == "data" and by_key["backtest"]["groupName"] == "backtest"
+
+
+def _dismiss_first_visit_dialog(page) -> None:
+    skip = page.get_by_role("button", name="Skip")  # the UI's first-visit newsletter dialog
+    try:
+        skip.wait_for(timeout=5_000)
+        skip.click()
+    except Exception:  # noqa: BLE001 - the dialog does not appear on every version
+        pass
 
 
 def test_asset_graph_page_renders_in_chromium(webserver) -> None:
@@ -88,28 +112,41 @@ def test_asset_graph_page_renders_in_chromium(webserver) -> None:
     from playwright.sync_api import sync_playwright
 
     port, home = webserver
-    shot = home / "asset_graph.png"
+    shots = {"asset_graph": home / "asset_graph.png", "factor_panel_checks": home / "factor_panel_checks.png"}
+    names = ("prices", "price_quarantine", "factor_panel", "factor_screen", "wfo_result", "backtest",
+             "capacity_report", "target_portfolio", "pool_metrics_summary", "session_snapshot")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"http://127.0.0.1:{port}/asset-groups/data/lineage", wait_until="networkidle", timeout=90_000)
-        page.get_by_text("price_quarantine").first.wait_for(timeout=60_000)
-        page.get_by_text("prices", exact=True).first.wait_for(timeout=60_000)
-        skip = page.get_by_role("button", name="Skip")  # the UI's first-visit newsletter dialog
-        try:
-            skip.wait_for(timeout=5_000)
-            skip.click()
-        except Exception:  # noqa: BLE001 - the dialog does not appear on every version
-            pass
-        page.get_by_text("Loading...").first.wait_for(state="hidden", timeout=60_000)
+        page = browser.new_page(viewport={"width": 2000, "height": 1200})
+        # the global lineage, every group expanded (the graph's context menu)
+        page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle", timeout=90_000)
+        page.get_by_text("Global asset lineage").first.wait_for(timeout=60_000)
+        _dismiss_first_visit_dialog(page)
+        page.wait_for_timeout(1000)
+        page.mouse.click(1200, 300, button="right")
+        page.get_by_role("menuitem", name="Expand all groups").click()
+        for name in ("prices", "factor_panel", "target_portfolio", "session_snapshot"):
+            page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(shot), full_page=True)
-        text = page.inner_text("body")
+        page.screenshot(path=str(shots["asset_graph"]), full_page=True)
+        graph_text = page.inner_text("body")
+        # the checks of one asset: the three factor fuses, blocking
+        page.goto(f"http://127.0.0.1:{port}/assets/factor_panel?view=checks", wait_until="networkidle",
+                  timeout=90_000)
+        page.get_by_text("t_plus_one").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(shots["factor_panel_checks"]), full_page=True)
+        checks_text = page.inner_text("body")
         browser.close()
-    assert "prices" in text and "price_quarantine" in text
-    assert "Asset checks" in text and "Join the Dagster community" not in text
-    assert shot.stat().st_size > 20_000  # a rendered graph, not a blank page
+    for name in names:
+        assert name in graph_text or name[:9] in graph_text, name  # long names are shortened in the nodes
+    assert "Join the Dagster community" not in graph_text
+    for check in ("t_plus_one", "coverage", "zero_variance"):
+        assert check in checks_text, check
+    for shot in shots.values():
+        assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
     artifacts = os.environ.get("TEST_ARTIFACTS_DIR")
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, Path(artifacts) / "asset_graph.png")
+        for name, shot in shots.items():
+            shutil.copy(shot, Path(artifacts) / f"{name}.png")
