@@ -17,7 +17,9 @@ spoken through the v2 client (``influxdb-client``; org = the database name) when
 
 Environments differ in how hard a store retries a server before failing the run: ``local`` 3
 attempts (0.5 s, 1 s backoff), ``test`` 3 attempts (0.2 s, 0.4 s) so faults surface fast, ``prod`` 6
-attempts (1 s doubling up to 30 s) to ride out restarts.
+attempts (1 s doubling up to 30 s) to ride out restarts. When a database server is still down after
+that, the step itself is retried (Dagster ``RetryRequested``): once after 30 s locally, three times
+60 s apart in ``prod``, never in ``test``. Steps that read the price source retry the same way.
 
 Secrets (``ROTATION_STORAGE__MYSQL_PASSWORD``, ``__INFLUX_TOKEN``, ``__INFLUX_PASSWORD``,
 ``__REDIS_PASSWORD``) reach resources only as ``dg.EnvVar``: read when a run starts, hidden in the UI.
@@ -54,12 +56,14 @@ class EnvironmentProfile:
     retry_attempts: int
     retry_base_delay_s: float
     retry_max_delay_s: float
+    step_retries: int = 0          # whole-step retries when a server stays down (not for the local files)
+    step_retry_wait_s: float = 30.0
 
 
 PROFILES = {
-    "local": EnvironmentProfile(3, 0.5, 4.0),
-    "test": EnvironmentProfile(3, 0.2, 1.0),
-    "prod": EnvironmentProfile(6, 1.0, 30.0),
+    "local": EnvironmentProfile(3, 0.5, 4.0, 1, 30.0),
+    "test": EnvironmentProfile(3, 0.2, 1.0, 0, 0.0),
+    "prod": EnvironmentProfile(6, 1.0, 30.0, 3, 60.0),
 }
 
 SECRET_ENV = {
@@ -110,11 +114,14 @@ def storage_io_manager(storage: StorageConfig, env: str, namespace: str = "") ->
     """The IO manager every asset stores through."""
     if storage.backend == "local" and not storage.redis_cache:
         return LocalFilesIOManager(base_dir=str(Path(storage.data_dir)))
+    profile = PROFILES[resolve_environment(env)]
+    retries = {"step_retries": profile.step_retries if storage.backend != "local" else 0,
+               "step_retry_wait_s": profile.step_retry_wait_s}
     cache = None
     if storage.redis_cache:
         cache = RedisCacheResource(url=storage.redis_url, password=_secret("redis_password"), namespace=namespace,
                                    code_version=f"{__version__}.{FORMAT_VERSION}")
-    return StoreIOManager(store=store_resource(storage, env), cache=cache)
+    return StoreIOManager(store=store_resource(storage, env), cache=cache, **retries)
 
 
 def build_resources(env: str | None = None, config_path: str | None = None) -> dict[str, object]:

@@ -23,6 +23,7 @@ from pydantic import PrivateAttr
 from resources.stores import RedisCacheResource, StoreResource
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.cache import CachedStore
+from rotation_platform.storage.errors import StorageUnavailableError
 from rotation_platform.storage.files import FileStore
 from rotation_platform.storage.partitioning import PartitionSlice, combine_values, split_value
 
@@ -87,9 +88,21 @@ def _cache_kind(context: dg.OutputContext | dg.InputContext) -> str | None:
 
 
 class _StoreBackedIOManager(dg.ConfigurableIOManager):
-    """Shared logic: open the store once per run, split/combine partitions, report metadata."""
+    """Shared logic: open the store once per run, split/combine partitions, report metadata.
 
+    ``step_retries`` > 0: when the store's server is still unreachable after the store's own retries,
+    the step is retried (``RetryRequested``) up to that many times, ``step_retry_wait_s`` apart; any
+    other error fails the step at once.
+    """
+
+    step_retries: int = 0
+    step_retry_wait_s: float = 30.0
     _store: Store | None = PrivateAttr(default=None)
+
+    def _unavailable(self, exc: StorageUnavailableError) -> BaseException:
+        if self.step_retries > 0:
+            return dg.RetryRequested(max_retries=self.step_retries, seconds_to_wait=self.step_retry_wait_s)
+        return exc
 
     @abstractmethod
     def _make_store(self) -> Store:
@@ -115,6 +128,18 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         return cached[1]
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        try:
+            self._handle_output(context, obj)
+        except StorageUnavailableError as exc:
+            raise self._unavailable(exc) from exc
+
+    def load_input(self, context: dg.InputContext) -> object:
+        try:
+            return self._load_input(context)
+        except StorageUnavailableError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
             return
         store = self._get_store()
@@ -146,7 +171,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
                                                        "last_error": store.cache.last_error})
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> object:
+    def _load_input(self, context: dg.InputContext) -> object:
         store = self._get_store()
         asset = tuple(context.asset_key.path)
         slices = partition_slices(context)

@@ -1,0 +1,167 @@
+"""Orchestration benchmarks: ``python -m benchmarks orchestration``.
+
+Every case runs the real Dagster jobs on the demo configuration (synthetic data: A_SHARE 16 funds,
+QDII 6, OTHER 5) in fresh processes, with its own data folder and Dagster instance (SQLite, as
+``scripts/demo.sh`` uses), and the numba cache warm (a warm-up run first, not timed).
+
+Cases
+-----
+* ``one_session_cold_cli`` -- ``python -m jobs.main --session <last>``: a new process materialises one
+  session for every pool (daily job per pool + summary and snapshot) and prints the report. Target
+  <= 60 s (``baseline``; ``ratio`` = value / baseline).
+* ``backfill_single_runs`` -- ``ROTATION_BENCH_YEARS`` (default 10) years of sessions for every pool,
+  one single run per pool over the whole range, then one summary run over the range. Target
+  <= 300 s for 10 years. Also the seconds per pool-session.
+* ``one_run_per_partition`` -- the same ``ROTATION_BENCH_SESSIONS`` (default 20) sessions of one pool
+  as one run per session and as one single run; ``ratio`` = per-partition seconds / single-run
+  seconds (how much single-run backfills save).
+* ``event_recording`` -- a one-year single run of one pool with the SQLite instance and with an
+  in-memory instance: the share of the time Dagster spends recording one planned and one
+  materialisation event per asset and partition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = "orchestration"
+YEARS = int(os.environ.get("ROTATION_BENCH_YEARS", "10"))
+SESSIONS = int(os.environ.get("ROTATION_BENCH_SESSIONS", "20"))
+DEMO = ROOT / "configs" / "demo.yaml"
+LAST = "2025-12-31"
+
+_RUNNER = r"""
+import json, sys, time
+import dagster as dg
+import pandas as pd
+from definitions import defs
+from assets.partitions import pool_session_key
+from rotation_platform.calendars import get_calendar
+
+spec = json.loads(sys.argv[1])
+quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+sessions = [str(d.date()) for d in get_calendar("XSHG").sessions(pd.Timestamp(spec["start"]), pd.Timestamp(spec["end"]))]
+instance = dg.DagsterInstance.ephemeral() if spec.get("ephemeral") else dg.DagsterInstance.get()
+daily, summary = defs.resolve_job_def("daily"), defs.resolve_job_def("session_summary")
+out = {"sessions": len(sessions), "pools": {}}
+t_all = time.perf_counter()
+for pool in spec["pools"]:
+    t0 = time.perf_counter()
+    if spec["mode"] == "per_partition":
+        for s in sessions:
+            r = daily.execute_in_process(partition_key=pool_session_key(pool, s), instance=instance, run_config=quiet)
+            assert r.success
+    else:
+        r = daily.execute_in_process(instance=instance, run_config=quiet, tags={
+            "dagster/asset_partition_range_start": str(pool_session_key(pool, sessions[0])),
+            "dagster/asset_partition_range_end": str(pool_session_key(pool, sessions[-1]))})
+        assert r.success
+    out["pools"][pool] = time.perf_counter() - t0
+if spec.get("summary"):
+    t0 = time.perf_counter()
+    r = summary.execute_in_process(instance=instance, run_config=quiet, tags={
+        "dagster/asset_partition_range_start": sessions[0], "dagster/asset_partition_range_end": sessions[-1]})
+    assert r.success
+    out["summary"] = time.perf_counter() - t0
+out["total"] = time.perf_counter() - t_all
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_") or k.startswith("ROTATION_BENCH_")}
+    env.update({"ROTATION_CONFIG": str(DEMO), "ROTATION_STORAGE__DATA_DIR": str(tmp / "data"),
+                "DAGSTER_HOME": str(home), "ROTATION_DATA__SYNTHETIC__END": LAST, "PYTHONPATH": str(ROOT)})
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 7200) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark command {args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout
+
+
+def _runner(spec: dict[str, object], env: dict[str, str]) -> tuple[float, dict[str, object]]:
+    wall, out = _run(["-c", _RUNNER, json.dumps(spec)], env)
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    return wall, json.loads(line[len("RESULT "):])
+
+
+def _fig(case: str, metric: str, value: float, unit: str, **extra: object) -> dict[str, object]:
+    return {"suite": SUITE, "case": case, "metric": metric, "value": round(float(value), 3), "unit": unit, **extra}
+
+
+def run() -> Iterator[dict[str, object]]:
+    with tempfile.TemporaryDirectory(prefix="rotation-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        # warm the numba cache (and the OS file cache) once; not timed
+        _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
+
+        wall, out = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
+        yield _fig("one_session_cold_cli", "seconds", wall, "s", baseline=60.0, ratio=round(wall / 60.0, 3),
+                   pools=3, session=LAST)
+
+        n = SESSIONS
+        start = _session_offset(LAST, -(n - 1))
+        single_wall, single = _runner({"mode": "single", "pools": ["QDII"], "start": start, "end": LAST},
+                                      _env(tmp / "single"))
+        per_wall, per = _runner({"mode": "per_partition", "pools": ["QDII"], "start": start, "end": LAST},
+                                _env(tmp / "per"))
+        s_single = single["pools"]["QDII"] / n
+        s_per = per["pools"]["QDII"] / n
+        yield _fig("one_run_per_partition", "seconds_per_session", s_per, "s", pool="QDII", sessions=n,
+                   baseline=round(s_single, 4), ratio=round(s_per / s_single, 2), peer="one single run")
+        yield _fig("one_run_per_partition", "single_run_seconds_per_session", s_single, "s", pool="QDII", sessions=n)
+
+        year_start = _session_offset(LAST, -249)
+        _, disk = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST},
+                          _env(tmp / "events_sqlite"))
+        _, memory = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST,
+                             "ephemeral": True}, _env(tmp / "events_memory"))
+        yield _fig("event_recording", "sqlite_instance_seconds", disk["pools"]["A_SHARE"], "s", pool="A_SHARE",
+                   sessions=250, baseline=round(memory["pools"]["A_SHARE"], 3),
+                   ratio=round(disk["pools"]["A_SHARE"] / memory["pools"]["A_SHARE"], 2), peer="in-memory instance")
+
+        years = YEARS
+        end = LAST
+        first = f"{int(end[:4]) - years + 1}-01-01"
+        env = _env(tmp / "backfill", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 6}-01-04",
+                   ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
+        wall, res = _runner({"mode": "single", "pools": ["A_SHARE", "QDII", "OTHER"], "start": first, "end": end,
+                             "summary": True}, env)
+        target = 300.0 * years / 10.0
+        yield _fig("backfill_single_runs", "seconds", wall, "s", years=years, sessions=res["sessions"], pools=3,
+                   baseline=target, ratio=round(wall / target, 3),
+                   daily_runs_s={k: round(v, 1) for k, v in res["pools"].items()},
+                   summary_run_s=round(res["summary"], 1))
+        pool_sessions = res["sessions"] * 3
+        yield _fig("backfill_single_runs", "seconds_per_pool_session", sum(res["pools"].values()) / pool_sessions,
+                   "s", years=years, pool_sessions=pool_sessions)
+
+
+def _session_offset(day: str, offset: int) -> str:
+    import pandas as pd
+
+    from rotation_platform.calendars import get_calendar
+
+    cal = get_calendar("XSHG")
+    base = cal.session_on_or_before(pd.Timestamp(day)) if offset <= 0 else pd.Timestamp(day)
+    if offset == 0 and not cal.is_session(pd.Timestamp(day)):
+        return str(cal.next_session(pd.Timestamp(day)).date())
+    return str(cal.session_offset(base, offset).date())
