@@ -41,6 +41,21 @@ def _step_errors(context: dg.RunFailureSensorContext) -> str:
     return ("\n\n" + "\n".join(lines)) if lines else ""
 
 
+def _failed_checks(context: dg.RunFailureSensorContext) -> str:
+    """The checks of the run that failed, with their one-line summary (e.g. a fuse that stopped the day)."""
+    lines = []
+    records = context.instance.all_logs(context.dagster_run.run_id,
+                                        of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    for record in records:
+        evaluation = record.dagster_event.event_specific_data if record.dagster_event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        severity = getattr(evaluation.severity, "value", str(evaluation.severity))
+        lines.append(f"- check `{evaluation.asset_key.to_user_string()}:{evaluation.check_name}` ({severity}): "
+                     f"{(evaluation.description or '').strip()[:300]}")
+    return ("\n\n**Failed checks**\n" + "\n".join(lines[:10])) if lines else ""
+
+
 def _report(context, outcome: dict[str, str]) -> None:
     for channel, result in outcome.items():
         (context.log.info if result == "sent" else context.log.warning)(f"alert via {channel}: {result}")
@@ -52,7 +67,7 @@ def alert_on_failure(context: dg.RunFailureSensorContext):
     config = load_config()
     if not config.notifications.on_failure:
         return
-    text = (context.failure_event.message or "") + _step_errors(context)
+    text = (context.failure_event.message or "") + _failed_checks(context) + _step_errors(context)
     _report(context, notify_all(config.notifications, failure_notification(context.dagster_run, text)))
 
 

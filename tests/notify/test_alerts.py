@@ -209,3 +209,37 @@ def test_email_errors_name_the_server(mailbox) -> None:
     cfg = EmailConfig(enabled=True, smtp_port=mailbox.port, recipients=("x@example.com",), username="bot")
     with pytest.raises(EmailError, match="needs ROTATION_NOTIFICATIONS__EMAIL__PASSWORD"):
         send_email(cfg, Notification("t", "b"))
+
+
+def test_a_fuse_that_stops_a_day_reaches_both_channels(alert_env, robot, mailbox, tmp_path, monkeypatch, caplog) -> None:
+    """The daily job with a failing fuse: the alert names the pool, session and check; no secret anywhere."""
+    import importlib
+    import sys
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("ROTATION_STORAGE__DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ROTATION_DATA__SYNTHETIC__END", "2024-12-31")
+    monkeypatch.setenv("ROTATION_FUSES__MIN_EFFECTIVE_FACTORS", "11")  # the screen keeps at most 10
+    for name in list(sys.modules):
+        if name == "definitions" or name.split(".")[0] in {"assets", "resources", "jobs"}:
+            del sys.modules[name]
+    defs = importlib.import_module("definitions").defs
+    from assets.partitions import pool_session_key
+    from jobs.sensors import alert_on_failure
+
+    instance = dg.DagsterInstance.ephemeral()
+    failed = defs.resolve_job_def("daily").execute_in_process(
+        partition_key=pool_session_key("QDII", "2024-12-31"), instance=instance, raise_on_error=False)
+    assert not failed.success
+    ctx = dg.build_run_status_sensor_context(
+        sensor_name="alert_on_failure", dagster_instance=instance, dagster_run=failed.dagster_run,
+        dagster_event=failed.get_run_failure_event()).for_run_failure()
+    alert_on_failure(ctx)
+    assert robot.rejected == [] and len(robot.messages) == 1 and len(mailbox.messages) == 1
+    text = robot.messages[0]["markdown"]["text"]
+    assert "QDII|2024-12-31" in text
+    assert "factor_screen:effective_factors" in text and "TOO FEW FACTORS" in text
+    mail = mailbox.messages[0][2]
+    assert "factor_screen:effective_factors" in mail.get_payload()
+    metadata = json.dumps([str(e.event_specific_data) for e in failed.all_events if e.event_specific_data])
+    _secrets_absent(caplog.text, text, mail.as_string(), metadata)
