@@ -45,8 +45,11 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
     quarantine = run.quarantine_by_session()
     value = {key: quarantine[t] for key, t in zip(keys, sessions)} if len(keys) > 1 else quarantine[sessions[-1]]
     meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))
-    meta["data_hash"] = dg.MetadataValue.text(run.data_hash(sessions[-1]))
     meta["sessions_in_run"] = dg.MetadataValue.int(len(keys))
+    for key, t in zip(keys, sessions):  # what each partition's values were computed from
+        context.add_asset_metadata({"data_hash": dg.MetadataValue.text(run.data_hash(t)),
+                                    "session": dg.MetadataValue.text(str(t.date()))},
+                                   asset_key="prices", partition_key=key)
     yield dg.Output(rows, output_name="prices", metadata=meta)
     yield dg.Output(value, output_name="price_quarantine",
                     metadata={"rows": dg.MetadataValue.int(len(quarantine[sessions[-1]]))})

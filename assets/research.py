@@ -88,7 +88,6 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     frame = run.backtest_frame()
-    fz = run.config.fuses
     rows = [{k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return", "drawdown",
                                                    "monthly_win_rate", "annual_turnover", "var_95")} for t in sessions]
     bt = run.backtest
@@ -108,8 +107,7 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
         "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
         "monthly_returns": dg.MetadataValue.md(markdown_image(
             monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
-        "live_params": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
-        "min_annual_return": dg.MetadataValue.float(fz.min_annual_return),
+        "params_traded": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
     }
     per_partition(context, "backtest", keys, rows, extra)
     yield dg.Output(frame)

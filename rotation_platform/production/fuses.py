@@ -99,22 +99,24 @@ def static_scan(paths: Sequence[str | Path] | None = None):
 
 
 def t_plus_one(run: PoolRun, *, scan_paths: Sequence[str | Path] | None = None, seed: int = 0) -> FuseResult:
-    """Static scan + runtime proof at the run's last session ``t`` (which covers every earlier one):
-    the panel is extended by made-up future sessions, every input after ``t - lag`` is changed, and
-    no factor value at a session ``<= t`` may move -- neither against the unchanged extended panel
-    nor against the values the run computed."""
+    """Static scan + runtime proof at the run's last session ``t`` (and its first, for a range): the
+    panel is extended by made-up future sessions, every input after ``t - lag`` is changed, and no
+    factor value at a session ``<= t`` may move -- neither against the unchanged extended panel nor
+    against the values the run computed."""
     scan = static_scan(scan_paths)
-    row = int(run.rows[-1])
     lag = run.config.factors.lag
-    if row - lag < 0:
-        violations, n_changed = {}, 0
-    else:
-        violations, n_changed = _future_rows_proof(run, row, seed)
+    violations: dict[str, float] = {}
+    n_changed = 0
+    checked = sorted({int(run.rows[0]), int(run.rows[-1])})  # a range: its first and its last session
+    rows = [r for r in checked if r - lag >= 0]
+    if rows:
+        violations, n_changed = _future_rows_proof(run, rows, seed)
+    row = checked[-1]
     passed = scan.passed and not violations
     findings = [str(f) for f in scan.findings]
     details = {"static_scan_passed": bool(scan.passed), "files_scanned": len(scan.files),
                "static_findings": findings[:20], "runtime_passed": not violations,
-               "checked_session": _d(run.panel.sessions[row]), "lag": lag, "inputs_changed": int(n_changed),
+               "checked_sessions": [_d(run.panel.sessions[r]) for r in checked], "lag": lag, "inputs_changed": int(n_changed),
                "violations": dict(list(violations.items())[:20])}
     summary = ("no lookahead: static scan clean and no factor moved when data after t-lag changed"
                if passed else f"LOOKAHEAD: {len(findings)} static finding(s), {len(violations)} factor(s) moved")
@@ -123,8 +125,9 @@ def t_plus_one(run: PoolRun, *, scan_paths: Sequence[str | Path] | None = None, 
     return FuseResult("t_plus_one", passed, "ERROR", summary, details, table)
 
 
-def _future_rows_proof(run: PoolRun, row: int, seed: int) -> tuple[dict[str, float], int]:
-    """Append ``lag`` + 5 made-up sessions after the panel, perturb them, and compare rows <= ``row``."""
+def _future_rows_proof(run: PoolRun, rows: list[int], seed: int) -> tuple[dict[str, float], int]:
+    """Append ``lag`` + 5 made-up sessions after the panel; for each row, perturb everything after
+    ``row - lag`` and compare the factors at rows <= ``row``."""
     from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 
     panel = run.panel
@@ -140,17 +143,22 @@ def _future_rows_proof(run: PoolRun, row: int, seed: int) -> tuple[dict[str, flo
         frame.iloc[len(panel.sessions):] = panel[f].iloc[-1].to_numpy()  # made-up rows: the last bar again
         frames[f] = frame
     extended = PricePanel(frames, panel.meta)
-    base = np.asarray(run.compute_factors(extended).values)[: row + 1]
-    moved, _, n_changed = perturb_after(extended, row - run.config.factors.lag, seed)
-    other = np.asarray(run.compute_factors(moved).values)[: row + 1]
-    own = np.asarray(run.factors.values)[: row + 1]
-    violations = {}
-    for k, name in enumerate(run.factors.names):
-        for x in (other, own):
-            a, b = base[:, :, k], x[:, :, k]
-            same = (a == b) | (np.isnan(a) & np.isnan(b))
-            if not same.all():
-                violations[name] = float(np.nanmax(np.abs(np.where(same, 0.0, np.nan_to_num(a - b, nan=np.inf)))))
+    base_all = np.asarray(run.compute_factors(extended).values)
+    own_all = np.asarray(run.factors.values)
+    violations: dict[str, float] = {}
+    n_changed = 0
+    for row in rows:
+        moved, _, n = perturb_after(extended, row - run.config.factors.lag, seed)
+        n_changed += n
+        other = np.asarray(run.compute_factors(moved).values)[: row + 1]
+        base, own = base_all[: row + 1], own_all[: row + 1]
+        for k, name in enumerate(run.factors.names):
+            for x in (other, own):
+                a, b = base[:, :, k], x[:, :, k]
+                same = (a == b) | (np.isnan(a) & np.isnan(b))
+                if not same.all():
+                    violations[name] = float(np.nanmax(np.abs(np.where(same, 0.0,
+                                                                       np.nan_to_num(a - b, nan=np.inf)))))
     return violations, n_changed
 
 
