@@ -99,10 +99,9 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
     step_retry_wait_s: float = 30.0
     _store: Store | None = PrivateAttr(default=None)
 
-    def _unavailable(self, exc: StorageUnavailableError) -> BaseException:
+    def _retry_step(self, exc: StorageUnavailableError) -> None:
         if self.step_retries > 0:
-            return dg.RetryRequested(max_retries=self.step_retries, seconds_to_wait=self.step_retry_wait_s)
-        return exc
+            raise dg.RetryRequested(max_retries=self.step_retries, seconds_to_wait=self.step_retry_wait_s) from exc
 
     @abstractmethod
     def _make_store(self) -> Store:
@@ -131,13 +130,15 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         try:
             self._handle_output(context, obj)
         except StorageUnavailableError as exc:
-            raise self._unavailable(exc) from exc
+            self._retry_step(exc)
+            raise
 
     def load_input(self, context: dg.InputContext) -> object:
         try:
             return self._load_input(context)
         except StorageUnavailableError as exc:
-            raise self._unavailable(exc) from exc
+            self._retry_step(exc)
+            raise
 
     def _handle_output(self, context: dg.OutputContext, obj: object) -> None:
         if obj is None:
