@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 import numpy as np
@@ -67,13 +67,25 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def per_partition(context: dg.AssetExecutionContext, asset: str, keys: Sequence[str],
-                  rows: Sequence[Mapping[str, object]], last_extra: Mapping[str, object] | None = None) -> None:
-    """Numeric metadata for each partition of the run (Dagster plots them over time), plus markdown and
-    pictures on the last one."""
-    for i, (key, row) in enumerate(zip(keys, rows)):
-        meta = to_dagster_metadata(row)
-        if last_extra and i == len(keys) - 1:
+#: per-partition metadata is recorded for at most this many sessions of a run (the latest): Dagster
+#: checks each call against every key of the run's range, so a long backfill would pay that squared
+PER_PARTITION_METADATA = 60
+
+
+def metadata_tail(keys: Sequence[str], sessions: Sequence[object]) -> list[tuple[str, object]]:
+    """The (partition key, session) pairs of the run that get their own metadata: the latest ones."""
+    pairs = list(zip(keys, sessions))
+    return pairs[-PER_PARTITION_METADATA:]
+
+
+def per_partition(context: dg.AssetExecutionContext, asset: str, pairs: Sequence[tuple[str, object]],
+                  row: Callable[[object], Mapping[str, object]],
+                  last_extra: Mapping[str, object] | None = None) -> None:
+    """Numeric metadata for each of ``pairs`` (Dagster plots them over time), plus markdown and pictures
+    on the last one. A single-partition run records everything through ``add_output_metadata``."""
+    for i, (key, session) in enumerate(pairs):
+        meta = to_dagster_metadata(row(session))
+        if last_extra and i == len(pairs) - 1:
             meta.update(last_extra)
         context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, per_partition
+from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition
 from assets.partitions import pool_session_partitions, run_scope
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
@@ -30,13 +30,15 @@ def factor_panel(context: dg.AssetExecutionContext, platform: PlatformResource):
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     frame = run.factor_frame()
-    cov = fuses.coverage_series(run).iloc[run.rows]
-    rows = []
-    for t, c in zip(sessions, cov.to_numpy()):
-        block = frame.xs(t, level="session").to_numpy()
-        rows.append({"coverage": float(c), "funds_with_values": int(np.isfinite(block).any(axis=1).sum()),
-                     "factors": int(frame.shape[1])})
-    per_partition(context, "factor_panel", keys, rows)
+    coverage = fuses.coverage_series(run)
+    values = np.asarray(run.factors.values)
+
+    def row(t):
+        block = values[int(run.panel.sessions.get_loc(t))]
+        return {"coverage": float(coverage.loc[t]), "funds_with_values": int(np.isfinite(block).any(axis=1).sum()),
+                "factors": int(frame.shape[1])}
+
+    per_partition(context, "factor_panel", metadata_tail(keys, sessions), row)
     yield dg.Output(frame, metadata={"factors": dg.MetadataValue.int(frame.shape[1]),
                                      "lag": dg.MetadataValue.int(run.config.factors.lag)})
     yield check_result(fuses.t_plus_one(run), "factor_panel")

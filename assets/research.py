@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, per_partition, to_dagster_metadata
+from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition, to_dagster_metadata
 from assets.partitions import pool_session_partitions, run_scope
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
@@ -32,21 +32,22 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     frame = run.screen_frame()
-    rows = []
-    for t in sessions:
+
+    def row(t):
         res = run.screens[t]
         h = res.selection_horizon
         sel = res.stats.loc[res.selected_names] if res.selected else res.stats.iloc[:0]
-        rows.append({"selected": len(res.selected),
-                     "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
-                     "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")})
+        return {"selected": len(res.selected),
+                "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
+                "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
+
     last = run.screens[sessions[-1]]
     extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary()))}
     if last.selected:
         decay = last.decay.loc[last.selected_names]
         extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
             ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
-    per_partition(context, "factor_screen", keys, rows, extra)
+    per_partition(context, "factor_screen", metadata_tail(keys, sessions), row, extra)
     yield dg.Output(frame)
     yield check_result(fuses.effective_factors(run), "factor_screen")
 
@@ -61,16 +62,21 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     records = {key: run.wfo_record(t) for key, t in zip(keys, sessions)}
-    rows = [{"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
-             "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
-             "reoptimised": bool(r["reoptimised_this_session"])} for r in records.values()]
+    by_session = dict(zip(sessions, records.values()))
+
+    def row(t):
+        r = by_session[t]
+        return {"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
+                "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
+                "reoptimised": bool(r["reoptimised_this_session"])}
+
     last = records[keys[-1]]
     windows = pd.DataFrame(last["windows"]).tail(8)
     live = last["live"] or {}
     text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
             f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
             f"last at {last['reoptimised_at']}\n\n" + markdown_table(windows.set_index("oos_start")))
-    per_partition(context, "wfo_result", keys, rows, {"choice": dg.MetadataValue.md(text),
+    per_partition(context, "wfo_result", metadata_tail(keys, sessions), row, {"choice": dg.MetadataValue.md(text),
                                                        "live_params": dg.MetadataValue.text(str(live.get("params")))})
     yield dg.Output(records if len(keys) > 1 else last)
 
@@ -88,8 +94,10 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     frame = run.backtest_frame()
-    rows = [{k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return", "drawdown",
-                                                   "monthly_win_rate", "annual_turnover", "var_95")} for t in sessions]
+    def row(t):
+        return {k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return", "drawdown",
+                                                    "monthly_win_rate", "annual_turnover", "var_95")}
+
     bt = run.backtest
     upto = int(run.rows[-1])
     first = bt.plan.first_trade_row or 0
@@ -109,7 +117,7 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
             monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
         "params_traded": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
     }
-    per_partition(context, "backtest", keys, rows, extra)
+    per_partition(context, "backtest", metadata_tail(keys, sessions), row, extra)
     yield dg.Output(frame)
     yield check_result(fuses.monthly_returns(run, frame), "backtest")
     for c in checks:
@@ -125,18 +133,21 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
     pool, sessions, keys = run_scope(context)
     run = platform.pool_run(pool, sessions)
     frame = run.capacity_frame()
-    rows = []
-    for t in sessions:
-        block = frame.xs(t, level="session")
+    n_funds = len(run.panel.symbols)
+
+    def row(t):
+        i = int(sessions.get_loc(t))
+        block = frame.iloc[i * n_funds: (i + 1) * n_funds]  # the frame holds n_funds rows per session, in order
         held = block[block["value"] > 0]
         peak = float(held["utilisation"].max()) if len(held) else 0.0
         equity = float(held["value"].sum() / held["weight"].sum()) if len(held) and held["weight"].sum() > 0 else float("nan")
-        rows.append({"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
-                     "weight_breaches": int(block["weight_breach"].sum()),
-                     "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")})
+        return {"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
+                "weight_breaches": int(block["weight_breach"].sum()),
+                "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")}
+
     last = frame.xs(sessions[-1], level="session")
     extra = {"holdings": dg.MetadataValue.md(markdown_table(last[last["value"] > 0]))}
-    per_partition(context, "capacity_report", keys, rows, extra)
+    per_partition(context, "capacity_report", metadata_tail(keys, sessions), row, extra)
     yield dg.Output(frame)
 
 
@@ -156,18 +167,20 @@ def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResour
     run = platform.pool_run(pool, sessions)
     frame = run.target_frame()
     metas = {str(t.date()): run.run_metadata(t) for t in sessions}
-    rows = []
-    for t in sessions:
-        block = frame.xs(t, level="session")
-        rows.append({"orders": int((block["order_shares"] != 0).sum()),
-                     "exposure": float(block["target_weight"].sum()),
-                     "order_value": float(block["order_value"].sum())})
+    n_funds = len(run.panel.symbols)
+
+    def row(t):
+        i = int(sessions.get_loc(t))
+        block = frame.iloc[i * n_funds: (i + 1) * n_funds]
+        return {"orders": int((block["order_shares"] != 0).sum()), "exposure": float(block["target_weight"].sum()),
+                "order_value": float(block["order_value"].sum())}
+
     last = frame.xs(sessions[-1], level="session")
     shown = last[(last["target_weight"] > 0) | (last["order_shares"] != 0)][
         ["target_weight", "price", "current_shares", "target_shares", "order_shares", "side", "order_value"]]
     extra = {"target": dg.MetadataValue.md(markdown_table(shown)),
              **to_dagster_metadata(metas[str(sessions[-1].date())])}
-    per_partition(context, "target_portfolio", keys, rows, extra)
+    per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
     yield dg.Output(frame)
     yield check_result(fuses.target_vol_scaling(run, frame), "target_portfolio")
     yield check_result(fuses.metadata_completeness(metas), "target_portfolio")

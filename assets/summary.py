@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from assets._metadata import SINGLE_RUN, retry_on_service_errors
+from assets._metadata import PER_PARTITION_METADATA, SINGLE_RUN, metadata_tail, retry_on_service_errors
 from assets.partitions import POOL_NAMES, session_of, session_partitions
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
@@ -45,7 +45,10 @@ def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformRe
         finally:
             store.close()
     table = pd.concat(frames)
+    tail = {t for _, t in metadata_tail([str(t.date()) for t in sessions], sessions)}
     for t, frame in zip(sessions, frames):
+        if t not in tail:
+            continue
         comb = frame.xs(COMBINED, level="pool").iloc[0]
         meta = {f"combined_{k}": dg.MetadataValue.float(float(comb[k])) for k in ("annual_return", "sharpe",
                                                                                      "max_drawdown", "equity")
@@ -90,6 +93,8 @@ def session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResour
                     manifest = SnapshotStore.manifest_of(day, values, platform.config_hash)
                 manifests[day] = manifest
                 n_values = sum(len(v) for v in manifest["assets"].values())
+                if i < len(sessions) - PER_PARTITION_METADATA:
+                    continue
                 context.add_asset_metadata({"values": dg.MetadataValue.int(n_values),
                                             "config_hash": dg.MetadataValue.text(platform.config_hash),
                                             "kept": dg.MetadataValue.bool(i >= keep_from)},

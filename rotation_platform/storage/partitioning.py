@@ -62,13 +62,36 @@ def _bounds(window: tuple[pd.Timestamp, pd.Timestamp], index_tz: Any) -> tuple[p
 
 
 def _assign_time(times: pd.DatetimeIndex, slices: Sequence[PartitionSlice], what: str) -> np.ndarray:
-    """For each timestamp, the position of the slice whose window holds it; -1 for none."""
+    """For each timestamp, the position of the slice whose window holds it; -1 for none.
+
+    Windows that do not overlap (time partitions) are looked up by binary search, so a range of
+    thousands of partitions costs O(rows log partitions); overlapping ones take the first that holds.
+    """
     out = np.full(len(times), -1, dtype=np.int64)
-    for j, s in enumerate(slices):
-        start, end = _bounds(s.window, times.tz)  # type: ignore[arg-type]
-        inside = (times >= start) & (times < end)
-        out[np.asarray(inside) & (out == -1)] = j
+    if not len(slices) or not len(times):
+        return out
+    bounds = [_bounds(s.window, times.tz) for s in slices]  # type: ignore[arg-type]
+    starts = pd.DatetimeIndex([b[0] for b in bounds]).as_unit("ns").asi8
+    ends = pd.DatetimeIndex([b[1] for b in bounds]).as_unit("ns").asi8
+    order = np.argsort(starts, kind="stable")
+    s_sorted, e_sorted = starts[order], ends[order]
+    if len(order) > 1 and not (s_sorted[1:] >= e_sorted[:-1]).all():
+        for j, (start, end) in enumerate(bounds):
+            inside = (times >= start) & (times < end)
+            out[np.asarray(inside) & (out == -1)] = j
+        return out
+    t = times.as_unit("ns").asi8
+    pos = np.searchsorted(s_sorted, t, side="right") - 1
+    ok = (pos >= 0) & (t < e_sorted[np.clip(pos, 0, None)])
+    out[ok] = order[pos[ok]]
     return out
+
+
+def _groups(owner: np.ndarray, n: int) -> list[np.ndarray]:
+    """Row positions per owner ``0..n-1`` (in row order), in one sort."""
+    order = np.argsort(owner, kind="stable")
+    cuts = np.searchsorted(owner[order], np.arange(n + 1))
+    return [order[cuts[j]: cuts[j + 1]] for j in range(n)]
 
 
 def _labels(frame: pd.DataFrame, name: str) -> np.ndarray | None:
@@ -100,7 +123,8 @@ def split_value(value: Any, slices: Sequence[PartitionSlice], what: str) -> list
                                     f"{varying or 'a non-time key'}; return a dict keyed by partition key")
         owner = _assign_time(value.sessions, slices, what)
         _check_assigned(owner, value.sessions, what, names)
-        return [(s, PricePanel({f: value[f].loc[owner == j] for f in PRICE_FIELDS}, value.meta))
+        groups = _groups(owner, len(slices))
+        return [(s, PricePanel({f: value[f].iloc[groups[j]] for f in PRICE_FIELDS}, value.meta))
                 for j, s in enumerate(slices)]
 
     if isinstance(value, pd.DataFrame):
@@ -117,8 +141,9 @@ def split_value(value: Any, slices: Sequence[PartitionSlice], what: str) -> list
             position = _assign_time(times, [PartitionSlice(slices[0].partition, w) for w in windows], what)
             _check_assigned(position, times, what, names)
             components.append(position)
+            window_position = {w: i for i, w in enumerate(windows)}
             for j, sl in enumerate(slices):
-                slice_keys[j].append(windows.index(sl.window))
+                slice_keys[j].append(window_position[sl.window])
         for dim in varying:
             labels = _labels(value, dim) if dim else None
             if labels is None:
@@ -133,13 +158,23 @@ def split_value(value: Any, slices: Sequence[PartitionSlice], what: str) -> list
             raise StorageInputError(f"{what}: the frame covers partitions [{names}] and nothing in it tells them "
                                     "apart; return a dict keyed by partition key")
         lookup = {tuple(k): j for j, k in enumerate(slice_keys)}
-        rows = list(zip(*components))
-        owner = np.asarray([lookup.get(r, -1) for r in rows], dtype=np.int64)
+        if len(components) == 1 and not varying:
+            # time only: map window positions to slices without building Python tuples per row
+            by_window = np.full(len(windows) + 1, -1, dtype=np.int64)
+            for k, j in lookup.items():
+                by_window[k[0]] = j
+            owner = by_window[components[0]]
+            rows = None
+        else:
+            rows = list(zip(*components))
+            owner = np.asarray([lookup.get(r, -1) for r in rows], dtype=np.int64)
         if len(owner) and (owner < 0).any():
-            bad = rows[int(np.argmax(owner < 0))]
+            first = int(np.argmax(owner < 0))
+            bad = rows[first] if rows is not None else (components[0][first],)
             raise StorageInputError(f"{what}: a row ({', '.join(map(str, bad))}) belongs to none of the "
                                     f"partitions [{names}] being written; nothing was stored")
-        return [(sl, value.iloc[np.flatnonzero(owner == j)]) for j, sl in enumerate(slices)]
+        groups = _groups(owner, len(slices))
+        return [(sl, value.iloc[groups[j]]) for j, sl in enumerate(slices)]
 
     raise StorageInputError(f"{what}: one {type(value).__name__} covers partitions [{names}]; return a dict "
                             "keyed by partition key, or a frame/price panel indexed by session")
