@@ -164,13 +164,28 @@ def _frame_table(frame: pd.DataFrame) -> pa.Table:
         raise StorageInputError(f"cannot convert the DataFrame to a table: {exc}") from exc
 
 
+_SCHEMA_CACHE: dict[tuple, pa.Schema] = {}
+_SCHEMA_CACHE_MAX = 64
+
+
 def _multiindex_frame_table(frame: pd.DataFrame) -> pa.Table:
     """``Table.from_pandas(frame, preserve_index=True)`` for a frame with named index levels, built from
     the flat frame (pyarrow converts a wide frame with a MultiIndex several times slower); the result
-    is the same table with the same pandas metadata."""
+    is the same table with the same pandas metadata. Frames of the same shape (columns, dtypes, index
+    levels) reuse the schema of the first: the columns are then converted one numpy array at a time."""
     names = list(frame.index.names)
     flat = frame.reset_index()
     flat = flat[[c for c in flat.columns if c not in names] + names]
+    key = (tuple(flat.columns), tuple(str(t) for t in flat.dtypes), tuple(names), frame.columns.name)
+    schema = _SCHEMA_CACHE.get(key)
+    if schema is not None:
+        try:
+            block = {c: flat[c] for c in flat.columns}
+            arrays = [pa.array(block[c].to_numpy() if str(block[c].dtype) in _NUMPY_DTYPES else block[c],
+                               type=f.type, from_pandas=True) for c, f in zip(flat.columns, schema)]
+            return pa.Table.from_arrays(arrays, schema=schema)
+        except (pa.ArrowException, TypeError, ValueError):
+            pass  # a value the cached types cannot hold: convert from scratch
     table = pa.Table.from_pandas(flat, preserve_index=False)
     meta = json.loads(table.schema.metadata[b"pandas"])
     meta["index_columns"] = names
@@ -178,7 +193,14 @@ def _multiindex_frame_table(frame: pd.DataFrame) -> pa.Table:
     meta["column_indexes"] = [{"name": name, "field_name": None if name is None else str(name),
                                "pandas_type": "unicode", "numpy_type": str(frame.columns.dtype),
                                "metadata": {"encoding": "UTF-8"}}]
-    return table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
+    table = table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
+    if len(_SCHEMA_CACHE) < _SCHEMA_CACHE_MAX:
+        _SCHEMA_CACHE[key] = table.schema
+    return table
+
+
+#: column dtypes converted through their numpy array (others through pandas)
+_NUMPY_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool"})
 
 
 def encode(value: Any) -> Encoded:
