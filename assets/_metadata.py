@@ -98,3 +98,35 @@ def retry_on_service_errors(attempts: int = 3, wait_s: float = 10.0) -> Iterator
         yield
     except (StorageUnavailableError, ConnectionError, TimeoutError) as exc:
         raise dg.RetryRequested(max_retries=attempts, seconds_to_wait=wait_s) from exc
+
+
+def pool_value(groups: Sequence[tuple[str, object, Sequence[object], Sequence[str]]], values: Sequence[object]) -> object:
+    """The output of a run: one pool's value as it is (the IO manager splits it by session), or, for a
+    run over several pools, a dict of each partition's own value."""
+    if len(values) == 1:
+        return values[0]
+    out: dict[str, object] = {}
+    for (_, _, sessions, keys), value in zip(groups, values):
+        out.update(split_by_session(value, sessions, keys))
+    return out
+
+
+def split_by_session(value: object, sessions: Sequence[object], keys: Sequence[str]) -> dict[str, object]:
+    """``{partition key: the value's part for that session}`` for a frame indexed by session (or with a
+    ``session`` level), a price panel, or a dict already keyed by partition."""
+    import pandas as pd
+
+    from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
+
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
+    if len(keys) == 1 and not isinstance(value, PricePanel):
+        return {keys[0]: value}
+    if isinstance(value, PricePanel):
+        return {key: PricePanel({f: value[f].loc[[pd.Timestamp(t)]] for f in PRICE_FIELDS}, value.meta)
+                for key, t in zip(keys, sessions)}
+    if isinstance(value, pd.DataFrame):
+        level = value.index.get_level_values("session") if isinstance(value.index, pd.MultiIndex) else value.index
+        groups = pd.Series(range(len(value)), index=pd.DatetimeIndex(level)).groupby(level=0).indices
+        return {key: value.iloc[groups[pd.Timestamp(t)]] for key, t in zip(keys, sessions)}
+    raise TypeError(f"cannot split a {type(value).__name__} by session")

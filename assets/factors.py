@@ -3,8 +3,8 @@
 import dagster as dg
 import numpy as np
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition
-from assets.partitions import pool_session_partitions, run_scope
+from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition, pool_value
+from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
 
@@ -27,23 +27,27 @@ from rotation_platform.production import fuses
     ],
 )
 def factor_panel(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    frame = run.factor_frame()
-    coverage = fuses.coverage_series(run)
-    values = np.asarray(run.factors.values)
+    groups = [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
+    frames, checks = [], {"t_plus_one": {}, "coverage": {}, "zero_variance": {}}
+    for pool, run, sessions, keys in groups:
+        frame = run.factor_frame()
+        coverage = fuses.coverage_series(run)
+        values = np.asarray(run.factors.values)
 
-    def row(t):
-        block = values[int(run.panel.sessions.get_loc(t))]
-        return {"coverage": float(coverage.loc[t]), "funds_with_values": int(np.isfinite(block).any(axis=1).sum()),
-                "factors": int(frame.shape[1])}
+        def row(t, run=run, coverage=coverage, values=values, width=frame.shape[1]):
+            block = values[int(run.panel.sessions.get_loc(t))]
+            return {"coverage": float(coverage.loc[t]), "funds_with_values": int(np.isfinite(block).any(axis=1).sum()),
+                    "factors": int(width)}
 
-    per_partition(context, "factor_panel", metadata_tail(keys, sessions), row)
-    yield dg.Output(frame, metadata={"factors": dg.MetadataValue.int(frame.shape[1]),
-                                     "lag": dg.MetadataValue.int(run.config.factors.lag)})
-    yield check_result(fuses.t_plus_one(run), "factor_panel")
-    yield check_result(fuses.coverage(run), "factor_panel")
-    yield check_result(fuses.zero_variance(run), "factor_panel")
+        per_partition(context, "factor_panel", metadata_tail(keys, sessions), row)
+        frames.append(frame)
+        checks["t_plus_one"][pool] = fuses.t_plus_one(run)
+        checks["coverage"][pool] = fuses.coverage(run)
+        checks["zero_variance"][pool] = fuses.zero_variance(run)
+    yield dg.Output(pool_value(groups, frames), metadata={"factors": dg.MetadataValue.int(frames[-1].shape[1]),
+                                                          "lag": dg.MetadataValue.int(platform.config.factors.lag)})
+    for results in checks.values():
+        yield check_result(fuses.combine(results), "factor_panel")
 
 
 FACTOR_ASSETS = [factor_panel]

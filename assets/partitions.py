@@ -67,19 +67,22 @@ def parse_key(key: object) -> tuple[str, pd.Timestamp]:
     return dims["pool"], pd.Timestamp(dims["session"])
 
 
-def run_scope(context: dg.AssetExecutionContext) -> tuple[str, pd.DatetimeIndex, list[str]]:
-    """The pool, the sessions (sorted) and the partition keys (in session order) a run covers.
+def run_groups(context: dg.AssetExecutionContext) -> list[tuple[str, pd.DatetimeIndex, list[str]]]:
+    """``(pool, sessions, partition keys)`` for each pool a run covers, sessions sorted.
 
-    A single-run backfill covers a range of sessions of one pool; a range spanning pools is refused
-    (launch one backfill per pool, or let Dagster split it per pool).
+    The daily job covers one pool and session; a single-run backfill a session range of one pool, or
+    -- when launched for several pools at once -- ranges of several pools.
     """
-    keys = list(context.partition_keys)
-    parsed = [parse_key(k) for k in keys]
-    pools = sorted({p for p, _ in parsed})
-    if len(pools) != 1:
-        raise dg.DagsterInvariantViolationError(f"a run covers one pool; this one covers {pools}")
-    order = sorted(range(len(keys)), key=lambda i: parsed[i][1])
-    return pools[0], pd.DatetimeIndex([parsed[i][1] for i in order]), [str(keys[i]) for i in order]
+    by_pool: dict[str, list[tuple[pd.Timestamp, str]]] = {}
+    for key in context.partition_keys:
+        pool, session = parse_key(key)
+        by_pool.setdefault(pool, []).append((session, str(key)))
+    out = []
+    for pool in POOL_NAMES:
+        if pool in by_pool:
+            items = sorted(by_pool[pool])
+            out.append((pool, pd.DatetimeIndex([t for t, _ in items]), [k for _, k in items]))
+    return out
 
 
 def session_keys(sessions: Iterable[object]) -> list[str]:

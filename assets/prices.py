@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, retry_on_service_errors, to_dagster_metadata
-from assets.partitions import pool_session_partitions, run_scope
+from assets._metadata import SINGLE_RUN, check_result, check_spec, pool_value, retry_on_service_errors, to_dagster_metadata
+from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
+from rotation_platform.production.fuses import FuseResult
 from rotation_platform.reports.prices import price_summary, quality_check_summary
 
 QUALITY_CHECK = "quality_gate"
@@ -36,30 +37,39 @@ QUALITY_CHECK = "quality_gate"
     backfill_policy=SINGLE_RUN,
 )
 def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    with retry_on_service_errors():
-        result = run.prices
-    summary = price_summary(result, config_hash=platform.config_hash)
-    rows = run.price_rows().with_meta(config_hash=platform.config_hash)
-    quarantine = run.quarantine_by_session()
-    value = {key: quarantine[t] for key, t in zip(keys, sessions)} if len(keys) > 1 else quarantine[sessions[-1]]
-    meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))
-    meta["sessions_in_run"] = dg.MetadataValue.int(len(keys))
-    for key, t in zip(keys, sessions):  # what each partition's values were computed from
-        context.add_asset_metadata({"data_hash": dg.MetadataValue.text(run.data_hash(t)),
-                                    "session": dg.MetadataValue.text(str(t.date()))},
-                                   asset_key="prices", partition_key=key)
-    yield dg.Output(rows, output_name="prices", metadata=meta)
-    yield dg.Output(value, output_name="price_quarantine",
-                    metadata={"rows": dg.MetadataValue.int(len(quarantine[sessions[-1]]))})
-    yield dg.AssetCheckResult(
-        check_name=QUALITY_CHECK, asset_key="prices", passed=bool(result.report.passed),
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=_gate_line(result.report),
-        metadata=to_dagster_metadata(quality_check_summary(result.report), markdown_keys=("findings",)),
-    )
-    yield check_result(fuses.index_normalisation(run), "prices")
+    groups = [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
+    panels, quarantines, gates, indexes = [], {}, {}, {}
+    meta: dict[str, object] = {}
+    for pool, run, sessions, keys in groups:
+        with retry_on_service_errors():
+            result = run.prices
+        summary = price_summary(result, config_hash=platform.config_hash)
+        meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))
+        panels.append(run.price_rows().with_meta(config_hash=platform.config_hash))
+        by_session = run.quarantine_by_session()
+        quarantines.update({key: by_session[t] for key, t in zip(keys, sessions)})
+        for key, t in zip(keys, sessions):  # what each partition's values were computed from
+            context.add_asset_metadata({"data_hash": dg.MetadataValue.text(run.data_hash(t)),
+                                        "session": dg.MetadataValue.text(str(t.date()))},
+                                       asset_key="prices", partition_key=key)
+        gates[pool] = result.report
+        indexes[pool] = fuses.index_normalisation(run)
+    meta["pools_in_run"] = dg.MetadataValue.json([g[0] for g in groups])
+    meta["sessions_in_run"] = dg.MetadataValue.int(sum(len(g[3]) for g in groups))
+    yield dg.Output(pool_value(groups, panels), output_name="prices", metadata=meta)
+    last_key = groups[-1][3][-1]
+    yield dg.Output(quarantines if len(quarantines) > 1 else quarantines[last_key], output_name="price_quarantine",
+                    metadata={"rows": dg.MetadataValue.int(len(quarantines[last_key]))})
+    if len(gates) == 1:
+        report = next(iter(gates.values()))
+        yield dg.AssetCheckResult(
+            check_name=QUALITY_CHECK, asset_key="prices", passed=bool(report.passed),
+            severity=dg.AssetCheckSeverity.ERROR, description=_gate_line(report),
+            metadata=to_dagster_metadata(quality_check_summary(report), markdown_keys=("findings",)),
+        )
+    else:
+        yield check_result(fuses.combine({pool: _gate_fuse(report) for pool, report in gates.items()}), "prices")
+    yield check_result(fuses.combine(indexes), "prices")
 
 
 def _gate_line(report) -> str:
@@ -69,6 +79,12 @@ def _gate_line(report) -> str:
     bad = [f for f in report.findings if f.severity.name in ("ERROR", "FATAL")]
     parts = [f"{f.check} {f.symbol}: {f.message}" for f in bad[:3]]
     return "QUALITY GATE FAILED: " + "; ".join(parts) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
+
+
+def _gate_fuse(report) -> FuseResult:
+    summary = quality_check_summary(report)
+    return FuseResult(QUALITY_CHECK, bool(report.passed), "ERROR", _gate_line(report),
+                      {k: v for k, v in summary.items() if k != "findings"}, str(summary["findings"]))
 
 
 PRICE_ASSETS = [prices]

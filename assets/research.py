@@ -4,8 +4,16 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition, to_dagster_metadata
-from assets.partitions import pool_session_partitions, run_scope
+from assets._metadata import (
+    SINGLE_RUN,
+    check_result,
+    check_spec,
+    metadata_tail,
+    per_partition,
+    pool_value,
+    to_dagster_metadata,
+)
+from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
 from rotation_platform.reports.plots import (
@@ -21,6 +29,10 @@ from rotation_platform.research import monthly_returns
 COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN, code_version="1")
 
 
+def _groups(context, platform):
+    return [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
+
+
 @dg.asset(
     **COMMON, group_name="research", deps=["factor_panel"],
     description="Rank-IC screen of every factor as of the session (labels realised by then): IC mean/std, ICIR, "
@@ -29,27 +41,29 @@ COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN
                             "Fuse 3: the screen keeps at least fuses.min_effective_factors factors.")],
 )
 def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    frame = run.screen_frame()
+    groups = _groups(context, platform)
+    frames, checks = [], {}
+    for pool, run, sessions, keys in groups:
+        frames.append(run.screen_frame())
 
-    def row(t):
-        res = run.screens[t]
-        h = res.selection_horizon
-        sel = res.stats.loc[res.selected_names] if res.selected else res.stats.iloc[:0]
-        return {"selected": len(res.selected),
-                "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
-                "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
+        def row(t, run=run):
+            res = run.screens[t]
+            h = res.selection_horizon
+            sel = res.stats.loc[res.selected_names] if res.selected else res.stats.iloc[:0]
+            return {"selected": len(res.selected),
+                    "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
+                    "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
 
-    last = run.screens[sessions[-1]]
-    extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary()))}
-    if last.selected:
-        decay = last.decay.loc[last.selected_names]
-        extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
-            ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
-    per_partition(context, "factor_screen", metadata_tail(keys, sessions), row, extra)
-    yield dg.Output(frame)
-    yield check_result(fuses.effective_factors(run), "factor_screen")
+        last = run.screens[sessions[-1]]
+        extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary()))}
+        if last.selected:
+            decay = last.decay.loc[last.selected_names]
+            extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
+                ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
+        per_partition(context, "factor_screen", metadata_tail(keys, sessions), row, extra)
+        checks[pool] = fuses.effective_factors(run)
+    yield dg.Output(pool_value(groups, frames))
+    yield check_result(fuses.combine(checks), "factor_screen")
 
 
 @dg.asset(
@@ -59,26 +73,28 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
                 "efficiency, PBO, deflated Sharpe, stability.",
 )
 def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    records = {key: run.wfo_record(t) for key, t in zip(keys, sessions)}
-    by_session = dict(zip(sessions, records.values()))
+    groups = _groups(context, platform)
+    values = []
+    for pool, run, sessions, keys in groups:
+        records = {key: run.wfo_record(t) for key, t in zip(keys, sessions)}
+        by_session = dict(zip(sessions, records.values()))
 
-    def row(t):
-        r = by_session[t]
-        return {"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
-                "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
-                "reoptimised": bool(r["reoptimised_this_session"])}
+        def row(t, by_session=by_session):
+            r = by_session[t]
+            return {"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
+                    "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
+                    "reoptimised": bool(r["reoptimised_this_session"])}
 
-    last = records[keys[-1]]
-    windows = pd.DataFrame(last["windows"]).tail(8)
-    live = last["live"] or {}
-    text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
-            f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
-            f"last at {last['reoptimised_at']}\n\n" + markdown_table(windows.set_index("oos_start")))
-    per_partition(context, "wfo_result", metadata_tail(keys, sessions), row, {"choice": dg.MetadataValue.md(text),
-                                                       "live_params": dg.MetadataValue.text(str(live.get("params")))})
-    yield dg.Output(records if len(keys) > 1 else last)
+        last = records[keys[-1]]
+        windows = pd.DataFrame(last["windows"]).tail(8)
+        live = last["live"] or {}
+        text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
+                f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
+                f"last at {last['reoptimised_at']}\n\n" + markdown_table(windows.set_index("oos_start")))
+        per_partition(context, "wfo_result", metadata_tail(keys, sessions), row,
+                      {"choice": dg.MetadataValue.md(text), "live_params": dg.MetadataValue.text(str(live.get("params")))})
+        values.append(records if len(keys) > 1 else last)
+    yield dg.Output(pool_value(groups, values))
 
 
 @dg.asset(
@@ -91,37 +107,43 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
        for m, _, _ in fuses.THRESHOLDS],
 )
 def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    frame = run.backtest_frame()
-    def row(t):
-        return {k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return", "drawdown",
-                                                    "monthly_win_rate", "annual_turnover", "var_95")}
+    groups = _groups(context, platform)
+    frames, monthly, thresholds = [], {}, {}
+    for pool, run, sessions, keys in groups:
+        frame = run.backtest_frame()
 
-    bt = run.backtest
-    upto = int(run.rows[-1])
-    first = bt.plan.first_trade_row or 0
-    eq = bt.equity.iloc[first: upto + 1]
-    bench = (1.0 + bt.benchmark_returns.iloc[first: upto + 1]).cumprod()
-    checks = fuses.backtest_thresholds(run, frame)
-    verdicts = pd.DataFrame([{"metric": c.name.removesuffix("_threshold"), "value": c.details["value"],
-                              "threshold": c.details["threshold"], "rule": c.details["operator"],
-                              "verdict": "pass" if c.passed else "FAIL"} for c in checks]).set_index("metric")
-    months = monthly_returns(bt.returns.iloc[first + 1: upto + 1])
-    extra = {
-        "metrics_vs_thresholds": dg.MetadataValue.md(markdown_table(verdicts)),
-        "equity_curve": dg.MetadataValue.md(markdown_image(
-            equity_png(eq, bench, f"{pool}: strategy vs benchmark ({bt.benchmark})"), "equity")),
-        "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
-        "monthly_returns": dg.MetadataValue.md(markdown_image(
-            monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
-        "params_traded": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
-    }
-    per_partition(context, "backtest", metadata_tail(keys, sessions), row, extra)
-    yield dg.Output(frame)
-    yield check_result(fuses.monthly_returns(run, frame), "backtest")
-    for c in checks:
-        yield check_result(c, "backtest")
+        def row(t, frame=frame):
+            return {k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return",
+                                                        "drawdown", "monthly_win_rate", "annual_turnover", "var_95")}
+
+        bt = run.backtest
+        upto = int(run.rows[-1])
+        first = bt.plan.first_trade_row or 0
+        eq = bt.equity.iloc[first: upto + 1]
+        bench = (1.0 + bt.benchmark_returns.iloc[first: upto + 1]).cumprod()
+        checks = fuses.backtest_thresholds(run, frame)
+        verdicts = pd.DataFrame([{"metric": c.name.removesuffix("_threshold"), "value": c.details["value"],
+                                  "threshold": c.details["threshold"], "rule": c.details["operator"],
+                                  "verdict": "pass" if c.passed else "FAIL"} for c in checks]).set_index("metric")
+        months = monthly_returns(bt.returns.iloc[first + 1: upto + 1])
+        extra = {
+            "metrics_vs_thresholds": dg.MetadataValue.md(markdown_table(verdicts)),
+            "equity_curve": dg.MetadataValue.md(markdown_image(
+                equity_png(eq, bench, f"{pool}: strategy vs benchmark ({bt.benchmark})"), "equity")),
+            "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
+            "monthly_returns": dg.MetadataValue.md(markdown_image(
+                monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
+            "params_traded": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
+        }
+        per_partition(context, "backtest", metadata_tail(keys, sessions), row, extra)
+        frames.append(frame)
+        monthly[pool] = fuses.monthly_returns(run, frame)
+        for c in checks:
+            thresholds.setdefault(c.name, {})[pool] = c
+    yield dg.Output(pool_value(groups, frames))
+    yield check_result(fuses.combine(monthly), "backtest")
+    for results in thresholds.values():
+        yield check_result(fuses.combine(results), "backtest")
 
 
 @dg.asset(
@@ -130,25 +152,28 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
                 "weight cap (index session x symbol).",
 )
 def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    frame = run.capacity_frame()
-    n_funds = len(run.panel.symbols)
+    groups = _groups(context, platform)
+    frames = []
+    for pool, run, sessions, keys in groups:
+        frame = run.capacity_frame()
+        n_funds = len(run.panel.symbols)
 
-    def row(t):
-        i = int(sessions.get_loc(t))
-        block = frame.iloc[i * n_funds: (i + 1) * n_funds]  # the frame holds n_funds rows per session, in order
-        held = block[block["value"] > 0]
-        peak = float(held["utilisation"].max()) if len(held) else 0.0
-        equity = float(held["value"].sum() / held["weight"].sum()) if len(held) and held["weight"].sum() > 0 else float("nan")
-        return {"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
-                "weight_breaches": int(block["weight_breach"].sum()),
-                "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")}
+        def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
+            i = int(sessions.get_loc(t))
+            block = frame.iloc[i * n_funds: (i + 1) * n_funds]  # n_funds rows per session, in session order
+            held = block[block["value"] > 0]
+            peak = float(held["utilisation"].max()) if len(held) else 0.0
+            equity = float(held["value"].sum() / held["weight"].sum()) \
+                if len(held) and held["weight"].sum() > 0 else float("nan")
+            return {"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
+                    "weight_breaches": int(block["weight_breach"].sum()),
+                    "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")}
 
-    last = frame.xs(sessions[-1], level="session")
-    extra = {"holdings": dg.MetadataValue.md(markdown_table(last[last["value"] > 0]))}
-    per_partition(context, "capacity_report", metadata_tail(keys, sessions), row, extra)
-    yield dg.Output(frame)
+        last = frame.xs(sessions[-1], level="session")
+        per_partition(context, "capacity_report", metadata_tail(keys, sessions), row,
+                      {"holdings": dg.MetadataValue.md(markdown_table(last[last["value"] > 0]))})
+        frames.append(frame)
+    yield dg.Output(pool_value(groups, frames))
 
 
 @dg.asset(
@@ -163,27 +188,31 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
     ],
 )
 def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource):
-    pool, sessions, keys = run_scope(context)
-    run = platform.pool_run(pool, sessions)
-    frame = run.target_frame()
-    metas = {str(t.date()): run.run_metadata(t) for t in sessions}
-    n_funds = len(run.panel.symbols)
+    groups = _groups(context, platform)
+    frames, scaling, completeness = [], {}, {}
+    for pool, run, sessions, keys in groups:
+        frame = run.target_frame()
+        metas = {str(t.date()): run.run_metadata(t) for t in sessions}
+        n_funds = len(run.panel.symbols)
 
-    def row(t):
-        i = int(sessions.get_loc(t))
-        block = frame.iloc[i * n_funds: (i + 1) * n_funds]
-        return {"orders": int((block["order_shares"] != 0).sum()), "exposure": float(block["target_weight"].sum()),
-                "order_value": float(block["order_value"].sum())}
+        def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
+            i = int(sessions.get_loc(t))
+            block = frame.iloc[i * n_funds: (i + 1) * n_funds]
+            return {"orders": int((block["order_shares"] != 0).sum()), "exposure": float(block["target_weight"].sum()),
+                    "order_value": float(block["order_value"].sum())}
 
-    last = frame.xs(sessions[-1], level="session")
-    shown = last[(last["target_weight"] > 0) | (last["order_shares"] != 0)][
-        ["target_weight", "price", "current_shares", "target_shares", "order_shares", "side", "order_value"]]
-    extra = {"target": dg.MetadataValue.md(markdown_table(shown)),
-             **to_dagster_metadata(metas[str(sessions[-1].date())])}
-    per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
-    yield dg.Output(frame)
-    yield check_result(fuses.target_vol_scaling(run, frame), "target_portfolio")
-    yield check_result(fuses.metadata_completeness(metas), "target_portfolio")
+        last = frame.xs(sessions[-1], level="session")
+        shown = last[(last["target_weight"] > 0) | (last["order_shares"] != 0)][
+            ["target_weight", "price", "current_shares", "target_shares", "order_shares", "side", "order_value"]]
+        extra = {"target": dg.MetadataValue.md(markdown_table(shown)),
+                 **to_dagster_metadata(metas[str(sessions[-1].date())])}
+        per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
+        frames.append(frame)
+        scaling[pool] = fuses.target_vol_scaling(run, frame)
+        completeness[pool] = fuses.metadata_completeness(metas)
+    yield dg.Output(pool_value(groups, frames))
+    yield check_result(fuses.combine(scaling), "target_portfolio")
+    yield check_result(fuses.combine(completeness), "target_portfolio")
 
 
 def _num(x: object) -> float:

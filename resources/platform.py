@@ -36,10 +36,9 @@ class PlatformResource(dg.ConfigurableResource):
         return config_hash(self.config)
 
     def pool_run(self, pool: str, sessions: pd.DatetimeIndex) -> PoolRun:
-        key = (pool, tuple(pd.DatetimeIndex(sessions).asi8))
-        run = self._runs.get(key)
-        if run is None:
-            run = PoolRun(self.config, pool, sessions)
-            self._runs.clear()  # one pool-run at a time: a backfill of many ranges does not pile up memory
-            self._runs[key] = run
-        return run
+        key = tuple(pd.DatetimeIndex(sessions).asi8)
+        cached = self._runs.get(pool)
+        if cached is None or cached[0] != key:
+            cached = (key, PoolRun(self.config, pool, sessions))  # one run of sessions per pool is kept
+            self._runs[pool] = cached
+        return cached[1]

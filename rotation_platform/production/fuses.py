@@ -39,7 +39,7 @@ from rotation_platform.factors.lookahead import perturb_after, scan_source_for_l
 from rotation_platform.factors.registry import get as get_spec
 from rotation_platform.production.pool_run import PoolRun
 
-__all__ = ["FuseResult", "FUSES", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
+__all__ = ["FuseResult", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
            "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
            "metadata_completeness", "backtest_thresholds", "static_scan"]
 
@@ -60,6 +60,20 @@ class FuseResult:
     def __post_init__(self) -> None:
         if self.severity not in ("ERROR", "WARN"):
             raise ValueError(f"severity must be ERROR or WARN, got {self.severity!r}")
+
+
+def combine(results: Mapping[str, FuseResult]) -> FuseResult:
+    """One result for a run over several pools: passed when every pool passed; failures first."""
+    if len(results) == 1:
+        return next(iter(results.values()))
+    items = sorted(results.items(), key=lambda kv: kv[1].passed)
+    first = items[0][1]
+    summary = "; ".join(f"{pool}: {r.summary}" for pool, r in items)
+    if not first.passed:
+        summary = f"{first.summary.split(':')[0]}: " + summary  # keeps the failure's marker first
+    return FuseResult(first.name, all(r.passed for r in results.values()), first.severity, summary,
+                      {pool: r.details for pool, r in results.items()},
+                      "\n\n".join(f"**{pool}**\n\n{r.table}" for pool, r in items if r.table))
 
 
 def _md(frame: pd.DataFrame, max_rows: int = 30) -> str:

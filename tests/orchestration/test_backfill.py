@@ -48,3 +48,31 @@ def test_backfill_range_equals_daily_runs_byte_for_byte(demo_env) -> None:
     assert len(wfo) == len(SESSIONS)
     assert b'"reoptimised_at": "2024-11-01"' in backfill[f"wfo_result/{POOL}/2024-11-29.json"]
     assert b'"reoptimised_at": "2024-12-02"' in backfill[f"wfo_result/{POOL}/2024-12-04.json"]
+
+
+def test_one_run_over_several_pools_equals_their_daily_runs(demo_env) -> None:
+    """A backfill launched for several pools at once (Dagster may give one run the pool x session product)."""
+    from assets.partitions import pool_session_key
+
+    sessions = sessions_between("2024-12-27", "2024-12-31")
+    data, together_dir, apart_dir = demo_env / "data", demo_env / "together", demo_env / "apart"
+    defs = fresh_defs()
+    with dg.DagsterInstance.get() as instance:
+        result = defs.resolve_job_def("daily").execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": str(pool_session_key("A_SHARE", sessions[0])),
+            "dagster/asset_partition_range_end": str(pool_session_key("QDII", sessions[-1]))})
+        assert result.success
+        keys = {e.event_specific_data.materialization.partition for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "target_portfolio"}
+        assert keys == {f"{p}|{s}" for p in ("A_SHARE", "QDII") for s in sessions}
+        checks = {c.check_name for c in result.get_asset_check_evaluations()}
+        assert {"quality_gate", "t_plus_one", "effective_factors", "metadata_completeness"} <= checks
+    data.rename(together_dir)
+    with dg.DagsterInstance.get() as instance:
+        for pool in ("A_SHARE", "QDII"):
+            for session in sessions:
+                assert run_daily(defs, instance, pool, [session]).success
+    data.rename(apart_dir)
+    together, apart = _files(together_dir), _files(apart_dir)
+    assert sorted(together) == sorted(apart) and len(together) == 2 * 3 * 8
+    assert [name for name in together if together[name] != apart[name]] == []
