@@ -15,6 +15,8 @@ Cases
 * ``one_run_per_partition`` -- the same ``ROTATION_BENCH_SESSIONS`` (default 20) sessions of one pool
   as one run per session and as one single run; ``ratio`` = per-partition seconds / single-run
   seconds (how much single-run backfills save).
+``ROTATION_BENCH_CASES`` (comma-separated case names) runs some of them only.
+
 * ``event_recording`` -- a one-year single run of one pool with the SQLite instance and with an
   in-memory instance: the share of the time Dagster spends recording one planned and one
   materialisation event per asset and partition.
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = "orchestration"
 YEARS = int(os.environ.get("ROTATION_BENCH_YEARS", "10"))
 SESSIONS = int(os.environ.get("ROTATION_BENCH_SESSIONS", "20"))
+CASES = [c for c in os.environ.get("ROTATION_BENCH_CASES", "").split(",") if c]  # default: every case
 DEMO = ROOT / "configs" / "demo.yaml"
 LAST = "2025-12-31"
 
@@ -113,46 +116,65 @@ def run() -> Iterator[dict[str, object]]:
         # warm the numba cache (and the OS file cache) once; not timed
         _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
 
-        wall, out = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
-        yield _fig("one_session_cold_cli", "seconds", wall, "s", baseline=60.0, ratio=round(wall / 60.0, 3),
-                   pools=3, session=LAST)
+        def wanted(case: str) -> bool:
+            return not CASES or case in CASES
+
+        if wanted("one_session_cold_cli"):
+            wall, out = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
+            yield _fig("one_session_cold_cli", "seconds", wall, "s", baseline=60.0, ratio=round(wall / 60.0, 3),
+                       pools=3, session=LAST)
 
         n = SESSIONS
-        start = _session_offset(LAST, -(n - 1))
-        single_wall, single = _runner({"mode": "single", "pools": ["QDII"], "start": start, "end": LAST},
-                                      _env(tmp / "single"))
-        per_wall, per = _runner({"mode": "per_partition", "pools": ["QDII"], "start": start, "end": LAST},
-                                _env(tmp / "per"))
-        s_single = single["pools"]["QDII"] / n
-        s_per = per["pools"]["QDII"] / n
-        yield _fig("one_run_per_partition", "seconds_per_session", s_per, "s", pool="QDII", sessions=n,
-                   baseline=round(s_single, 4), ratio=round(s_per / s_single, 2), peer="one single run")
-        yield _fig("one_run_per_partition", "single_run_seconds_per_session", s_single, "s", pool="QDII", sessions=n)
+        if not wanted("one_run_per_partition"):
+            n = 0
+        start = _session_offset(LAST, -(max(n, 1) - 1))
+        if n:
+            yield from _per_partition(tmp, n, start)
+        if wanted("event_recording"):
+            yield from _event_recording(tmp)
+        if wanted("backfill_single_runs"):
+            yield from _backfill(tmp)
 
-        year_start = _session_offset(LAST, -249)
-        _, disk = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST},
-                          _env(tmp / "events_sqlite"))
-        _, memory = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST,
-                             "ephemeral": True}, _env(tmp / "events_memory"))
-        yield _fig("event_recording", "sqlite_instance_seconds", disk["pools"]["A_SHARE"], "s", pool="A_SHARE",
-                   sessions=250, baseline=round(memory["pools"]["A_SHARE"], 3),
-                   ratio=round(disk["pools"]["A_SHARE"] / memory["pools"]["A_SHARE"], 2), peer="in-memory instance")
 
-        years = YEARS
-        end = LAST
-        first = f"{int(end[:4]) - years + 1}-01-01"
-        env = _env(tmp / "backfill", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 6}-01-04",
-                   ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
-        wall, res = _runner({"mode": "single", "pools": ["A_SHARE", "QDII", "OTHER"], "start": first, "end": end,
-                             "summary": True}, env)
-        target = 300.0 * years / 10.0
-        yield _fig("backfill_single_runs", "seconds", wall, "s", years=years, sessions=res["sessions"], pools=3,
-                   baseline=target, ratio=round(wall / target, 3),
-                   daily_runs_s={k: round(v, 1) for k, v in res["pools"].items()},
-                   summary_run_s=round(res["summary"], 1))
-        pool_sessions = res["sessions"] * 3
-        yield _fig("backfill_single_runs", "seconds_per_pool_session", sum(res["pools"].values()) / pool_sessions,
-                   "s", years=years, pool_sessions=pool_sessions)
+def _per_partition(tmp: Path, n: int, start: str) -> Iterator[dict[str, object]]:
+    single_wall, single = _runner({"mode": "single", "pools": ["QDII"], "start": start, "end": LAST},
+                                  _env(tmp / "single"))
+    per_wall, per = _runner({"mode": "per_partition", "pools": ["QDII"], "start": start, "end": LAST},
+                            _env(tmp / "per"))
+    s_single = single["pools"]["QDII"] / n
+    s_per = per["pools"]["QDII"] / n
+    yield _fig("one_run_per_partition", "seconds_per_session", s_per, "s", pool="QDII", sessions=n,
+               baseline=round(s_single, 4), ratio=round(s_per / s_single, 2), peer="one single run")
+    yield _fig("one_run_per_partition", "single_run_seconds_per_session", s_single, "s", pool="QDII", sessions=n)
+
+
+def _event_recording(tmp: Path) -> Iterator[dict[str, object]]:
+    year_start = _session_offset(LAST, -249)
+    _, disk = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST},
+                      _env(tmp / "events_sqlite"))
+    _, memory = _runner({"mode": "single", "pools": ["A_SHARE"], "start": year_start, "end": LAST,
+                         "ephemeral": True}, _env(tmp / "events_memory"))
+    yield _fig("event_recording", "sqlite_instance_seconds", disk["pools"]["A_SHARE"], "s", pool="A_SHARE",
+               sessions=250, baseline=round(memory["pools"]["A_SHARE"], 3),
+               ratio=round(disk["pools"]["A_SHARE"] / memory["pools"]["A_SHARE"], 2), peer="in-memory instance")
+
+
+def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
+    years = YEARS
+    end = LAST
+    first = f"{int(end[:4]) - years + 1}-01-01"
+    env = _env(tmp / "backfill", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
+               ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
+    wall, res = _runner({"mode": "single", "pools": ["A_SHARE", "QDII", "OTHER"], "start": first, "end": end,
+                         "summary": True}, env)
+    target = 300.0 * years / 10.0
+    yield _fig("backfill_single_runs", "seconds", wall, "s", years=years, sessions=res["sessions"], pools=3,
+               baseline=target, ratio=round(wall / target, 3),
+               daily_runs_s={k: round(v, 1) for k, v in res["pools"].items()},
+               summary_run_s=round(res["summary"], 1))
+    pool_sessions = res["sessions"] * 3
+    yield _fig("backfill_single_runs", "seconds_per_pool_session", sum(res["pools"].values()) / pool_sessions,
+               "s", years=years, pool_sessions=pool_sessions)
 
 
 def _session_offset(day: str, offset: int) -> str:
