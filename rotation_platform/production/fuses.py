@@ -36,7 +36,6 @@ import numpy as np
 import pandas as pd
 
 from rotation_platform.factors.lookahead import perturb_after, scan_source_for_lookahead
-from rotation_platform.factors.registry import get as get_spec
 from rotation_platform.production.pool_run import PoolRun
 
 __all__ = ["FuseResult", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
@@ -178,25 +177,8 @@ def _future_rows_proof(run: PoolRun, rows: list[int], seed: int) -> tuple[dict[s
 
 # ------------------------------------------------------------------------------------ 2. coverage
 def coverage_series(run: PoolRun) -> pd.Series:
-    """Per panel session: finite factor values / values that should exist (fund has a bar at
-    ``t - lag`` and each factor's minimum history of its own bars by then)."""
-    fp = run.factors
-    vals = np.asarray(fp.values)  # (sessions, funds, factors)
-    close = run.panel["close"].to_numpy(dtype=np.float64)
-    has_bar = np.isfinite(close) & (close > 0)
-    bars = np.cumsum(has_bar, axis=0)
-    lag = run.config.factors.lag
-    bars_lag = np.zeros_like(bars)
-    bars_lag[lag:] = bars[:-lag]
-    bar_lag = np.zeros_like(has_bar)
-    bar_lag[lag:] = has_bar[:-lag]
-    need = np.array([max(int(get_spec(n).min_history), 1) for n in fp.names], dtype=np.int64)
-    expected = bar_lag[:, :, None] & (bars_lag[:, :, None] >= need[None, None, :])
-    have = np.isfinite(vals) & expected
-    n_exp = expected.sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = np.where(n_exp > 0, have.sum(axis=(1, 2)) / n_exp, np.nan)
-    return pd.Series(cov, index=run.panel.sessions, name="coverage")
+    """Per panel session: finite factor values / values that should exist (see :attr:`PoolRun.coverage`)."""
+    return run.coverage
 
 
 def coverage(run: PoolRun) -> FuseResult:

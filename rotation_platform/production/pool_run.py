@@ -40,6 +40,7 @@ from rotation_platform.data.pipeline import PoolPrices, load_pool_prices
 from rotation_platform.data.sources import make_source
 from rotation_platform.errors import DataSourceError, ResearchError
 from rotation_platform.factors import FactorPanel, compute_cross_section, compute_panel
+from rotation_platform.factors.registry import get as get_factor_spec
 from rotation_platform.production.cadence import reoptimisation_flags, reoptimisation_rows
 from rotation_platform.research import (
     BacktestResult,
@@ -159,6 +160,28 @@ class PoolRun:
         if self._factor_function is not None:
             return self._factor_function(self.panel)
         return compute_panel(self.panel, self.config.factors, price_field=self.config.data.price_field)
+
+    @cached_property
+    def coverage(self) -> pd.Series:
+        """Per panel session: finite factor values / values that should exist (the fund has a bar at
+        ``t - lag`` and each factor's minimum history of its own bars by then)."""
+        fp = self.factors
+        vals = np.asarray(fp.values)  # (sessions, funds, factors)
+        close = self.panel["close"].to_numpy(dtype=np.float64)
+        has_bar = np.isfinite(close) & (close > 0)
+        bars = np.cumsum(has_bar, axis=0)
+        lag = self.config.factors.lag
+        bars_lag = np.zeros_like(bars)
+        bars_lag[lag:] = bars[:-lag]
+        bar_lag = np.zeros_like(has_bar)
+        bar_lag[lag:] = has_bar[:-lag]
+        need = np.array([max(int(get_factor_spec(n).min_history), 1) for n in fp.names], dtype=np.int64)
+        expected = bar_lag[:, :, None] & (bars_lag[:, :, None] >= need[None, None, :])
+        have = np.isfinite(vals) & expected
+        n_exp = expected.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = np.where(n_exp > 0, have.sum(axis=(1, 2)) / n_exp, np.nan)
+        return pd.Series(cov, index=self.panel.sessions, name="coverage")
 
     def compute_factors(self, panel: PricePanel) -> FactorPanel:
         """The factor function this run uses, on another panel (for the no-lookahead fuse)."""
