@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     yaml_file = home / "dagster.yaml"
     if not yaml_file.exists():
-        yaml_file.write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+        shutil.copy(ROOT / "configs" / "dagster.yaml", yaml_file)
     return home
 
 

@@ -33,5 +33,7 @@ setup_env() {  # $1: pip extras, e.g. "dev" or ""
   fi
   export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
   mkdir -p "$DAGSTER_HOME"
-  [ -f "$DAGSTER_HOME/dagster.yaml" ] || printf 'telemetry:\n  enabled: false\n' > "$DAGSTER_HOME/dagster.yaml"
+  [ -f "$DAGSTER_HOME/dagster.yaml" ] || cp configs/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+  # the instance's event log class (resources.event_log) is imported by every Dagster process
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 }

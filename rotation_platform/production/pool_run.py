@@ -210,9 +210,10 @@ class PoolRun:
     @cached_property
     def screens(self) -> dict[pd.Timestamp, ScreenResult]:
         out = {}
+        ranks = (0, *self.ctx.ranks())  # every row ranked once, shared with the walk-forward
         for t, row in zip(self.sessions, self.rows):
             out[t] = self.ctx.screen.screen(int(row), self.config.screening,
-                                            selection_horizon=self.spec.selection_horizon)
+                                            selection_horizon=self.spec.selection_horizon, ranks=ranks)
         return out
 
     def screen_frame(self) -> pd.DataFrame:

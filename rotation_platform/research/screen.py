@@ -220,11 +220,14 @@ class FactorScreen:
         return nb.normalized_ranks_nb(self.factors.values, self.universe, start, max(stop, start))
 
     def screen(self, as_of: object, config: ScreeningConfig, *, selection_horizon: int | None = None,
-               lookback: int | None = None, min_ic_obs: int | None = None) -> ScreenResult:
+               lookback: int | None = None, min_ic_obs: int | None = None,
+               ranks: tuple[int, np.ndarray, np.ndarray] | None = None) -> ScreenResult:
         """The screen as of session ``as_of`` (a date: the last session on or before it; or a row).
 
         ``lookback`` overrides ``config.ic_lookback``; ``min_ic_obs`` (default ``lookback // 2``) is the
-        fewest realised ICs at the selection horizon a factor needs to be eligible.
+        fewest realised ICs at the selection horizon a factor needs to be eligible. ``ranks`` may pass
+        precomputed ``(offset, *normalized_ranks(offset, ...))`` covering the window (screens as of many
+        sessions then rank each row once).
         """
         t = session_row(self.sessions, as_of, what="screen as_of")
         lb = int(config.ic_lookback if lookback is None else lookback)
@@ -257,12 +260,20 @@ class FactorScreen:
                     & (vary > 0.0) & (np.abs(np.nan_to_num(sel_icir)) >= config.min_abs_icir)
                     & (mean[:, j_sel] != 0.0))
         f_lo = max(t - lb + 1, 0)
-        ranks, ranks_ok = self.normalized_ranks(f_lo, t + 1)
+        if ranks is None:
+            r_lo, r_hi = 0, t + 1 - f_lo
+            r, r_ok = self.normalized_ranks(f_lo, t + 1)
+        else:
+            offset, r, r_ok = ranks
+            r_lo, r_hi = f_lo - offset, t + 1 - offset
+            if r_lo < 0 or r_hi > r.shape[1]:
+                raise ResearchError(f"screen as of row {t}: the given ranks cover rows {offset}.."
+                                    f"{offset + r.shape[1] - 1}, the window needs {f_lo}..{t}")
         strength = np.where(eligible, np.abs(np.nan_to_num(sel_icir)), 0.0)
         lazy = np.full((len(strength), len(strength)), np.nan)
-        kept, _, _ = nb.select_factors_nb(strength, eligible, ranks, ranks_ok, 0, ranks.shape[1], int(config.top_k),
+        kept, _, _ = nb.select_factors_nb(strength, eligible, r, r_ok, r_lo, r_hi, int(config.top_k),
                                           float(config.correlation_threshold), lazy)
-        leader, leader_corr = nb.assign_clusters_nb(eligible, kept, ranks, ranks_ok, 0, ranks.shape[1],
+        leader, leader_corr = nb.assign_clusters_nb(eligible, kept, r, r_ok, r_lo, r_hi,
                                                     float(config.correlation_threshold))
         kept_list = [int(k) for k in kept if k >= 0]
         stats["eligible"] = eligible

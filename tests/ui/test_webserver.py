@@ -43,9 +43,10 @@ def _graphql(port: int, query: str) -> dict:
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    shutil.copy(ROOT / "configs" / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "ROTATION_CONFIG": str(CONFIG_DIR / "demo.yaml"),
-           "ROTATION_STORAGE__DATA_DIR": str(home / "data")}
+           "ROTATION_STORAGE__DATA_DIR": str(home / "data"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     port = _free_port()
     log = open(home / "webserver.log", "w")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("dagster-webserver")), "-w", "workspace.yaml",
