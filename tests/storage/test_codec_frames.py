@@ -42,3 +42,36 @@ def test_same_columns_other_dtypes_are_not_mixed_up() -> None:
     got = codec._frame_table(other)
     assert got.schema.field("count").type == pa.float64()
     pd.testing.assert_frame_equal(got.to_pandas(), other)
+
+
+@pytest.mark.parametrize("seed", range(3))  # one dtype throughout: converted from one transposed block
+def test_uniform_float_frames_match_pyarrow(seed) -> None:
+    rng = np.random.default_rng(seed)
+    index = pd.MultiIndex.from_product([[pd.Timestamp("2024-01-02") + pd.Timedelta(days=seed)],
+                                        [f"F{i}" for i in range(16)]], names=["session", "symbol"])
+    frame = pd.DataFrame(rng.normal(size=(16, 40)), index=index, columns=[f"f{i}" for i in range(40)])
+    frame.iloc[3, 7] = np.nan
+    frame.iloc[:, 5] = np.inf
+    want = pa.Table.from_pandas(frame, preserve_index=True)
+    got = codec._frame_table(frame)
+    assert got.equals(want) and got.schema.equals(want.schema, check_metadata=True)
+    pd.testing.assert_frame_equal(got.to_pandas(), frame)
+
+
+def test_small_tables_are_written_plain_and_large_ones_compressed() -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    def codecs(frame):
+        suffix, data = codec.encode_file(frame)
+        pd.testing.assert_frame_equal(codec.decode_file(suffix, data), frame)
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        return {meta.row_group(0).column(j).compression for j in range(meta.num_columns)}
+
+    small = _frame(0)
+    assert codecs(small) == {"UNCOMPRESSED"}
+    rows = codec.SMALL_TABLE_BYTES // 8 // 5 + 10
+    big = pd.DataFrame(np.random.default_rng(1).normal(size=(rows, 5)), columns=[f"x{i}" for i in range(5)],
+                       index=pd.RangeIndex(rows, name="row"))
+    assert codecs(big) == {"ZSTD"}
