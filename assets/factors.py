@@ -31,7 +31,7 @@ def factor_panel(context: dg.AssetExecutionContext, platform: PlatformResource):
     frames, checks = [], {"t_plus_one": {}, "coverage": {}, "zero_variance": {}}
     for pool, run, sessions, keys in groups:
         frame = run.factor_frame()
-        coverage = fuses.coverage_series(run)
+        coverage = run.coverage
         values = np.asarray(run.factors.values)
 
         def row(t, run=run, coverage=coverage, values=values, width=frame.shape[1]):

@@ -125,26 +125,23 @@ def run() -> Iterator[dict[str, object]]:
             return not CASES or case in CASES
 
         if wanted("one_session_cold_cli"):
-            wall, out = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
+            wall, _ = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
             yield _fig("one_session_cold_cli", "seconds", wall, "s", baseline=60.0, ratio=round(wall / 60.0, 3),
                        pools=3, session=LAST)
 
-        n = SESSIONS
-        if not wanted("one_run_per_partition"):
-            n = 0
-        start = _session_offset(LAST, -(max(n, 1) - 1))
-        if n:
-            yield from _per_partition(tmp, n, start)
+        if wanted("one_run_per_partition"):
+            yield from _per_partition(tmp, SESSIONS)
         if wanted("event_recording"):
             yield from _event_recording(tmp)
         if wanted("backfill_single_runs"):
             yield from _backfill(tmp)
 
 
-def _per_partition(tmp: Path, n: int, start: str) -> Iterator[dict[str, object]]:
-    single_wall, single = _runner({"mode": "single", "pools": ["QDII"], "start": start, "end": LAST},
+def _per_partition(tmp: Path, n: int) -> Iterator[dict[str, object]]:
+    start = _session_offset(LAST, -(n - 1))
+    _, single = _runner({"mode": "single", "pools": ["QDII"], "start": start, "end": LAST},
                                   _env(tmp / "single"))
-    per_wall, per = _runner({"mode": "per_partition", "pools": ["QDII"], "start": start, "end": LAST},
+    _, per = _runner({"mode": "per_partition", "pools": ["QDII"], "start": start, "end": LAST},
                             _env(tmp / "per"))
     s_single = single["pools"]["QDII"] / n
     s_per = per["pools"]["QDII"] / n
@@ -168,8 +165,7 @@ def _event_recording(tmp: Path) -> Iterator[dict[str, object]]:
 
 
 def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
-    years = YEARS
-    end = LAST
+    years, end = YEARS, LAST
     first = f"{int(end[:4]) - years + 1}-01-01"
     env = _env(tmp / "backfill", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
                ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))

@@ -176,14 +176,9 @@ def _future_rows_proof(run: PoolRun, rows: list[int], seed: int) -> tuple[dict[s
 
 
 # ------------------------------------------------------------------------------------ 2. coverage
-def coverage_series(run: PoolRun) -> pd.Series:
-    """Per panel session: finite factor values / values that should exist (see :attr:`PoolRun.coverage`)."""
-    return run.coverage
-
-
 def coverage(run: PoolRun) -> FuseResult:
     fz = run.config.fuses
-    cov = coverage_series(run)
+    cov = run.coverage
     rows = run.rows
     now = cov.iloc[rows].to_numpy()
     prev = cov.iloc[np.maximum(rows - 1, 0)].to_numpy()
