@@ -12,13 +12,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "PoolKind",
     "CapitalConfig",
     "PoolConfig",
     "DataConfig",
+    "AdjustmentConfig",
     "QualityConfig",
     "SyntheticConfig",
     "FactorConfig",
@@ -32,6 +33,7 @@ __all__ = [
     "EmailConfig",
     "NotificationConfig",
     "OrchestrationConfig",
+    "PositionsConfig",
     "PlatformConfig",
 ]
 
@@ -73,6 +75,13 @@ class PoolConfig(_Model):
     jump_threshold: float = Field(default=0.20, gt=0.0, lt=10.0,
                                   description="a close-to-close move beyond this with no corporate "
                                               "action is an unexplained jump")
+    lot_size: PositiveInt | None = Field(default=None, description="board lot of the pool's market, shares "
+                                                                   "(default backtest.lot_size)")
+    lot_sizes: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], PositiveInt] = Field(
+        default_factory=dict, description="board lot per fund where it differs from the pool's")
+    delisted: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], dt.date] = Field(
+        default_factory=dict, description="fund -> delisting date: from it on the fund's data counts as ended "
+                                          "(liquidated at its last price, not selected afterwards)")
 
     @field_validator("calendar")
     @classmethod
@@ -92,11 +101,35 @@ class PoolConfig(_Model):
             raise ValueError(f"duplicate symbols: {sorted(set(dup))}")
         return v
 
+    @field_validator("delisted")
+    @classmethod
+    def _delisted_known(cls, v: dict[str, dt.date], info: ValidationInfo) -> dict[str, dt.date]:
+        symbols = info.data.get("symbols")
+        if symbols is None:       # the symbols failed validation; that error is reported already
+            return v
+        unknown = [s for s in v if s not in symbols]
+        if unknown:
+            pool = info.data.get("name", "")
+            raise ValueError(f"{', '.join(repr(s) for s in unknown)} {'is' if len(unknown) == 1 else 'are'} not "
+                             f"a symbol of pool {pool}; a delisting date can only be given for a fund in 'symbols'")
+        return v
+
     @model_validator(mode="after")
     def _benchmark_known(self) -> "PoolConfig":
         if self.benchmark != "equal_weight" and self.benchmark not in self.symbols:
             raise ValueError(f"benchmark {self.benchmark!r} is neither 'equal_weight' nor a symbol of the pool")
         return self
+
+    @model_validator(mode="after")
+    def _lot_sizes_known(self) -> "PoolConfig":
+        unknown = sorted(set(self.lot_sizes) - set(self.symbols))
+        if unknown:
+            raise ValueError(f"lot_sizes names funds that are not in the pool: {unknown}")
+        return self
+
+    def lot_of(self, symbol: str, default: int) -> int:
+        """The board lot of ``symbol``: per fund, else the pool's, else ``default``."""
+        return int(self.lot_sizes.get(symbol, self.lot_size or default))
 
 
 class SyntheticConfig(_Model):
@@ -116,6 +149,28 @@ class QualityConfig(_Model):
         default="fatal", description="'fatal': only fatal findings raise; 'error': ERROR findings raise too")
 
 
+class AdjustmentConfig(_Model):
+    """How vendor back-adjustment factors are read (see :mod:`rotation_platform.data.corporate_actions`)."""
+
+    noise_tolerance: float = Field(
+        default=0.01, gt=0.0, lt=0.2,
+        description="in a noisy factor file, a step up to this (|log step|) on a day without a table action is "
+                    "noise, not a corporate action")
+    noise_share: float = Field(
+        default=0.2, ge=0.0, le=1.0,
+        description="a factor file is noisy when more than this share of its steps move beyond "
+                    "FACTOR_STEP_TOLERANCE on days without a table action (real actions happen a few times a year)")
+    snap_noise: bool = Field(
+        default=True,
+        description="hold the factor at its last level on noise days (noise is not a total return and would leak "
+                    "fake returns into the signals); false applies the vendor factor as is (still reported)")
+    additive_noise: bool = Field(
+        default=True,
+        description="also count as noise a factor step on a day without a table action when the vendor's "
+                    "adjusted close moved exactly in proportion to the raw close (additive back-adjustment: the "
+                    "multiplicative factor then moves with the price although nothing was paid or split)")
+
+
 class DataConfig(_Model):
     source: Literal["synthetic", "directory"] = "synthetic"
     directory: Path | None = Field(default=None, description="folder of per-fund CSV/Parquet files")
@@ -123,6 +178,10 @@ class DataConfig(_Model):
     start: dt.date | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     quality: QualityConfig = QualityConfig()
+    adjustment: AdjustmentConfig = AdjustmentConfig()
+    ended_after: PositiveInt = Field(
+        default=5, description="sessions of the pool calendar without a bar, before the panel's last session, "
+                               "after which a fund's data counts as ended")
 
     @model_validator(mode="after")
     def _directory_needed(self) -> "DataConfig":
@@ -177,10 +236,17 @@ class BacktestConfig(_Model):
     commission_rate: float = Field(default=0.0002, ge=0.0, lt=0.05, description="fraction of traded value")
     min_commission: float = Field(default=5.0, ge=0.0, description="CNY per order")
     slippage_bps: float = Field(default=5.0, ge=0.0, lt=1000.0)
-    lot_size: PositiveInt = 100
+    lot_size: PositiveInt = Field(default=100, description="board lot, shares (a pool's lot_size/lot_sizes "
+                                                           "override it)")
     trade_at: Literal["open", "close"] = "open"
     risk_free_rate: float = Field(default=0.0, ge=-0.1, le=0.5)
     annualisation: PositiveInt = 252
+    dividends: Literal["cash", "reinvest"] = Field(
+        default="cash", description="cash dividends arrive as cash on the ex-date, or buy whole shares there")
+    liquidity_filter: bool = Field(
+        default=True, description="a fund is eligible at a rebalance only when a position of the target weight "
+                                  "at the book's value is within the pool's capital.max_adv_pct of its ADV")
+    adv_window: PositiveInt = Field(default=20, description="sessions of the average daily turnover (ADV)")
 
 
 class FuseThresholds(_Model):
@@ -258,6 +324,28 @@ class OrchestrationConfig(_Model):
     first_session: dt.date = Field(default=dt.date(2019, 1, 2),
                                    description="first session partition (the strategy needs history before it)")
     keep_snapshots: PositiveInt = Field(default=10, description="session snapshots kept")
+    # 30: XSHG closes at 15:00 (closing auction included); vendors publish the day's ETF bars within
+    # minutes, so half an hour leaves room for late corrections and is still 2.5 h before the 18:00 schedule
+    data_delay_minutes: int = Field(default=30, ge=0, le=43_200,
+                                    description="minutes after a session's close (pool calendar) before its data "
+                                                "counts as complete; runs for a session before then are refused "
+                                                "unless forced")
+
+
+class PositionsConfig(_Model):
+    """Where a pool's actual positions come from (see ``rotation_platform.production.positions``)."""
+
+    source: Literal["none", "directory", "store"] = Field(
+        default="none", description="none: orders against the simulated book; directory: files "
+                                    "<directory>/<POOL>/<YYYY-MM-DD>.csv|.parquet; store: the 'positions' "
+                                    "asset of the configured store")
+    directory: Path | None = None
+
+    @model_validator(mode="after")
+    def _directory_needed(self) -> "PositionsConfig":
+        if self.source == "directory" and self.directory is None:
+            raise ValueError("source 'directory' needs 'directory' (a folder with one sub-folder per pool)")
+        return self
 
 
 class PlatformConfig(_Model):
@@ -274,6 +362,7 @@ class PlatformConfig(_Model):
     storage: StorageConfig = StorageConfig()
     notifications: NotificationConfig = NotificationConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
+    positions: PositionsConfig = PositionsConfig()
 
     @model_validator(mode="after")
     def _pools_consistent(self) -> "PlatformConfig":

@@ -1,4 +1,4 @@
-"""Load one pool's prices: raw records -> quality gate -> back-adjustment -> jump check -> panel.
+"""Load one pool's prices: raw records -> quality gate -> back-adjustment -> jump check -> panels.
 
 The same steps run for every :class:`~rotation_platform.data.sources.base.PriceSource`:
 
@@ -6,14 +6,28 @@ The same steps run for every :class:`~rotation_platform.data.sources.base.PriceS
 2. the quality gate (:func:`rotation_platform.data.quality.check_prices`) on copies: findings and
    quarantined rows;
 3. back-adjustment of each fund's clean rows from ``source.corporate_actions`` (hfq factors, else the
-   split and dividend tables; see :mod:`rotation_platform.data.corporate_actions`);
-4. the jump check on the adjusted closes (``pool.jump_threshold``) and the factor/table cross-check;
+   split and dividend tables; factor noise classified and, with ``data.adjustment.snap_noise``, snapped;
+   see :mod:`rotation_platform.data.corporate_actions`);
+4. the jump check on the adjusted closes (``pool.jump_threshold``), the factor/table cross-check and the
+   factor-noise report (``adjustment_noise``);
 5. the policy (``data.quality.fail_on``): fatal findings always raise
    :class:`~rotation_platform.errors.DataQualityError` (with the full report attached), ERROR findings
    raise too under ``fail_on="error"``;
-6. the panel on the pool calendar's sessions from the earliest first date among the funds (or
+6. the panels on the pool calendar's sessions from the earliest first date among the funds (or
    ``data.start`` when later) through ``asof`` (or the last date of any fund); sessions without a row
-   are NaN.
+   are NaN. Three views share those sessions and symbols and the same clean rows:
+
+   * ``panel``: adjusted prices (for signals): ``raw x factor``, volume ``/ factor``;
+   * ``raw_panel``: the clean rows unadjusted -- open/high/low/close exactly as in the files, volume in
+     shares, amount in CNY (for orders and the simulation in real money); NaN exactly where ``panel``
+     is; ``meta["adjusted"]`` is False;
+   * ``actions``: the corporate actions in real-money units on the same grid
+     (:class:`~rotation_platform.data.corporate_actions.ActionPanel`: splits multiply shares, cash
+     dividends pay cash);
+7. the data-ended check (``data_ended``, WARN) once the panel's last session is known: a fund whose last
+   clean bar is ``data.ended_after`` or more sessions before it, or that has a delisting date in
+   ``pool.delisted`` on or before it, is liquidated at its last price by the simulation and not selected
+   afterwards (:attr:`PoolPrices.ended`).
 """
 
 from __future__ import annotations
@@ -28,12 +42,20 @@ import pandas as pd
 
 from rotation_platform.calendars import get_calendar
 from rotation_platform.config.models import DataConfig, PoolConfig
-from rotation_platform.data.corporate_actions import Adjustment, apply_adjustment, compute_adjustment
+from rotation_platform.data.corporate_actions import (
+    ActionPanel,
+    Adjustment,
+    apply_adjustment,
+    build_action_panel,
+    compute_adjustment,
+)
 from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.data.quality import (
+    DATA_ENDED,
     Finding,
     QualityReport,
     check_adjustment,
+    check_data_ended,
     check_jumps,
     check_prices,
     enforce,
@@ -46,13 +68,20 @@ __all__ = ["PoolPrices", "load_pool_prices"]
 
 @dataclass(frozen=True, eq=False)
 class PoolPrices:
-    """A loaded pool: the adjusted panel and everything needed to audit it.
+    """A loaded pool: the adjusted and raw panels, the corporate actions, and everything to audit them.
 
-    * ``panel``: adjusted prices (sessions x funds, see :class:`PricePanel`);
+    * ``panel``: adjusted prices (sessions x funds, see :class:`PricePanel`), for signals;
     * ``report``: every quality finding of the load;
     * ``quarantine``: the rows kept out of the panel, with reasons and original values;
     * ``raw``: the source's records exactly as read;
-    * ``adjustments``: per fund, how its prices were adjusted.
+    * ``adjustments``: per fund, how its prices were adjusted (``panel = raw_panel x factor``);
+    * ``raw_panel``: the same clean rows unadjusted, on ``panel``'s sessions and symbols (NaN where it is
+      NaN), ``meta["adjusted"]`` False -- prices in real money for orders and the simulation;
+    * ``actions``: splits and cash dividends on the same grid
+      (:class:`~rotation_platform.data.corporate_actions.ActionPanel`).
+
+    ``raw_panel`` and ``actions`` are always set after construction: when a caller builds a
+    ``PoolPrices`` from the first five fields only, they are derived from ``panel`` and ``adjustments``.
     """
 
     panel: PricePanel
@@ -60,11 +89,43 @@ class PoolPrices:
     quarantine: pd.DataFrame
     raw: Mapping[str, RawPrices]
     adjustments: Mapping[str, Adjustment]
+    raw_panel: PricePanel = None  # type: ignore[assignment]   # derived in __post_init__ when not given
+    actions: ActionPanel = None  # type: ignore[assignment]     # derived in __post_init__ when not given
+
+    def __post_init__(self) -> None:
+        if self.raw_panel is None:
+            object.__setattr__(self, "raw_panel", _unadjusted(self.panel, self.adjustments))
+        if self.actions is None:
+            close = self.raw_panel["close"]
+            closes = {s: close[s].dropna() for s in self.panel.symbols}
+            object.__setattr__(self, "actions", build_action_panel(self.panel.sessions, self.panel.symbols,
+                                                                   self.adjustments, closes))
 
     @property
     def methods(self) -> dict[str, str]:
         """Adjustment method per fund."""
         return {s: a.method for s, a in self.adjustments.items()}
+
+    @property
+    def ended(self) -> dict[str, pd.Timestamp]:
+        """Funds whose data ended (the ``data_ended`` findings): symbol -> date of the last bar it can be
+        traded on (the simulation liquidates it at that bar's price and does not select it afterwards)."""
+        return {f.symbol: pd.Timestamp(f.dates[0]) for f in self.report.select(DATA_ENDED)
+                if f.symbol is not None and f.dates}
+
+
+def _unadjusted(panel: PricePanel, adjustments: Mapping[str, Adjustment]) -> PricePanel:
+    """The raw view of an adjusted panel: prices divided and volume multiplied by each fund's factor."""
+    frames = {name: panel[name].copy() for name in PRICE_FIELDS}
+    for symbol in panel.symbols:
+        adjustment = adjustments.get(symbol)
+        if adjustment is None:
+            continue
+        f = adjustment.factor.reindex(panel.sessions).to_numpy(dtype=np.float64)
+        for name in ("open", "high", "low", "close"):
+            frames[name][symbol] = frames[name][symbol].to_numpy() / f
+        frames["volume"][symbol] = frames["volume"][symbol].to_numpy() * f
+    return PricePanel(frames, {**panel.meta, "adjusted": False})
 
 
 def _has_actions(actions: CorporateActions) -> bool:
@@ -91,18 +152,25 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     result = check_prices({s: raw[s] for s in symbols}, calendar, quality, asof=asof, today=today)
     actions = source.corporate_actions(symbols)
 
+    provenance = dict(source.describe())
+    factor_files = set(provenance.get("factor_files") or ())
+
     adjusted: dict[str, pd.DataFrame] = {}
+    unadjusted: dict[str, pd.DataFrame] = {}
     adjustments: dict[str, Adjustment] = {}
     extra: list[Finding] = []
     for symbol in symbols:
         clean = result.clean.get(symbol)
         if clean is None or clean.empty:
             continue
-        adjustment = compute_adjustment(symbol, clean, actions)
+        adjustment = compute_adjustment(symbol, clean, actions, data_cfg.adjustment)
         frame = apply_adjustment(clean, adjustment)
         adjustments[symbol] = adjustment
         adjusted[symbol] = frame
-        extra.extend(check_adjustment(adjustment, raw[symbol].file))
+        unadjusted[symbol] = clean
+        factor_file = f"{symbol}_hfq_factor.csv"
+        extra.extend(check_adjustment(adjustment, raw[symbol].file,
+                                      factor_file if factor_file in factor_files else None))
         extra.extend(check_jumps(symbol, clean, frame, adjustment, pool.jump_threshold, raw[symbol].file))
     report = result.report.with_findings(extra)
     enforce(report, quality.fail_on)
@@ -120,20 +188,17 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     sessions = calendar.sessions(start, end) if end >= start else pd.DatetimeIndex([], name="session")
     sessions = pd.DatetimeIndex(sessions.astype("datetime64[ns]"), name="session")
 
-    frames: dict[str, pd.DataFrame] = {}
-    for name in PRICE_FIELDS:
-        columns = {}
-        for symbol in symbols:
-            if symbol in adjusted:
-                fund = adjusted[symbol]
-                series = pd.Series(fund[name].to_numpy(dtype=np.float64),
-                                   index=pd.DatetimeIndex(fund["date"]))
-                columns[symbol] = series.reindex(sessions)
-            else:
-                columns[symbol] = pd.Series(np.nan, index=sessions)
-        frames[name] = pd.DataFrame(columns, index=sessions, columns=symbols)
+    frames = _frames(adjusted, symbols, sessions)
+    raw_frames = _frames(unadjusted, symbols, sessions)
 
-    provenance = dict(source.describe())
+    # data ended: a fund's last clean bar well before the panel's last session, or a delisting date
+    closes = {s: pd.Series(f["close"].to_numpy(dtype=np.float64), index=pd.DatetimeIndex(f["date"]))
+              for s, f in unadjusted.items()}
+    in_view = {s: c.loc[:sessions[-1]] if len(sessions) else c.iloc[:0] for s, c in closes.items()}
+    ended = check_data_ended({s: in_view[s] for s in symbols if s in in_view}, sessions, data_cfg.ended_after,
+                             pool.delisted, {s: raw[s].file for s in symbols}, calendar.code)
+    report = report.with_findings(ended)
+
     meta: dict[str, object] = {
         **provenance,
         "source": provenance.get("source", source.name),
@@ -152,4 +217,24 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
                     "counts": report.counts, "quarantined_rows": int(len(result.quarantine))},
     }
     panel = PricePanel(frames, meta)
-    return PoolPrices(panel=panel, report=report, quarantine=result.quarantine, raw=raw, adjustments=adjustments)
+    raw_panel = PricePanel(raw_frames, {**meta, "adjusted": False})
+    action_panel = build_action_panel(sessions, symbols, adjustments, closes)
+    return PoolPrices(panel=panel, report=report, quarantine=result.quarantine, raw=raw, adjustments=adjustments,
+                      raw_panel=raw_panel, actions=action_panel)
+
+
+def _frames(per_fund: Mapping[str, pd.DataFrame], symbols: list[str], sessions: pd.DatetimeIndex
+            ) -> dict[str, pd.DataFrame]:
+    """Per-fund row frames as one sessions x symbols frame per field (NaN where a fund has no row)."""
+    frames: dict[str, pd.DataFrame] = {}
+    for name in PRICE_FIELDS:
+        columns = {}
+        for symbol in symbols:
+            if symbol in per_fund:
+                fund = per_fund[symbol]
+                series = pd.Series(fund[name].to_numpy(dtype=np.float64), index=pd.DatetimeIndex(fund["date"]))
+                columns[symbol] = series.reindex(sessions)
+            else:
+                columns[symbol] = pd.Series(np.nan, index=sessions)
+        frames[name] = pd.DataFrame(columns, index=sessions, columns=symbols)
+    return frames

@@ -16,8 +16,11 @@ Contract
 
 Severities
 ----------
-* ``INFO``: worth knowing, nothing is wrong (a split the adjustment removed, no ``amount`` column).
-* ``WARN``: suspicious but kept (zero-volume sessions, stale closes, a few missing sessions).
+* ``INFO``: worth knowing, nothing is wrong (a split the adjustment removed, no ``amount`` column, a
+  few factor steps of a clean factor file that are noise).
+* ``WARN``: suspicious but kept (zero-volume sessions, stale closes, a few missing sessions, a noisy
+  factor file -- ``adjustment_noise`` --, a fund whose data ended before the panel's last session --
+  ``data_ended``: the simulation liquidates it at its last price).
 * ``ERROR``: rows were quarantined, or a fund breaks a configured limit (missing or zero-volume
   sessions above their fractions, fewer than ``min_history_sessions`` valid rows -- a recently listed
   fund is kept, its long-window factors are simply NaN), or a move no corporate action explains.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -39,7 +43,7 @@ import pandas as pd
 
 from rotation_platform.calendars import TradingCalendar
 from rotation_platform.config.models import QualityConfig
-from rotation_platform.data.corporate_actions import Adjustment, detect_jumps
+from rotation_platform.data.corporate_actions import FACTOR_STEP_TOLERANCE, Adjustment, detect_jumps
 from rotation_platform.data.sources.base import RAW_COLUMNS, RawPrices
 from rotation_platform.errors import DataQualityError
 
@@ -66,7 +70,10 @@ __all__ = [
     "NON_POSITIVE_PRICE", "NEGATIVE_VOLUME", "OHLC_INCONSISTENT", "DUPLICATE_DATE",
     "CONFLICTING_DUPLICATE", "UNSORTED_DATES", "NO_VALID_ROWS", "SHORT_HISTORY", "MISSING_SESSIONS",
     "MISSING_VOLUME", "MISSING_AMOUNT", "ZERO_VOLUME", "ZERO_AMOUNT", "VWAP_OUTSIDE_RANGE", "STALE_PRICE",
-    "EXPLAINED_JUMP", "UNEXPLAINED_JUMP", "ACTION_MISMATCH", "ACTION_TABLE_DISAGREES",
+    "EXPLAINED_JUMP", "UNEXPLAINED_JUMP", "ACTION_MISMATCH", "ACTION_TABLE_DISAGREES", "ADJUSTMENT_NOISE",
+    "DATA_ENDED",
+    "check_adjustment_noise",
+    "check_data_ended",
 ]
 
 
@@ -116,6 +123,8 @@ EXPLAINED_JUMP = "explained_jump"
 UNEXPLAINED_JUMP = "unexplained_jump"
 ACTION_MISMATCH = "action_mismatch"
 ACTION_TABLE_DISAGREES = "action_table_disagrees"
+ADJUSTMENT_NOISE = "adjustment_noise"
+DATA_ENDED = "data_ended"
 
 _S = Severity
 #: Every check, in the order it runs. Row checks (``quarantines=True``) come first, in this order.
@@ -155,6 +164,12 @@ CHECKS: tuple[CheckSpec, ...] = (
                                                 "carries a corporate action (the action does not explain it)"),
     CheckSpec(ACTION_TABLE_DISAGREES, _S.WARN, False, "split/dividend tables agree with the factor file (the "
                                                       "factor file is used)"),
+    CheckSpec(ADJUSTMENT_NOISE, _S.WARN, False, "the back-adjustment factor steps only on corporate actions (a "
+                                                "noisy factor file is WARN; noise steps beyond "
+                                                "FACTOR_STEP_TOLERANCE in a clean file are INFO)"),
+    CheckSpec(DATA_ENDED, _S.WARN, False, "each fund has bars up to the panel's last session (less than "
+                                          "data.ended_after sessions missing at the end) and no configured "
+                                          "delisting date (pool.delisted) on or before it"),
 )
 CHECKS_BY_NAME: dict[str, CheckSpec] = {c.name: c for c in CHECKS}
 
@@ -694,16 +709,118 @@ def check_jumps(symbol: str, clean: pd.DataFrame, adjusted: pd.DataFrame, adjust
     return out
 
 
-def check_adjustment(adjustment: Adjustment, file: str | None = None) -> list[Finding]:
-    """A finding when split/dividend tables disagree with the factor file (the factor file is used)."""
+def check_adjustment(adjustment: Adjustment, file: str | None = None, factor_file: str | None = None
+                     ) -> list[Finding]:
+    """Findings on a fund's adjustment: split/dividend tables that disagree with the factor file (the
+    factor file is used), and factor-file noise (:func:`check_adjustment_noise`)."""
+    out: list[Finding] = []
     dis = adjustment.disagreements
-    if dis.empty:
+    if not dis.empty:
+        text = "; ".join(f"{k} {v:g} effective {d.date()}: {note}" for k, v, d, note in
+                         zip(dis["kind"], dis["value"], dis["date"], dis["note"]))
+        out.append(_finding(ACTION_TABLE_DISAGREES, adjustment.symbol, file,
+                            f"{len(dis)} table action(s) the factor file does not show (factor file used): "
+                            f"{text}", len(dis), dis["row_date"].dropna()))
+    out.extend(check_adjustment_noise(adjustment, file, factor_file))
+    return out
+
+
+def check_adjustment_noise(adjustment: Adjustment, file: str | None = None, factor_file: str | None = None
+                           ) -> list[Finding]:
+    """The ``adjustment_noise`` finding of one fund (see
+    :mod:`rotation_platform.data.corporate_actions`, "Factor noise").
+
+    WARN when the factor file is noisy; INFO when it is not but steps beyond FACTOR_STEP_TOLERANCE were
+    still found to be noise (the additive test); nothing otherwise. ``count`` is the number of days with
+    noise; ``dates`` are the days of the largest noise steps.
+    """
+    noise = adjustment.noise
+    if noise is None or not noise.days:
         return []
-    text = "; ".join(f"{k} {v:g} effective {d.date()}: {note}" for k, v, d, note in
-                     zip(dis["kind"], dis["value"], dis["date"], dis["note"]))
-    return [_finding(ACTION_TABLE_DISAGREES, adjustment.symbol, file,
-                     f"{len(dis)} table action(s) the factor file does not show (factor file used): {text}",
-                     len(dis), dis["row_date"].dropna())]
+    beyond = noise.beyond_tolerance
+    if not noise.noisy and not beyond.any():
+        return []
+    dates = pd.DatetimeIndex(adjustment.factor.index)
+    counts = noise.counts()
+    largest = noise.largest()
+    assert largest is not None
+    r_max, step_max = largest
+    mag = np.where(noise.is_noise, np.abs(np.log(noise.step)), -1.0)
+    top = np.argsort(-mag, kind="stable")[:SAMPLE_SIZE]
+    name = factor_file or f"the factor series of {adjustment.symbol}"
+    head = (f"factor file {name} is noisy: {noise.file_moves} of its {noise.file_steps} steps "
+            f"({noise.share:.1%}) move by more than FACTOR_STEP_TOLERANCE ({FACTOR_STEP_TOLERANCE:.1%}) on days "
+            f"without a table action, above data.adjustment.noise_share ({noise.noise_share:.0%})"
+            if noise.noisy else
+            f"factor file {name} is not noisy ({noise.share:.1%} of its steps move without a table action) but "
+            f"{int(beyond.sum())} step(s) beyond FACTOR_STEP_TOLERANCE follow the raw close (additive "
+            f"back-adjustment re-scaling on big-move days, nothing paid)")
+    detail = (f"{noise.days} day(s) with noise: {counts['tolerance']} at or below FACTOR_STEP_TOLERANCE, "
+              f"{counts['noise_tolerance']} within data.adjustment.noise_tolerance ({noise.noise_tolerance:.1%}), "
+              f"{counts['additive']} larger step(s) where the vendor's adjusted close moved in proportion to "
+              f"the raw close; largest noise step {np.log(step_max):+.2%} (log) on {dates[r_max].date()}")
+    real = int(((np.abs(np.log(noise.step)) > FACTOR_STEP_TOLERANCE) & ~noise.is_noise).sum())
+    action = (f"data.adjustment.snap_noise is on: the factor is held at its last level on those {noise.days} "
+              f"day(s) (snapped), {real} real step(s) kept; noise is never a corporate action"
+              if noise.snapped else
+              f"data.adjustment.snap_noise is off: the vendor factor is applied as is (its noise moves the "
+              f"adjusted prices on {noise.days} day(s)); noise is still never a corporate action")
+    return [_finding(ADJUSTMENT_NOISE, adjustment.symbol, file, f"{head}; {detail}; {action}", noise.days,
+                     dates[top[mag[top] >= 0]], severity=None if noise.noisy else Severity.INFO)]
+
+
+def check_data_ended(closes: Mapping[str, pd.Series], sessions: pd.DatetimeIndex, ended_after: int,
+                     delisted: Mapping[str, dt.date] | None = None,
+                     files: Mapping[str, str | None] | None = None, calendar: str = "") -> list[Finding]:
+    """``data_ended`` findings: funds whose data ends before the panel's last session.
+
+    ``closes[symbol]`` are the fund's clean raw closes by date (funds with none are not listed yet and
+    are skipped); ``sessions`` the panel's sessions (pool calendar). A fund is flagged when its last bar
+    is at least ``ended_after`` sessions before the last session, or when ``delisted`` gives it a date on
+    or before the last session (its last bar is then the last one on or before that date). The finding's
+    date is that last bar; its count the panel sessions after it (on which the fund cannot be held).
+    """
+    delisted = dict(delisted or {})
+    files = dict(files or {})
+    if not len(sessions):
+        return []
+    end = pd.Timestamp(sessions[-1])
+    out: list[Finding] = []
+    for symbol, close in closes.items():
+        close = close.dropna()
+        if close.empty:
+            continue
+        d = delisted.get(symbol)
+        d_ts = pd.Timestamp(d) if d is not None else None
+        by_date = d_ts is not None and d_ts <= end
+        upto = close.loc[:d_ts] if by_date else close
+        last_bar = pd.Timestamp(upto.index[-1]) if len(upto) else None
+        gap = int((sessions > pd.Timestamp(close.index[-1])).sum())
+        if not by_date and gap < ended_after:
+            continue
+        where = f"{calendar} " if calendar else ""
+        file = files.get(symbol)
+        label = f"fund {symbol} ({Path(file).name if file else 'no file'})"
+        if by_date:
+            why = f"delisted on {d_ts.date()} (pool.delisted)"
+            later = int((close.index > d_ts).sum())
+            if later:
+                why += f"; its {later} bar(s) after that date are kept in the panel but never traded"
+        else:
+            why = (f"no bar on the last {gap} {where}session(s) through the panel's last session {end.date()} "
+                   f"(data.ended_after is {ended_after})")
+        if last_bar is None:
+            text = (f"{label}: data ended -- {why}; it has no bar on or "
+                    f"before that date, so it is never held")
+            bar_dates: list[object] = [d_ts]
+        else:
+            text = (f"{label}: data ended -- last bar "
+                    f"{last_bar.date()} (close {float(upto.iloc[-1]):g}), {why}; the simulation liquidates it "
+                    f"at its last price and does not select it afterwards")
+            bar_dates = [last_bar]
+        untraded = int((sessions > (last_bar if last_bar is not None else d_ts)).sum())
+        out.append(_finding(DATA_ENDED, symbol, files.get(symbol), text, untraded, bar_dates))
+    return out
 
 
 def enforce(report: QualityReport, fail_on: str = "fatal") -> None:

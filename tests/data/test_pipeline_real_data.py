@@ -149,6 +149,11 @@ def test_other_real_findings(real_pools: dict[str, PoolPrices]) -> None:
         q.ZERO_AMOUNT: {"160520": 775},
         q.STALE_PRICE: {"160520": 6},
         q.VWAP_OUTSIDE_RANGE: {"511260": 2},
+        # added with the factor-noise and data-ended checks (tests/data/test_actions_real_data.py has the detail)
+        q.ADJUSTMENT_NOISE: {"510050": 4732, "510180": 4550, "510300": 3151, "510880": 3842,   # noisy: WARN
+                             "510310": 345, "510500": 2651},                                  # additive: INFO
+        q.DATA_ENDED: {"510050": 78, "510180": 78, "510310": 15, "515080": 16, "563020": 16, "563030": 39,
+                       "511130": 15, "159980": 45, "160520": 1275},
     }
 
 

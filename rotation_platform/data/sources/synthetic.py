@@ -16,6 +16,8 @@ Model (daily, on the pool calendar's sessions)
   volume x average price, with a turnover level per fund (log-uniform 30M..3B CNY a day) that rises
   with the size of the day's move.
 * A configurable fraction of funds list late (their rows start at a drawn session).
+* No bar for a session that has not closed yet (the exchange calendar's close time): the range ends
+  at the last closed session, whatever ``end`` (or ``synthetic.end``) asks for.
 
 Determinism: every random stream is seeded from ``(seed, stream name)`` and drawn session by session,
 so the same seed gives identical bytes, and a longer date range only appends rows -- the history up to
@@ -104,7 +106,8 @@ class SyntheticSource(PriceSource):
     synthetic = True
 
     def __init__(self, pools: Sequence[PoolConfig], config: SyntheticConfig | None = None,
-                 end: dt.date | str | None = None, calendar: TradingCalendar | None = None):
+                 end: dt.date | str | None = None, calendar: TradingCalendar | None = None,
+                 now: pd.Timestamp | str | None = None):
         self.config = config or SyntheticConfig()
         self.kinds: dict[str, PoolKind] = {s: p.kind for p in pools for s in p.symbols}
         codes = {p.calendar for p in pools}
@@ -113,7 +116,11 @@ class SyntheticSource(PriceSource):
                 raise DataSourceError(f"synthetic source generates one calendar; pools use {sorted(codes)}")
             calendar = get_calendar(codes.pop() if codes else "XSHG")
         self.calendar = calendar
-        last = end if end is not None else (self.config.end or calendar.last_completed_session())
+        last = end if end is not None else (self.config.end or calendar.last_completed_session(now))
+        # no bar for a session that has not closed (``now``: default the current time), whatever end is asked
+        # for: a bar exists once the exchange has closed, as a vendor's would
+        closed = calendar.last_completed_session(now, close_buffer_minutes=0)
+        last = min(pd.Timestamp(last), closed)
         self.sessions = calendar.sessions(self.config.start, last)
         if len(self.sessions) < 2:
             raise DataSourceError(f"synthetic range {self.config.start}..{last} has fewer than two "
