@@ -18,6 +18,7 @@ __all__ = [
     "CorporateActionError",
     "DataQualityError",
     "ResearchError",
+    "PositionsError",
 ]
 
 
@@ -100,3 +101,8 @@ class ResearchError(RotationError):
     The message names the input at fault -- the factor, session, parameter or config key -- and what
     to change.
     """
+
+
+class PositionsError(RotationError):
+    """A table of actual positions is unusable; names the file (or store partition), the row's fund and
+    what to do."""

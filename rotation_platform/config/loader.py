@@ -9,7 +9,7 @@ Rules
   ``ROTATION_POOLS__A_SHARE__CAPITAL__TARGET_CAPITAL=8000000``.
 * Secrets (fields typed ``SecretStr``) are read only from the environment, e.g.
   ``ROTATION_STORAGE__MYSQL_PASSWORD``; a secret in YAML is an error.
-* Relative paths (``data.directory``, ``storage.data_dir``) are relative to the loaded file's folder.
+* Relative paths (``data.directory``, ``storage.data_dir``, ``positions.directory``) are relative to the loaded file's folder.
 * ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` select the
   deployment and ``ROTATION_FACTORS_WORKERS`` / ``ROTATION_FACTORS_MALLOPT`` tune the factor engine's
   runtime (see :data:`RESERVED_ENV`); none of them is an override.
@@ -218,7 +218,7 @@ def _apply_env(doc: dict, env: Mapping[str, str]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- paths
-PATH_KEYS = (("data", "directory"), ("storage", "data_dir"))
+PATH_KEYS = (("data", "directory"), ("storage", "data_dir"), ("positions", "directory"))
 
 
 def _resolve_paths(doc: dict, base: Path) -> None:

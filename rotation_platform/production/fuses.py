@@ -22,7 +22,8 @@ checks. ``ERROR`` fuses stop the downstream steps; ``WARN`` ones only report.
 8. ``metadata_completeness`` -- pools_used, engine_version, price_field, generated_at, config hash and
    data hash present and non-empty.
 
-Plus the backtest thresholds (annual return, drawdown, Sharpe, win rate, turnover) as WARN fuses.
+Plus the backtest thresholds (annual return, drawdown, Sharpe, win rate, turnover) and the capacity
+check (no held position above its ADV limit) as WARN fuses.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ import pandas as pd
 
 from rotation_platform.factors.lookahead import perturb_after, scan_source_for_lookahead
 from rotation_platform.production.pool_run import PoolRun
+from rotation_platform.reports.tables import markdown_table
 
 __all__ = ["FuseResult", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
            "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
-           "metadata_completeness", "backtest_thresholds", "static_scan"]
+           "metadata_completeness", "backtest_thresholds", "capacity", "static_scan"]
 
 REQUIRED_METADATA = ("pools_used", "engine_version", "price_field", "generated_at", "config_hash", "data_hash")
 FUSES = ("t_plus_one", "coverage", "effective_factors", "target_vol_scaling", "monthly_returns",
@@ -78,22 +80,7 @@ def combine(results: Mapping[str, FuseResult]) -> FuseResult:
 def _md(frame: pd.DataFrame, max_rows: int = 30) -> str:
     if frame.empty:
         return "_nothing to report_"
-    shown = frame.head(max_rows)
-    cols = [str(c) for c in shown.reset_index().columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for rec in shown.reset_index().itertuples(index=False):
-        lines.append("| " + " | ".join(_cell(v) for v in rec) + " |")
-    if len(frame) > max_rows:
-        lines.append(f"\n_{len(frame) - max_rows} more rows_")
-    return "\n".join(lines)
-
-
-def _cell(v: object) -> str:
-    if isinstance(v, float | np.floating):
-        return "NaN" if not np.isfinite(v) else f"{v:.4g}"
-    if isinstance(v, pd.Timestamp):
-        return str(v.date())
-    return str(v)
+    return markdown_table(frame, max_rows=max_rows)
 
 
 def _d(t: pd.Timestamp) -> str:
@@ -381,6 +368,39 @@ def metadata_completeness(metadata: Mapping[str, Mapping[str, object]]) -> FuseR
     return FuseResult("metadata_completeness", passed and bool(metadata), "ERROR", summary,
                       {"required": list(REQUIRED_METADATA), "missing": dict(list(missing.items())[:20]),
                        "last": {k: last.get(k) for k in REQUIRED_METADATA}})
+
+
+# ---------------------------------------------------------------------------------------- capacity
+def capacity(run: PoolRun) -> FuseResult:
+    """WARN: the book of every session of the run fits its liquidity limit (no held position above
+    ``capital.max_adv_pct`` of its ADV); positions without an ADV are named, not counted as breaches.
+    The figures are :meth:`PoolRun.capacity_sessions` -- the same as the capacity table's."""
+    frame = run.capacity_sessions()
+    last = frame.iloc[-1]
+    t = frame.index[-1]
+    breached = frame[frame["adv_breaches"] > 0]
+    no_adv = frame[frame["positions_without_adv"] > 0]
+    equity = float(run.backtest.equity.loc[t])
+    cap = float(last["capacity_cny"])
+    cap_txt = "unbounded" if not np.isfinite(cap) else f"{cap:,.0f} CNY"
+    summary = (f"capacity {cap_txt} at {_d(t)} (book {equity:,.0f} CNY, max ADV utilisation "
+               f"{float(last['max_utilisation']):.1%}" + (f" on {last['binding_symbol']}" if last['binding_symbol'] else "")
+               + ")")
+    if int(last["positions_without_adv"]):
+        summary += f"; {int(last['positions_without_adv'])} position(s) without ADV: {last['without_adv']}"
+    passed = breached.empty
+    if not passed:
+        first = breached.index[0]
+        summary = (f"ADV LIMIT EXCEEDED at {_d(first)}: {int(breached.loc[first, 'adv_breaches'])} position(s) above "
+                   f"{run.pool.capital.max_adv_pct:.0%} of ADV; " + summary)
+    shown = frame[["max_utilisation", "capacity_cny", "binding_symbol", "adv_breaches", "positions_without_adv"]]
+    shown = shown.set_axis(pd.Index([_d(x) for x in shown.index], name="session"))
+    details = {"capacity_cny": _num(cap), "max_utilisation": float(last["max_utilisation"]), "equity": equity,
+               "positions_without_adv": int(last["positions_without_adv"]),
+               "failed_sessions": [_d(x) for x in breached.index][:50],
+               "sessions_with_positions_without_adv": [_d(x) for x in no_adv.index][:50]}
+    return FuseResult("capacity", passed, "WARN", summary, details,
+                      _md(shown.loc[[_d(x) for x in breached.index]] if not passed else shown.tail(5)))
 
 
 # ----------------------------------------------------------------------------- backtest thresholds

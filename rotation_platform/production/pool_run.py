@@ -12,10 +12,14 @@ run of that session alone produces (the backfill-equals-daily guarantee):
   the close of ``r`` (best in-sample objective over the ``train_sessions`` ending at ``r``) trades from
   ``r + 1`` until the next re-optimisation; the walk-forward diagnostics as of ``t`` are those of
   the panel cut after ``r(t)``, the latest re-optimisation on or before ``t``;
-* the backtest replays the live choices (the production strategy) through vectorbt once; metrics
+* the backtest simulates the live choices (the production strategy) once, in real units -- raw
+  prices, board lots, splits and dividends applied to the holdings, funds whose data ended liquidated
+  (:class:`~rotation_platform.research.market.Market`) -- verified by an independent ledger; metrics
   as of ``t`` use returns through ``t``;
 * the target portfolio decided at the close of ``t`` uses the screen as of ``t``, the factor row
-  of the next session (data through ``t``) and the backtest's holdings at ``t``.
+  of the next session (data through ``t``) and the book at ``t``: the actual positions of ``t`` when
+  they are given (``positions.*``), else the backtest's simulated holdings; it trades only when the
+  next session is a rebalance (scheduled, or a new live parameter set).
 
 Values for a session therefore never depend on which other sessions share the run. Stored values
 carry no wall-clock time; run metadata (with ``generated_at``) is separate.
@@ -44,6 +48,11 @@ from rotation_platform.factors.registry import get as get_factor_spec
 from rotation_platform.production.cadence import reoptimisation_flags, reoptimisation_rows
 from rotation_platform.research import (
     BacktestResult,
+    Market,
+    adv_frame,
+    capacity_by_session,
+    capacity_table,
+    lot_array,
     ScreenResult,
     StrategyContext,
     StrategySpec,
@@ -110,6 +119,20 @@ class PoolRun:
     def prices(self) -> PoolPrices:
         source = self._source if self._source is not None else make_source(self.config, end=self.through.date())
         return load_pool_prices(source, self.pool, self.config.data, asof=self.through.date())
+
+    @cached_property
+    def market(self) -> Market:
+        """Raw prices, corporate actions, board lots and tradeability: what the book trades on."""
+        bt = self.config.backtest
+        lots = lot_array(self.pool.symbols, self.pool.lot_size or bt.lot_size, self.pool.lot_sizes)
+        delisted = dict(getattr(self.pool, "delisted", {}) or {})
+        ended_after = int(getattr(self.config.data, "ended_after", 5))
+        prices = self.prices
+        self.panel  # noqa: B018 - the same session checks first
+        if getattr(prices, "raw_panel", None) is None:
+            return Market.from_panel(self.panel, trade_at=bt.trade_at, lots=lots, ended_after=ended_after)
+        return Market.from_prices(prices, trade_at=bt.trade_at, lots=lots, ended_after=ended_after,
+                                  delisted=delisted, reinvest=bt.dividends == "reinvest")
 
     @cached_property
     def panel(self) -> PricePanel:
@@ -205,7 +228,7 @@ class PoolRun:
 
     @cached_property
     def ctx(self) -> StrategyContext:
-        return StrategyContext(self.factors, self.panel, self.spec)
+        return StrategyContext(self.factors, self.panel, self.spec, self.market)
 
     @cached_property
     def screens(self) -> dict[pd.Timestamp, ScreenResult]:
@@ -318,7 +341,9 @@ class PoolRun:
             "efficiency": _f(res.efficiency),
             "rank_stability": _f(res.rank_stability),
             "pbo": None if res.pbo is None else {"pbo": _f(res.pbo.pbo), "n_splits": int(res.pbo.n_splits)},
-            "dsr": {"dsr": _f(res.dsr.dsr), "sharpe": _f(res.dsr.sharpe), "sr0": _f(res.dsr.sr0)},
+            "dsr": {"dsr": _f(res.dsr.dsr), "sharpe_per_session": _f(res.dsr.sharpe),
+                    "sharpe_annualised": _f(res.dsr.sharpe * np.sqrt(self.config.backtest.annualisation)),
+                    "sr0_per_session": _f(res.dsr.sr0)},
             "windows": _records(windows),
             "stability": _records(stability),
         }
@@ -388,6 +413,9 @@ class PoolRun:
                 "n_holdings": float((bt.positions.iloc[row] > 0).sum()),
                 "traded_value": float(bt.traded_value.iloc[row]),
                 "costs": float(bt.costs.iloc[row]),
+                "dividends": float(bt.dividends.iloc[row]),
+                "orders": float((bt.plan.orders[row] != 0).sum()),
+                "liquidations": float(bt.plan.liquidated[row].sum()),
                 "params": str(labels.iloc[row]),
             }
             rec.update(self.metrics_at(row))
@@ -395,31 +423,25 @@ class PoolRun:
         return pd.DataFrame(rows, index=pd.DatetimeIndex(self.sessions, name="session"))
 
     # -------------------------------------------------------------------------------------- capacity
-    def capacity_frame(self) -> pd.DataFrame:
-        """Holdings at each session against the 20-session ADV known before it and the weight cap."""
+    @cached_property
+    def capacity(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The capacity table (session x symbol) and its per-session figures over the whole backtest,
+        by the one definition of :mod:`rotation_platform.research.capacity`."""
         bt = self.backtest
-        cap = self.pool.capital
-        amount = self.panel["amount"].where(self.panel["amount"] > 0.0)
-        adv = amount.rolling(20, min_periods=1).mean().shift(1)
-        frames = []
-        for t, row in zip(self.sessions, self.rows):
-            row = int(row)
-            shares = bt.positions.iloc[row]
-            value = bt.position_values.iloc[row]
-            weight = bt.weights.iloc[row]
-            a = adv.iloc[row]
-            limit = a * cap.max_adv_pct
-            with np.errstate(invalid="ignore", divide="ignore"):
-                util = np.where(value > 0, value / limit, 0.0)
-            frame = pd.DataFrame({
-                "shares": shares.to_numpy(dtype=np.float64), "value": value.to_numpy(dtype=np.float64),
-                "weight": weight.to_numpy(dtype=np.float64), "adv20": a.to_numpy(dtype=np.float64),
-                "adv_limit": limit.to_numpy(dtype=np.float64), "utilisation": np.asarray(util, dtype=np.float64),
-            }, index=pd.MultiIndex.from_product([[t], list(self.panel.symbols)], names=["session", "symbol"]))
-            frame["adv_breach"] = frame["utilisation"] > 1.0
-            frame["weight_breach"] = frame["weight"] > cap.max_single_weight + 0.01
-            frames.append(frame)
-        return pd.concat(frames, axis=0)
+        adv = adv_frame(self.panel, self.config.backtest.adv_window)
+        table = capacity_table(bt, adv, self.pool.capital)
+        return table, capacity_by_session(table, bt.equity)
+
+    def capacity_frame(self) -> pd.DataFrame:
+        """Holdings at each session of the run against the ADV known before it and the weight cap."""
+        table, _ = self.capacity
+        return table.loc[pd.IndexSlice[list(self.sessions), :], :]
+
+    def capacity_sessions(self) -> pd.DataFrame:
+        """Per session of the run: the capacity figures (max utilisation, capacity CNY, breaches,
+        positions without ADV)."""
+        _, by_session = self.capacity
+        return by_session.loc[self.sessions]
 
     # ---------------------------------------------------------------------------------------- target
     def _next_factor_row(self, row: int) -> np.ndarray:
@@ -438,9 +460,41 @@ class PoolRun:
                                    price_field=self.config.data.price_field)
         return np.asarray(cs.values)[0]
 
-    def target_frame(self) -> pd.DataFrame:
-        """The target portfolio decided at the close of each session: index (session, symbol)."""
+    def rebalance_next(self, row: int) -> bool:
+        """Whether the strategy trades at the session after ``row``: a scheduled rebalance of the live
+        parameter set, or a new live parameter set (the same rule as the simulation kernel)."""
+        live_r = self.live_row(row)
+        if live_r is None:
+            return False
+        choice = self.live_choices[live_r]
+        cadence = self.params[choice].rebalance_sessions
+        return bool((row + 1) % cadence == 0 or int(self.active[row]) != choice)
+
+    def next_rebalance_session(self, row: int) -> pd.Timestamp | None:
+        """The next session on or after the one following ``row`` that is a scheduled rebalance of the
+        live parameter set (the panel's row numbers continue onto the calendar's later sessions)."""
+        live_r = self.live_row(row)
+        if live_r is None:
+            return None
+        cadence = self.params[self.live_choices[live_r]].rebalance_sessions
+        if self.rebalance_next(row):
+            ahead = 1
+        else:
+            ahead = 1 + (-(row + 1)) % cadence
+        day = self.panel.sessions[row]
+        for _ in range(ahead):
+            day = self.calendar.next_session(day)
+        return pd.Timestamp(day)
+
+    def target_frame(self, positions: Callable[..., object] | None = None) -> pd.DataFrame:
+        """The target portfolio decided at the close of each session: index (session, symbol).
+
+        ``positions(pool, session, symbols)`` returns the actual positions of a session (an
+        :class:`~rotation_platform.production.positions.ActualPositions`) or None; without them, or for a
+        session without a table, the simulated book is used and the ``book`` column says so.
+        """
         bt = self.backtest
+        symbols = tuple(self.panel.symbols)
         frames = []
         for t, row in zip(self.sessions, self.rows):
             row = int(row)
@@ -448,15 +502,38 @@ class PoolRun:
             if live_r is None:
                 raise ResearchError(f"pool {self.pool.name}: no live parameter set by {t.date()}")
             params = self.params[self.live_choices[live_r]]
+            simulated = bt.plan.shares[row]
+            actual = positions(self.pool.name, t, symbols) if positions is not None else None
+            if actual is not None:
+                holdings, cash = actual.shares_array(symbols), float(actual.cash)
+                book, source = "actual", str(actual.source)
+            else:
+                holdings, cash = simulated, float(bt.plan.cash[row])
+                stale = getattr(positions, "latest_before", None)
+                hint = stale(self.pool.name, t) if stale is not None else None
+                book = "simulated"
+                source = ("no actual positions configured" if positions is None else
+                          f"no actual positions for {t.date()}" + (f" (latest: {hint}, stale)" if hint else ""))
+            rebalance = self.rebalance_next(row)
             tp = target_portfolio(self.ctx, params, decided_at=row, next_factors=self._next_factor_row(row),
-                                  holdings=bt.plan.shares[row], cash=float(bt.plan.cash[row]))
+                                  holdings=holdings, cash=cash, rebalance=rebalance)
             table = tp.table.copy()
             table["trade_session"] = pd.Timestamp(self.calendar.next_session(t))
             table["trade_session"] = table["trade_session"].astype("datetime64[ns]")
             table["params"] = params.label
             table["scheduled_rebalance"] = bool(tp.scheduled_rebalance)
+            table["rebalance"] = bool(rebalance)
+            nxt = self.next_rebalance_session(row)
+            table["next_rebalance"] = pd.Timestamp(nxt) if nxt is not None else pd.NaT
+            table["next_rebalance"] = table["next_rebalance"].astype("datetime64[ns]")
+            table["book"] = book
+            table["book_source"] = source
+            table["simulated_shares"] = simulated
+            table["shares_vs_simulated"] = holdings - simulated
             table["equity"] = tp.equity
+            table["cash"] = cash
             table["cash_after"] = tp.cash_after
+            table["invested_after"] = float(table["target_value"].sum() / tp.equity) if tp.equity > 0 else float("nan")
             table.index = pd.MultiIndex.from_product([[t], table.index], names=["session", "symbol"])
             frames.append(table)
         return pd.concat(frames, axis=0)

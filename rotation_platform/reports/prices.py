@@ -7,24 +7,9 @@ import pandas as pd
 
 from rotation_platform.data.pipeline import PoolPrices
 from rotation_platform.data.quality import QualityReport
+from rotation_platform.reports.tables import markdown_table
 
 __all__ = ["price_summary", "quality_check_summary", "markdown_table"]
-
-
-def markdown_table(frame: pd.DataFrame, float_format: str = "{:.4g}") -> str:
-    """A GitHub-flavoured markdown table (no extra dependency)."""
-    if frame.empty:
-        return "_none_"
-
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return "" if np.isnan(v) else float_format.format(v)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def fund_table(result: PoolPrices) -> pd.DataFrame:
@@ -71,7 +56,7 @@ def price_summary(result: PoolPrices, config_hash: str) -> dict[str, object]:
         "findings": {k: int(v) for k, v in sorted(counts.items())},
         "data_hash": panel.content_hash(),
         "config_hash": config_hash,
-        "funds_table": markdown_table(fund_table(result)),
+        "funds_table": markdown_table(fund_table(result).set_index("fund")),
         "quality_table": quality_markdown(report),
     }
 
@@ -85,7 +70,7 @@ def quality_markdown(report: QualityReport, limit: int = 30) -> str:
     if "dates" in shown.columns:
         shown["dates"] = shown["dates"].map(lambda d: ", ".join(d[:3]) if isinstance(d, (list, tuple)) else d)
     more = f"\n\n… and {len(frame) - limit} more" if len(frame) > limit else ""
-    return markdown_table(shown) + more
+    return markdown_table(shown, index=False) + more
 
 
 def quality_check_summary(report: QualityReport) -> dict[str, object]:

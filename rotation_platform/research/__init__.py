@@ -1,5 +1,5 @@
-"""Research core: factor screening, the rotation strategy, walk-forward optimisation, the vectorbt
-backtest and its analyses (attribution, capacity, risk) and the next session's target portfolio.
+"""Research core: factor screening, the rotation strategy in real units (raw prices, board lots,
+corporate actions), walk-forward optimisation, the ledger-verified backtest and its analyses (attribution, capacity, risk) and the next session's target portfolio.
 
 Timing convention: factor row ``t`` uses data through ``t - 1``; the label of row ``s`` at horizon ``h``
 is the trade-price return from ``s`` to ``s + h`` and is known at ``s + h``; a screen as of ``t`` uses
@@ -16,7 +16,13 @@ from rotation_platform.research.attribution import (
     monthly_attribution,
 )
 from rotation_platform.research.backtest import BacktestResult, backtest, benchmark_returns, vectorbt_orders
-from rotation_platform.research.capacity import CapacityReport, capacity_report
+from rotation_platform.research.capacity import (
+    CapacityReport,
+    adv_frame,
+    capacity_by_session,
+    capacity_report,
+    capacity_table,
+)
 from rotation_platform.research.inputs import (
     AlignedFactors,
     FactorLike,
@@ -25,6 +31,8 @@ from rotation_platform.research.inputs import (
     mark_prices,
     trade_prices,
 )
+from rotation_platform.research.ledger import Ledger, compare_with_plan, replay_ledger
+from rotation_platform.research.market import Market, lot_array
 from rotation_platform.research.metrics import (
     Drawdown,
     PerformanceMetrics,
@@ -72,6 +80,9 @@ __all__ = [
     "SelectionPath",
     "rank_ic",
     "screen_factors",
+    # market (real units)
+    "Market",
+    "lot_array",
     # strategy
     "StrategyParams",
     "StrategySpec",
@@ -94,6 +105,9 @@ __all__ = [
     "backtest",
     "benchmark_returns",
     "vectorbt_orders",
+    "Ledger",
+    "replay_ledger",
+    "compare_with_plan",
     "PerformanceMetrics",
     "Drawdown",
     "performance_metrics",
@@ -108,6 +122,9 @@ __all__ = [
     "extreme_months",
     "CapacityReport",
     "capacity_report",
+    "adv_frame",
+    "capacity_table",
+    "capacity_by_session",
     "RiskReport",
     "historical_var",
     "risk_report",

@@ -1,11 +1,14 @@
 """Extreme-month attribution of a backtest.
 
 Each session's P&L (CNY) splits exactly into four parts. With ``q0`` the shares entering session ``t``,
-``d`` the shares traded at ``t`` at the trade price ``p`` (executed at ``p (1 +/- slippage)``), ``m`` the
-daily marks (closes, forward-filled) and ``b_t`` the benchmark's return:
+``q`` the shares after it, ``d`` the shares traded at ``t`` at the price ``p`` (executed at
+``p (1 +/- slippage)``; a liquidation at its last price), ``m`` the raw daily marks and ``b_t`` the
+benchmark's total return:
 
 * allocation = ``sum(q0 * m[t-1]) * b_t`` -- the return of having that much invested in the benchmark;
-* selection  = ``sum(q0 * (m[t] - m[t-1])) - allocation`` -- the held funds against the benchmark;
+* selection  = holding P&L ``sum((q - d) * m[t] - q0 * m[t-1])`` plus the cash the holdings paid
+  (dividends) ``- allocation`` -- the held funds against the benchmark; a split changes ``q`` without
+  an order and nothing else, so it adds nothing;
 * trading    = ``sum(d * (m[t] - p))`` -- the trades marked from the trade price to the close;
 * costs      = ``-(commission + slippage)``, reported as ``commission`` and ``slippage``.
 
@@ -46,21 +49,23 @@ def daily_pnl_components(result: BacktestResult) -> pd.DataFrame:
 def _components(result: BacktestResult) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     plan = result.plan
     idx, cols = plan.sessions, list(plan.symbols)
-    q = result.positions.to_numpy()
+    q = plan.shares
     q0 = np.vstack([np.zeros((1, q.shape[1])), q[:-1]])
-    d = q - q0
+    d = plan.orders
     mark = np.nan_to_num(plan.mark)
     prev_mark = np.vstack([mark[:1], mark[:-1]])
-    rec = result.portfolio.orders.records
-    comm = np.zeros_like(q)
-    execp = np.zeros_like(q)
-    np.add.at(comm, (rec["idx"], rec["col"]), rec["fees"])
-    execp[rec["idx"], rec["col"]] = rec["price"]
-    p = np.nan_to_num(plan.trade_price)
-    slip = np.abs(d) * np.abs(execp - p)
+    comm = plan.commission
+    p = np.nan_to_num(plan.order_price)
+    slip = plan.slippage_cost
+    # cash the holdings paid (dividends, net of what a reinvestment bought): the cash change that is not trading
+    cash = plan.cash
+    prev_cash = np.concatenate([[plan.init_cash], cash[:-1]])
+    # trading moves cash by -(d * p) - slippage - commission, buys and sales alike
+    income = cash - prev_cash + (d * p).sum(axis=1) + slip.sum(axis=1) + comm.sum(axis=1)
     invested = (q0 * prev_mark).sum(axis=1)
     b = result.benchmark_returns.reindex(idx).fillna(0.0).to_numpy()
-    hold = (q0 * (mark - prev_mark)).sum(axis=1)
+    fund_hold_arr = (q - d) * mark - q0 * prev_mark
+    hold = fund_hold_arr.sum(axis=1) + income
     allocation = invested * b
     trading = (d * (mark - p)).sum(axis=1)
     equity = result.equity.to_numpy()
@@ -71,7 +76,7 @@ def _components(result: BacktestResult) -> tuple[pd.DataFrame, pd.DataFrame, pd.
         "commission": -comm.sum(axis=1), "slippage": -slip.sum(axis=1), "pnl": pnl,
     }, index=idx)
     out["residual"] = out["pnl"] - out[list(COMPONENTS)].sum(axis=1)
-    fund_hold = pd.DataFrame(q0 * (mark - prev_mark), index=idx, columns=cols)
+    fund_hold = pd.DataFrame(fund_hold_arr + plan.dividends, index=idx, columns=cols)
     fund_invested = pd.DataFrame(q0 * prev_mark, index=idx, columns=cols)
     return out, fund_hold, fund_invested
 

@@ -1,15 +1,25 @@
-"""Capacity of a pool's strategy from its actual backtest holdings.
+"""Capacity of a pool's strategy from its actual holdings: one definition for every view.
 
-For every session and held fund the position value (shares x close) is compared with the liquidity
-limit ``ADV20 x capital.max_adv_pct``, where ADV20 is the mean daily turnover (``amount``, CNY) of the 20
-sessions before the session (known before trading; sessions without turnover data are skipped, at
-least ``min_periods`` are needed -- a position without any ADV counts as an unbounded breach). Position
-values scale with the capital, so the largest capital that never breaches the limit is
-``target_capital x min(limit / position value)`` over all held fund-sessions; ``capital_at_quantile``
-is the capital at which only ``1 - quantile`` of the held fund-sessions would breach. Single-weight
-breaches (a position above ``capital.max_single_weight`` of the portfolio by more than
-``weight_tolerance``, e.g. after a rally between rebalances) do not depend on the capital and are counted
-separately. ``start`` limits the check to the sessions from that date.
+For every session ``t`` and held fund the position value (shares x raw close) is compared with the
+liquidity limit ``ADV x capital.max_adv_pct``, where ADV is the mean daily turnover (``amount``, CNY)
+of the ``window`` sessions before ``t`` (known before trading; sessions without turnover are skipped,
+at least ``min_periods`` are needed). ``utilisation = value / limit``.
+
+* A held position without any ADV is **reported as such** (``no_adv``), not as an infinite breach and
+  not as no breach: its utilisation is NaN, it is counted in ``positions_without_adv`` and it does not
+  bound the capacity figure, which is said to exclude it.
+* The capacity at session ``t`` is ``equity[t] / max(utilisation[t])`` over the held positions with an
+  ADV: the size the book of ``t`` could have, scaled as it is, before its most-used position reaches the
+  limit (infinite when nothing with an ADV is held).
+* Over a backtest, positions scale with the starting capital, so the largest starting capital that
+  never breaches the limit is ``init_cash / max over sessions of utilisation`` (``max_capital``), and
+  ``capital_at_quantile`` the one at which only ``1 - quantile`` of the held fund-sessions would breach.
+* Single-weight breaches (a position above ``capital.max_single_weight`` of equity by more than
+  ``weight_tolerance``, e.g. after a rally between rebalances) do not depend on the capital and are
+  counted separately.
+
+:func:`capacity_table` and :func:`capacity_by_session` are that definition; :func:`capacity_report`,
+the production per-session table and the capacity fuse all read them.
 """
 
 from __future__ import annotations
@@ -24,17 +34,80 @@ from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
 from rotation_platform.research.backtest import BacktestResult
 
-__all__ = ["CapacityReport", "capacity_report"]
+__all__ = ["CapacityReport", "capacity_report", "adv_frame", "capacity_table", "capacity_by_session",
+           "WEIGHT_TOLERANCE"]
+
+WEIGHT_TOLERANCE = 0.01
+
+
+def adv_frame(panel: PricePanel, window: int = 20, min_periods: int = 1) -> pd.DataFrame:
+    """Mean daily turnover (CNY) of the ``window`` sessions before each session (NaN: none known)."""
+    if window < 1 or not 1 <= min_periods <= window:
+        raise ResearchError(f"invalid ADV window {window} / min_periods {min_periods}")
+    amount = panel["amount"].where(panel["amount"] > 0.0)
+    return amount.rolling(window, min_periods=min_periods).mean().shift(1)
+
+
+def capacity_table(result: BacktestResult, adv: pd.DataFrame, capital: CapitalConfig, *,
+                   weight_tolerance: float = WEIGHT_TOLERANCE) -> pd.DataFrame:
+    """Per (session, symbol): shares, value, weight, ADV, limit, utilisation and the breach flags."""
+    positions = result.positions
+    values = result.position_values
+    weights = result.weights
+    adv = adv.reindex(index=positions.index, columns=positions.columns)
+    held = values > 0.0
+    limit = adv * capital.max_adv_pct
+    has_adv = limit > 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = (values / limit).where(held & has_adv)
+    n_s, n_f = positions.shape
+    index = pd.MultiIndex.from_product([positions.index, list(positions.columns)], names=["session", "symbol"])
+    flat = lambda f: np.asarray(f.to_numpy(dtype=np.float64)).reshape(n_s * n_f)  # noqa: E731
+    table = pd.DataFrame({
+        "shares": flat(positions), "value": flat(values), "weight": flat(weights), "adv": flat(adv),
+        "adv_limit": flat(limit), "utilisation": flat(util),
+    }, index=index)
+    held_flat = table["value"].to_numpy() > 0.0
+    table["no_adv"] = held_flat & ~(table["adv_limit"].to_numpy() > 0.0)
+    table["adv_breach"] = table["utilisation"].to_numpy() > 1.0
+    table["weight_breach"] = table["weight"].to_numpy() > capital.max_single_weight + weight_tolerance
+    return table
+
+
+def capacity_by_session(table: pd.DataFrame, equity: pd.Series) -> pd.DataFrame:
+    """Per session: the most-used position, the capacity (CNY), breaches and positions without ADV."""
+    util = table["utilisation"].unstack("symbol")
+    no_adv = table["no_adv"].unstack("symbol")
+    peak = util.max(axis=1, skipna=True)
+    arr = util.to_numpy(dtype=np.float64)
+    any_row = np.isfinite(arr).any(axis=1)
+    pos = np.argmax(np.where(np.isfinite(arr), arr, -np.inf), axis=1)
+    binding = pd.Series(np.where(any_row, np.asarray(util.columns, dtype=object)[pos], ""), index=util.index)
+    eq = equity.reindex(util.index)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        capacity = np.where(peak > 0, eq / peak, np.inf)
+    return pd.DataFrame({
+        "max_utilisation": peak.fillna(0.0),
+        "capacity_cny": capacity,
+        "binding_symbol": binding.astype(object),
+        "adv_breaches": table["adv_breach"].unstack("symbol").sum(axis=1).astype(np.int64),
+        "weight_breaches": table["weight_breach"].unstack("symbol").sum(axis=1).astype(np.int64),
+        "positions_without_adv": no_adv.sum(axis=1).astype(np.int64),
+        "without_adv": no_adv.apply(lambda r: ", ".join(r.index[r.to_numpy(dtype=bool)]), axis=1),
+    }, index=util.index)
 
 
 @dataclass(frozen=True)
 class CapacityReport:
-    """Liquidity use of a backtest's holdings."""
+    """Liquidity use of a backtest's holdings (see the module docstring)."""
 
-    utilisation: pd.DataFrame  # position value / liquidity limit (NaN where nothing is held)
+    table: pd.DataFrame           # per (session, symbol), :func:`capacity_table`
+    by_session: pd.DataFrame      # per session, :func:`capacity_by_session`
+    utilisation: pd.DataFrame     # sessions x funds (NaN where not held or without ADV)
     adv: pd.DataFrame
     adv_breaches: int
     weight_breaches: int
+    positions_without_adv: int
     max_weight: float
     max_capital: float
     capital_at_quantile: float
@@ -43,52 +116,56 @@ class CapacityReport:
     binding_symbol: str | None
     by_fund: pd.DataFrame
     capital: float
+    as_of: pd.Timestamp
+    capacity_cny: float
 
     @property
     def capacity_ratio(self) -> float:
-        """``max_capital`` over the pool's target capital (above 1: room to grow)."""
+        """``max_capital`` over the starting capital (above 1: room to grow)."""
         return self.max_capital / self.capital
 
 
 def capacity_report(result: BacktestResult, panel: PricePanel, capital: CapitalConfig, *, window: int = 20,
-                    min_periods: int = 1, weight_tolerance: float = 0.01, quantile: float = 0.99,
+                    min_periods: int = 1, weight_tolerance: float = WEIGHT_TOLERANCE, quantile: float = 0.99,
                     start: object | None = None) -> CapacityReport:
     """Capacity of the backtest's holdings against ``capital`` (see the module docstring)."""
-    if window < 1 or not 1 <= min_periods <= window:
-        raise ResearchError(f"invalid ADV window {window} / min_periods {min_periods}")
     if not 0.0 < quantile <= 1.0:
         raise ResearchError(f"quantile must lie in (0, 1], got {quantile}")
-    amount = panel["amount"].where(panel["amount"] > 0.0)
-    adv = amount.rolling(window, min_periods=min_periods).mean().shift(1)
+    adv = adv_frame(panel, window, min_periods)
     first = result.start if start is None else max(pd.Timestamp(start), result.start)
-    values = result.position_values.loc[first:]
-    adv = adv.loc[first:]
-    held = values > 0.0
-    limit = adv * capital.max_adv_pct
-    with np.errstate(invalid="ignore", divide="ignore"):
-        util = (values / limit).where(held)
-    no_adv = held & ~(limit > 0.0)
-    util = util.mask(no_adv, np.inf)
-    breaches = int((util > 1.0).sum().sum())
-    weights = result.weights.loc[first:]
-    w_breach = int((weights > capital.max_single_weight + weight_tolerance).sum().sum())
+    table = capacity_table(result, adv, capital, weight_tolerance=weight_tolerance)
+    table = table.loc[pd.IndexSlice[first:, :], :]
+    sessions = capacity_by_session(table, result.equity)
+    util = table["utilisation"].unstack("symbol")
+    weights = table["weight"].unstack("symbol")
+    held = table["value"].unstack("symbol") > 0.0
     stacked = util.stack().dropna()
-    if stacked.empty:
+    if not held.to_numpy().any():
         raise ResearchError("the backtest holds nothing: no capacity to measure")
-    worst = stacked.idxmax()
-    peak = float(stacked.max())
     base = float(result.plan.init_cash)
+    if stacked.empty:
+        worst, peak, q_util = (None, None), 0.0, 0.0
+    else:
+        worst = stacked.idxmax()
+        peak = float(stacked.max())
+        q_util = float(np.quantile(stacked.to_numpy(), quantile))
     max_capital = base / peak if peak > 0 else float("inf")
-    q_util = float(np.quantile(stacked.to_numpy(), quantile))
     q_capital = base / q_util if q_util > 0 else float("inf")
     by_fund = pd.DataFrame({
         "sessions_held": held.sum(),
+        "sessions_without_adv": table["no_adv"].unstack("symbol").sum(),
         "max_utilisation": util.max(),
         "mean_utilisation": util.mean(),
         "adv_breaches": (util > 1.0).sum(),
-        "max_weight": weights.max(),
+        "max_weight": weights.where(held).max(),
         "weight_breaches": (weights > capital.max_single_weight + weight_tolerance).sum(),
     })
-    by_fund["max_capital"] = base / by_fund["max_utilisation"]
-    return CapacityReport(util, adv, breaches, w_breach, float(weights.max().max()), max_capital, q_capital,
-                          float(quantile), pd.Timestamp(worst[0]), str(worst[1]), by_fund[by_fund["sessions_held"] > 0], base)
+    with np.errstate(divide="ignore"):
+        by_fund["max_capital"] = base / by_fund["max_utilisation"]
+    last = sessions.iloc[-1]
+    return CapacityReport(table, sessions, util, adv.loc[first:], int(sessions["adv_breaches"].sum()),
+                          int(sessions["weight_breaches"].sum()), int(sessions["positions_without_adv"].sum()),
+                          float(weights.where(held).max().max()), max_capital, q_capital, float(quantile),
+                          None if worst[0] is None else pd.Timestamp(worst[0]),
+                          None if worst[1] is None else str(worst[1]),
+                          by_fund[by_fund["sessions_held"] > 0], base, sessions.index[-1], float(last["capacity_cny"]))

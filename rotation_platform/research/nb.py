@@ -22,15 +22,27 @@ Shapes and conventions
 
 Simulation contract (:func:`simulate_path_nb`, :func:`simulate_grid_nb`)
 ----------------------------------------------------------------------
-* ``trade_price[t, i]``: the price orders at session ``t`` execute at before slippage (the open or the
-  close of ``t``); NaN where fund ``i`` cannot trade at ``t``.
-* ``mark[t, i]``: the close of ``t`` forward-filled over suspensions (NaN before listing); positions are
-  marked to it at every close.
-* On a rebalance session the portfolio is valued at the trade prices (the last mark for a fund that
-  cannot trade), target weights become whole board lots (floored), sells execute before buys, a buy
-  that the cash left cannot pay is cut lot by lot, and every order pays
-  ``max(commission_rate * value, min_commission)`` on its value at the slipped price
-  (``price * (1 +/- slippage)``).
+Money is in real units: raw (unadjusted) prices, real shares, CNY (see
+:mod:`rotation_platform.research.market`).
+
+* ``trade_price[t, i]``: the raw price orders at session ``t`` execute at before slippage (the open or
+  the close of ``t``); NaN where fund ``i`` cannot trade at ``t``.
+* ``mark[t, i]``: the raw close of ``t``, carried over a limited number of sessions without a bar (NaN
+  before listing and once the data has ended); positions are marked to it at every close.
+* ``split[t, i]`` / ``dividend[t, i]``: corporate actions effective at the open of ``t``: shares are
+  multiplied by the ratio (floored to whole shares), then each share is paid ``dividend`` CNY (or, with
+  ``reinvest``, whole shares are bought at the ex-dividend reference price and the rest is cash).
+* ``ended[t, i]``: the fund's data ended by the close of ``t - 1``: a holding is sold at its last mark
+  (commission, no slippage) at ``t`` and the fund cannot be bought.
+* ``adv_limit[t, i]``: the largest position (CNY) the liquidity rule allows (``max_adv_pct`` of the ADV
+  before ``t``; ``inf`` without the rule, 0 without an ADV).
+* ``lots[i]``: board lot of fund ``i``. On a rebalance session the portfolio is valued at the trade
+  prices (the last mark for a fund that cannot trade), the top ``top_n`` tradeable funds whose
+  ``adv_limit`` admits a position of the target weight at that value are chosen (a suspended holding
+  keeps its shares but takes no slot), target weights become whole lots (floored;
+  buys add whole lots to the holding), sells execute before buys, a buy that the cash left cannot pay
+  is cut lot by lot, and every order pays ``max(commission_rate * value, min_commission)`` on its value
+  at the slipped price (``price * (1 +/- slippage)``).
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ __all__ = [
     "composite_scores_nb",
     "select_weights_nb",
     "rebalance_targets_nb",
+    "corporate_actions_nb",
     "simulate_path_nb",
     "simulate_grid_nb",
 ]
@@ -928,13 +941,16 @@ def _fee(value: float, rate: float, min_fee: float) -> float:
 
 @njit(cache=True)
 def rebalance_targets_nb(weights: np.ndarray, shares: np.ndarray, cash: float, price: np.ndarray,
-                         value_price: np.ndarray, tradeable: np.ndarray, lot: float, rate: float,
+                         value_price: np.ndarray, tradeable: np.ndarray, lots: np.ndarray, rate: float,
                          min_fee: float, slippage: float, target: np.ndarray) -> None:
-    """Whole-lot target shares for ``weights`` that the cash can pay for; writes ``target``.
+    """Target shares for ``weights`` that the cash can pay for; writes ``target``.
 
     The portfolio value is ``cash + sum(shares * value_price)``. Funds that cannot trade keep their
-    shares. Sells free cash first (net of slippage and commission); buys are then cut one lot at a
-    time, largest order value first, until their cost with commission fits the cash.
+    shares. A fund's target is its weight of the value in whole board lots (``lots[i]`` shares,
+    floored); a sale goes down to that target (an odd remainder, e.g. after a share conversion, is sold
+    with it), a buy adds whole lots to the holding. Sells free cash first (net of slippage and
+    commission); buys are then cut one lot at a time, largest order value first, until their cost with
+    commission fits the cash.
     """
     n_f = shares.shape[0]
     value = cash
@@ -946,7 +962,10 @@ def rebalance_targets_nb(weights: np.ndarray, shares: np.ndarray, cash: float, p
         if not tradeable[i]:
             target[i] = shares[i]
             continue
+        lot = lots[i]
         tgt = np.floor(weights[i] * value / (price[i] * lot) + 1e-9) * lot if weights[i] > 0.0 else 0.0
+        if tgt > shares[i]:
+            tgt = shares[i] + np.floor((tgt - shares[i]) / lot + 1e-9) * lot
         if tgt < shares[i]:
             proceeds = (shares[i] - tgt) * price[i] * (1.0 - slippage)
             fee = _fee(proceeds, rate, min_fee)
@@ -968,25 +987,82 @@ def rebalance_targets_nb(weights: np.ndarray, shares: np.ndarray, cash: float, p
                     big = i
         if need <= free or big < 0:
             break
-        target[big] -= lot
+        target[big] -= lots[big]
 
 
 @njit(cache=True)
-def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, active: np.ndarray,
+def corporate_actions_nb(t: int, shares: np.ndarray, cash: float, split: np.ndarray, dividend: np.ndarray,
+                         mark: np.ndarray, reinvest: bool, received: np.ndarray) -> float:
+    """Apply session ``t``'s splits and dividends to the holdings entering it; returns the new cash.
+
+    A split multiplies the shares by its ratio, floored to whole shares (the remainder of a fund share
+    conversion goes to the fund). A dividend pays ``shares * dividend[t, i]`` CNY (written to
+    ``received[i]``); with ``reinvest`` it buys whole shares at the ex-dividend reference price
+    (previous close in new units minus the dividend) and only the remainder stays cash.
+    """
+    n_f = shares.shape[0]
+    for i in range(n_f):
+        received[i] = 0.0
+        if shares[i] == 0.0:
+            continue
+        s = split[t, i]
+        if s != 1.0:
+            shares[i] = np.floor(shares[i] * s + 1e-9)
+        d = dividend[t, i]
+        if d > 0.0:
+            pay = shares[i] * d
+            received[i] = pay
+            if reinvest and t > 0:
+                ref = mark[t - 1, i] / s - d
+                if ref > 0.0:
+                    extra = np.floor(pay / ref + 1e-9)
+                    shares[i] += extra
+                    pay -= extra * ref
+            cash += pay
+    return cash
+
+
+@njit(cache=True)
+def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
+              ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool, scores: np.ndarray,
+              active: np.ndarray,
               variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
-              max_weight: float, init_cash: float, lot: float, rate: float, min_fee: float,
+              max_weight: float, init_cash: float, rate: float, min_fee: float,
               slippage: float, record: bool, equity: np.ndarray, shares_out: np.ndarray,
               order_out: np.ndarray, fee_out: np.ndarray, slip_out: np.ndarray, weight_out: np.ndarray,
-              cash_out: np.ndarray) -> None:
+              cash_out: np.ndarray, price_out: np.ndarray, div_out: np.ndarray, liq_out: np.ndarray) -> None:
     n_s, n_f = trade_price.shape
     shares = np.zeros(n_f)
     cash = init_cash
     w = np.zeros(n_f)
     target = np.zeros(n_f)
     tradeable = np.zeros(n_f, np.bool_)
+    eligible = np.zeros(n_f, np.bool_)
     held = np.zeros(n_f, np.bool_)
     vprice = np.zeros(n_f)
+    received = np.zeros(n_f)
     for t in range(n_s):
+        # 1. corporate actions effective at the open of t
+        cash = corporate_actions_nb(t, shares, cash, split, dividend, mark, reinvest, received)
+        if record:
+            for i in range(n_f):
+                div_out[t, i] = received[i]
+        # 2. funds whose data ended: liquidated at their last price (no slippage: there is no market)
+        for i in range(n_f):
+            if ended[t, i] and shares[i] > 0.0:
+                p_last = mark[t - 1, i] if t > 0 else np.nan
+                if not p_last > 0.0:
+                    p_last = 0.0
+                v = shares[i] * p_last
+                f = _fee(v, rate, min_fee) if v > 0.0 else 0.0
+                cash += v - f
+                if record:
+                    order_out[t, i] = -shares[i]
+                    fee_out[t, i] = f
+                    price_out[t, i] = p_last
+                    liq_out[t, i] = True
+                shares[i] = 0.0
+        # 3. rebalance
         p = active[t]
         rebalance = False
         if p >= 0:
@@ -999,20 +1075,25 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, act
                     any_score = True
                     break
             if any_score:
-                n_frozen = 0
                 for i in range(n_f):
                     tp = trade_price[t, i]
-                    tradeable[i] = tp > 0.0
+                    tradeable[i] = tp > 0.0 and not ended[t, i]
                     held[i] = shares[i] > 0.0
                     if tradeable[i]:
                         vprice[i] = tp
                     else:
-                        vprice[i] = mark[t - 1, i] if t > 0 else 0.0
-                        if held[i]:
-                            n_frozen += 1
-                select_weights_nb(sc, tradeable, held, top_n[p] - n_frozen, buffer[p],
-                                  min(1.0 / top_n[p], max_weight), w)
-                rebalance_targets_nb(w, shares, cash, trade_price[t], vprice, tradeable, lot, rate, min_fee,
+                        vprice[i] = mark[t - 1, i] if t > 0 and mark[t - 1, i] > 0.0 else 0.0
+                # liquidity: a fund is eligible when a position of the target weight at the book's value
+                # fits its ADV limit; a suspended holding keeps its shares but takes no slot
+                w_each = min(1.0 / top_n[p], max_weight)
+                book = cash
+                for i in range(n_f):
+                    if shares[i] != 0.0:
+                        book += shares[i] * vprice[i]
+                for i in range(n_f):
+                    eligible[i] = tradeable[i] and adv_limit[t, i] >= w_each * book
+                select_weights_nb(sc, eligible, held, top_n[p], buffer[p], w_each, w)
+                rebalance_targets_nb(w, shares, cash, trade_price[t], vprice, tradeable, lots, rate, min_fee,
                                      slippage, target)
                 for i in range(n_f):
                     d = target[i] - shares[i]
@@ -1025,6 +1106,7 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, act
                             order_out[t, i] = d
                             fee_out[t, i] = f
                             slip_out[t, i] = -d * trade_price[t, i] * slippage
+                            price_out[t, i] = trade_price[t, i]
                 for i in range(n_f):
                     d = target[i] - shares[i]
                     if d > 0.0:
@@ -1036,9 +1118,11 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, act
                             order_out[t, i] = d
                             fee_out[t, i] = f
                             slip_out[t, i] = d * trade_price[t, i] * slippage
+                            price_out[t, i] = trade_price[t, i]
                 if record:
                     for i in range(n_f):
                         weight_out[t, i] = w[i]
+        # 4. mark to the close
         val = cash
         for i in range(n_f):
             if shares[i] != 0.0:
@@ -1051,18 +1135,21 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, act
 
 
 @njit(cache=True)
-def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, active: np.ndarray,
+def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
+                     ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
+                     scores: np.ndarray, active: np.ndarray,
                      variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
-                     max_weight: float, init_cash: float, lot: float, rate: float, min_fee: float,
-                     slippage: float):
+                     max_weight: float, init_cash: float, rate: float, min_fee: float, slippage: float):
     """One portfolio whose parameter set may change by session (``active[t]``; -1: no trading).
 
     A session rebalances when ``t % cadence == 0`` for the active set or when the active set changes.
     ``scores[variant[p], t]`` are the composite scores the set ``p`` trades on at ``t``.
 
     Returns ``(equity[S], shares[S, N], orders[S, N], commission[S, N], slippage_cost[S, N],
-    weights[S, N], cash[S])``; ``orders`` is the signed share change (0: none), ``weights`` the target
-    weights on rebalance sessions (NaN elsewhere).
+    weights[S, N], cash[S], order_price[S, N], dividends[S, N], liquidated[S, N])``; ``orders`` is the
+    signed share change (0: none) at ``order_price`` before slippage (NaN where none), ``weights`` the
+    target weights on rebalance sessions (NaN elsewhere), ``dividends`` the cash paid on the holdings
+    and ``liquidated`` marks the sales of funds whose data ended.
     """
     n_s, n_f = trade_price.shape
     equity = np.empty(n_s)
@@ -1072,28 +1159,35 @@ def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarr
     slip = np.zeros((n_s, n_f))
     weights = np.full((n_s, n_f), np.nan)
     cash = np.empty(n_s)
-    _simulate(trade_price, mark, scores, active, variant, top_n, buffer, cadence, max_weight, init_cash, lot,
-              rate, min_fee, slippage, True, equity, shares, orders, fees, slip, weights, cash)
-    return equity, shares, orders, fees, slip, weights, cash
+    price = np.full((n_s, n_f), np.nan)
+    divs = np.zeros((n_s, n_f))
+    liq = np.zeros((n_s, n_f), np.bool_)
+    _simulate(trade_price, mark, split, dividend, ended, lots, adv_limit, reinvest, scores, active, variant, top_n,
+              buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, True, equity, shares, orders, fees, slip,
+              weights, cash, price, divs, liq)
+    return equity, shares, orders, fees, slip, weights, cash, price, divs, liq
 
 
 @njit(cache=True, parallel=True)
-def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, scores: np.ndarray, variant: np.ndarray,
+def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
+                     ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
+                     scores: np.ndarray, variant: np.ndarray,
                      top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray, max_weight: float,
-                     init_cash: float, lot: float, rate: float, min_fee: float, slippage: float,
-                     start: int) -> np.ndarray:
+                     init_cash: float, rate: float, min_fee: float, slippage: float, start: int) -> np.ndarray:
     """Equity curves ``(P, S)`` of every parameter set, each traded from session ``start`` on."""
     n_s, n_f = trade_price.shape
     n_p = variant.shape[0]
     out = np.empty((n_p, n_s))
     dummy2 = np.zeros((1, 1))
     dummy1 = np.zeros(1)
+    dummyb = np.zeros((1, 1), np.bool_)
     for p in prange(n_p):
         active = np.full(n_s, -1, np.int64)
         for t in range(start, n_s):
             active[t] = p
         eq = np.empty(n_s)
-        _simulate(trade_price, mark, scores, active, variant, top_n, buffer, cadence, max_weight, init_cash,
-                  lot, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2, dummy2, dummy1)
+        _simulate(trade_price, mark, split, dividend, ended, lots, adv_limit, reinvest, scores, active, variant,
+                  top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2,
+                  dummy2, dummy1, dummy2, dummy2, dummyb)
         out[p] = eq
     return out

@@ -5,8 +5,8 @@ worst returns (at least one); VaR is minus the best return of the tail (the ``k`
 minus the tail's mean. Both are positive numbers for losses, as fractions of the portfolio value; the
 CNY figures multiply them by the latest equity.
 
-The holdings VaR applies today's weights to the funds' past daily mark-to-market returns (historical
-simulation over ``window`` sessions). Its CVaR splits into per-fund components (each fund's weighted
+The holdings VaR applies today's weights (shares at raw prices over equity) to the funds' past daily
+total returns (historical simulation over ``window`` sessions). Its CVaR splits into per-fund components (each fund's weighted
 return averaged over the tail scenarios) that add up to the total.
 """
 
@@ -75,8 +75,8 @@ def risk_report(result: BacktestResult, *, window: int | None = 252, levels: Seq
     values = (shares * mark.fillna(0.0)).where(shares != 0.0, 0.0)
     exposure = pd.DataFrame({"shares": shares, "price": mark, "value": values, "weight": values / equity})
     exposure = exposure[exposure["shares"] != 0.0].sort_values("value", ascending=False)
-    marks = pd.DataFrame(result.plan.mark, index=idx, columns=shares.index)
-    fund_rets = (marks / marks.shift(1) - 1.0).iloc[max(lo, 1): end + 1][exposure.index].fillna(0.0)
+    # scenarios from total returns (adjusted closes): a split or dividend is not a loss
+    fund_rets = result.asset_returns.iloc[max(lo, 1): end + 1][exposure.index].fillna(0.0)
     w = exposure["weight"].to_numpy()
     scen = fund_rets.to_numpy() @ w if len(exposure) else np.zeros(len(fund_rets))
     hold = historical_var(scen, levels) if len(scen) else pd.DataFrame()

@@ -9,9 +9,14 @@ Decision rule at a rebalance session ``t`` (timing: :mod:`rotation_platform.rese
    sign-aligned z-scores, equally weighted or weighted by |ICIR|.
 3. Held funds ranked within ``top_n + buffer`` stay; free slots go to the best-ranked others. Each chosen
    fund gets ``min(1 / top_n, capital.max_single_weight)`` of the portfolio; the rest stays in cash.
-4. Orders execute at session ``t``'s trade price (``backtest.trade_at``) in whole lots of
-   ``backtest.lot_size`` shares, sells first, with slippage ``backtest.slippage_bps`` and commission
-   ``max(commission_rate * value, min_commission)`` per order. Between rebalances nothing trades.
+4. Orders execute at session ``t``'s raw trade price (``backtest.trade_at``) in whole board lots (per
+   fund, :class:`~rotation_platform.research.market.Market`), sells first, with slippage
+   ``backtest.slippage_bps`` and commission ``max(commission_rate * value, min_commission)`` per order.
+   Between rebalances nothing trades, but corporate actions change the holdings (splits multiply the
+   shares, cash dividends pay cash) and a fund whose data ended is sold at its last price.
+
+Signals (factors, labels, screens) use the adjusted panel; the book (shares, cash, orders, equity) uses
+the raw prices of the market, so every share count is an exchange share count.
 
 A session rebalances when its row number is a multiple of ``rebalance_sessions`` (one global schedule,
 shared by every run over the same panel) or when the parameter set changes (walk-forward switches).
@@ -30,7 +35,8 @@ from rotation_platform.config.models import BacktestConfig, CapitalConfig, Scree
 from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
 from rotation_platform.research import nb
-from rotation_platform.research.inputs import FactorLike, align_factors, mark_prices, session_row, trade_prices
+from rotation_platform.research.inputs import FactorLike, align_factors, session_row
+from rotation_platform.research.market import Market
 from rotation_platform.research.screen import FactorScreen, SelectionPath
 
 __all__ = ["StrategyParams", "StrategySpec", "TradePlan", "StrategyContext"]
@@ -77,10 +83,12 @@ class StrategyParams:
 class StrategySpec:
     """The fixed parts of a strategy: screening, costs and the pool's capital.
 
-    ``liquidity_filter`` makes a fund a candidate at session ``t`` only when a full-weight position
-    (``capital.target_capital * capital.max_single_weight``) stays within ``capital.max_adv_pct`` of
-    its mean daily turnover over the ``adv_window`` sessions before ``t``; held funds that fail it are
-    sold at the next rebalance. The screen (ICs) always uses every fund with a trade price.
+    ``liquidity_filter`` makes a fund eligible at a rebalance session ``t`` only when a position of the
+    target weight (``min(1 / top_n, capital.max_single_weight)``) at the book's value then stays within
+    ``capital.max_adv_pct`` of its mean daily turnover over the ``adv_window`` sessions before ``t``;
+    a fund without turnover data is not eligible, and held funds that fail it are sold at the next
+    rebalance. Scores and the screen (ICs) use every fund with a trade price. Both default to
+    ``backtest.liquidity_filter`` / ``backtest.adv_window`` (``None``).
     """
 
     capital: CapitalConfig
@@ -89,10 +97,14 @@ class StrategySpec:
     selection_horizon: int | None = None
     min_obs: int = 5
     min_ic_obs: int | None = None
-    liquidity_filter: bool = False
-    adv_window: int = 20
+    liquidity_filter: bool | None = None
+    adv_window: int | None = None
 
     def __post_init__(self) -> None:
+        if self.liquidity_filter is None:
+            object.__setattr__(self, "liquidity_filter", bool(self.backtest.liquidity_filter))
+        if self.adv_window is None:
+            object.__setattr__(self, "adv_window", int(self.backtest.adv_window))
         if self.adv_window < 1:
             raise ResearchError(f"adv_window must be at least 1 session, got {self.adv_window}")
         h = self.selection_horizon
@@ -103,21 +115,25 @@ class StrategySpec:
 
 @dataclass(frozen=True)
 class TradePlan:
-    """The orders and path of one simulated strategy run (all arrays sessions x funds).
+    """The orders and path of one simulated strategy run (all arrays sessions x funds, real units).
 
-    ``orders`` are signed share changes at ``trade_price`` (0: no order); ``shares`` and ``cash`` are the
-    state after each session's orders; ``commission`` and ``slippage_cost`` are CNY per order;
-    ``weights`` are the target weights on rebalance sessions (NaN elsewhere); ``equity`` is marked at
-    ``mark`` (closes forward-filled). ``active`` holds the parameter-set index per session (-1: none)
-    into ``params``.
+    ``orders`` are signed share changes (0: no order) executed at ``order_price`` before slippage (the
+    raw ``trade_price``, or the last price for the ``liquidated`` sales of funds whose data ended; NaN
+    where no order); ``shares`` and ``cash`` are the state after each session's corporate actions and
+    orders; ``dividends`` the cash paid on the holdings at each ex-date; ``commission`` and
+    ``slippage_cost`` are CNY per order; ``weights`` are the target weights on rebalance sessions (NaN
+    elsewhere); ``equity`` is marked at ``market.mark`` (raw closes). ``active`` holds the parameter-set
+    index per session (-1: none) into ``params``.
     """
 
     sessions: pd.DatetimeIndex
     symbols: tuple[str, ...]
-    trade_price: np.ndarray
-    mark: np.ndarray
+    market: Market
     orders: np.ndarray
+    order_price: np.ndarray
+    liquidated: np.ndarray
     shares: np.ndarray
+    dividends: np.ndarray
     commission: np.ndarray
     slippage_cost: np.ndarray
     weights: np.ndarray
@@ -127,6 +143,19 @@ class TradePlan:
     params: tuple[StrategyParams, ...]
     init_cash: float
     costs: BacktestConfig
+
+    @property
+    def trade_price(self) -> np.ndarray:
+        return self.market.trade_price
+
+    @property
+    def mark(self) -> np.ndarray:
+        return self.market.mark
+
+    @property
+    def traded_value(self) -> np.ndarray:
+        """|orders| x order price (CNY, before slippage) per session and fund; 0 where no order."""
+        return np.where(self.orders != 0.0, np.abs(self.orders) * np.nan_to_num(self.order_price), 0.0)
 
     @property
     def first_trade_row(self) -> int | None:
@@ -149,18 +178,26 @@ class StrategyContext:
     by session (the stitched walk-forward strategy).
     """
 
-    def __init__(self, factors: FactorLike | tuple[np.ndarray, Sequence[str]], panel: PricePanel, spec: StrategySpec):
+    def __init__(self, factors: FactorLike | tuple[np.ndarray, Sequence[str]], panel: PricePanel, spec: StrategySpec,
+                 market: Market | None = None):
         self.panel = panel
         self.spec = spec
+        if market is None:
+            market = Market.from_panel(panel, trade_at=spec.backtest.trade_at, lot_size=spec.backtest.lot_size)
+        market.check_aligned(panel)
+        self.market = market
         aligned = align_factors(factors, panel)
         self.screen = FactorScreen(aligned, panel, horizons=tuple(spec.screening.horizons),
                                    trade_at=spec.backtest.trade_at, min_obs=spec.min_obs,
                                    annualisation=spec.backtest.annualisation)
         self.values = aligned.values
-        self.trade_price = trade_prices(panel, spec.backtest.trade_at)
-        self.mark = mark_prices(panel)
-        self.universe = np.isfinite(self.trade_price)
-        self.candidates = self.universe & self.liquid() if spec.liquidity_filter else self.universe
+        self.universe = self.screen.universe
+        self.candidates = self.universe & ~market.ended
+        cap = spec.capital
+        if spec.liquidity_filter:
+            self.adv_limit = np.ascontiguousarray(np.nan_to_num(self.adv()) * cap.max_adv_pct)
+        else:
+            self.adv_limit = np.full(self.universe.shape, np.inf)
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
         self._selections: dict[int, tuple[np.ndarray, SelectionPath]] = {}
 
@@ -182,12 +219,19 @@ class StrategyContext:
         amount = self.panel["amount"].where(self.panel["amount"] > 0.0)
         return amount.rolling(self.spec.adv_window, min_periods=1).mean().shift(1).to_numpy(dtype=np.float64)
 
-    def liquid(self, adv: np.ndarray | None = None) -> np.ndarray:
-        """Where a full-weight position fits ``capital.max_adv_pct`` of the ADV (see :class:`StrategySpec`)."""
-        cap = self.spec.capital
-        need = cap.target_capital * cap.max_single_weight
+    def adv_known_at(self, row: int) -> np.ndarray:
+        """Mean daily turnover (CNY) of the ``adv_window`` sessions through ``row``: the ADV known at its
+        close, for a decision made then (NaN where none)."""
+        recent = self.panel["amount"].iloc[max(0, row + 1 - self.spec.adv_window): row + 1]
+        return recent.where(recent > 0.0).mean().to_numpy(dtype=np.float64)
+
+    def liquid(self, position: float | np.ndarray, adv: np.ndarray | None = None) -> np.ndarray:
+        """Where a position of ``position`` CNY fits ``capital.max_adv_pct`` of the ADV (see
+        :class:`StrategySpec`); everywhere when the liquidity filter is off."""
         a = self.adv() if adv is None else adv
-        return np.nan_to_num(a) * cap.max_adv_pct >= need
+        if not self.spec.liquidity_filter:
+            return np.ones(np.shape(a), dtype=bool)
+        return np.nan_to_num(a) * self.spec.capital.max_adv_pct >= position
 
     def ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """Normalised factor ranks of every row and their row flags (cached), for the selections'
@@ -286,11 +330,25 @@ class StrategyContext:
         return (np.array([p.top_n for p in params], np.int64), np.array([p.buffer for p in params], np.int64),
                 np.array([p.rebalance_sessions for p in params], np.int64))
 
-    def _cost_args(self) -> tuple[float, float, float, float, float, float]:
+    @property
+    def trade_price(self) -> np.ndarray:
+        """Raw trade prices (the market's)."""
+        return self.market.trade_price
+
+    @property
+    def mark(self) -> np.ndarray:
+        """Raw daily marks (the market's)."""
+        return self.market.mark
+
+    def _market_args(self) -> tuple:
+        m = self.market
+        return m.trade_price, m.mark, m.split, m.dividend, m.ended, m.lots, self.adv_limit, bool(m.reinvest)
+
+    def _cost_args(self) -> tuple[float, float, float, float, float]:
         bt = self.spec.backtest
         cap = self.spec.capital
-        return (float(cap.max_single_weight), float(cap.target_capital), float(bt.lot_size),
-                float(bt.commission_rate), float(bt.min_commission), float(bt.slippage_bps) / 1e4)
+        return (float(cap.max_single_weight), float(cap.target_capital), float(bt.commission_rate),
+                float(bt.min_commission), float(bt.slippage_bps) / 1e4)
 
     def simulate_grid(self, params: Sequence[StrategyParams], start: int) -> np.ndarray:
         """Equity curves ``(len(params), sessions)`` of every parameter set traded from row ``start``."""
@@ -299,9 +357,9 @@ class StrategyContext:
         rows = self._rows_for(params, start)
         cube, variant = self._score_cube(params, rows)
         top_n, buffer, cadence = self._param_arrays(params)
-        max_w, cash, lot, rate, min_fee, slip = self._cost_args()
-        return nb.simulate_grid_nb(self.trade_price, self.mark, cube, variant, top_n, buffer, cadence, max_w, cash,
-                                   lot, rate, min_fee, slip, int(start))
+        max_w, cash, rate, min_fee, slip = self._cost_args()
+        return nb.simulate_grid_nb(*self._market_args(), cube, variant, top_n, buffer, cadence, max_w, cash,
+                                   rate, min_fee, slip, int(start))
 
     def simulate_plan(self, params: Sequence[StrategyParams], active: np.ndarray) -> TradePlan:
         """One run whose parameter set is ``params[active[t]]`` at session ``t`` (-1: no trading)."""
@@ -317,11 +375,10 @@ class StrategyContext:
         rows = self._rows_for(params, int(live[0]), extra=switches[active[switches] >= 0])
         cube, variant = self._score_cube(params, rows)
         top_n, buffer, cadence = self._param_arrays(params)
-        max_w, cash, lot, rate, min_fee, slip = self._cost_args()
-        equity, shares, orders, fees, slip_cost, weights, cash_path = nb.simulate_path_nb(
-            self.trade_price, self.mark, cube, active, variant, top_n, buffer, cadence, max_w, cash, lot, rate,
-            min_fee, slip)
-        return TradePlan(self.sessions, self.symbols, self.trade_price, self.mark, orders, shares, fees, slip_cost,
+        max_w, cash, rate, min_fee, slip = self._cost_args()
+        equity, shares, orders, fees, slip_cost, weights, cash_path, price, divs, liq = nb.simulate_path_nb(
+            *self._market_args(), cube, active, variant, top_n, buffer, cadence, max_w, cash, rate, min_fee, slip)
+        return TradePlan(self.sessions, self.symbols, self.market, orders, price, liq, shares, divs, fees, slip_cost,
                          weights, cash_path, equity, active, tuple(params), cash, self.spec.backtest)
 
     def run(self, params: StrategyParams, *, start: object | None = None) -> TradePlan:

@@ -1,12 +1,11 @@
-"""The target portfolio for the next session and the orders that reach it.
+"""The target portfolio for the next session and the orders that reach it, in real shares and CNY.
 
 Decided at the close of session ``T`` (``decided_at``) for trading at the next session: the screen as of
 ``T`` selects the factors, the factor row of the next session (data through ``T``) scores the funds, and
-the same candidates (the optional liquidity filter included), selection and whole-lot sizing as the
-backtest kernel (:func:`nb.select_weights_nb`,
-:func:`nb.rebalance_targets_nb`) turn them into share counts for the pool's capital. Prices default to
-the close of ``T``; pass the live unadjusted prices (and holdings in real shares) when sending orders,
-since lots on back-adjusted prices are not exchange lots.
+the same candidates (funds with a bar at ``T`` whose data has not ended; the liquidity filter with the
+ADV known at ``T`` and the book's value), the same selection and the same whole-lot sizing as the backtest kernel (:func:`nb.select_weights_nb`,
+:func:`nb.rebalance_targets_nb`) turn them into share counts. Prices default to the raw (tradable)
+close of ``T`` from the market, holdings are real shares and cash is CNY; the board lot is the fund's.
 
 The factor row of the next session is the factor input's row after ``T`` when the panel has one (a
 historical decision), otherwise ``next_factors`` (funds x factors) computed by the factor engine from
@@ -39,6 +38,7 @@ class TargetPortfolio:
     equity: float
     cash_after: float
     table: pd.DataFrame
+    rebalance: bool = True
 
     @property
     def orders(self) -> pd.DataFrame:
@@ -68,11 +68,15 @@ def _by_symbol(values: Mapping[str, float] | pd.Series | np.ndarray | None, symb
 def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at: object | None = None,
                      next_factors: np.ndarray | None = None,
                      holdings: Mapping[str, float] | pd.Series | np.ndarray | None = None, cash: float | None = None,
-                     prices: Mapping[str, float] | pd.Series | np.ndarray | None = None) -> TargetPortfolio:
+                     prices: Mapping[str, float] | pd.Series | np.ndarray | None = None,
+                     rebalance: bool | None = None) -> TargetPortfolio:
     """Target weights, whole-lot shares and orders for the session after ``decided_at``.
 
     ``holdings`` are current shares by symbol (default none); ``cash`` defaults to the pool's target
-    capital without holdings and to 0 with holdings; ``prices`` default to the closes of ``decided_at``.
+    capital without holdings and to 0 with holdings; ``prices`` default to the raw closes of
+    ``decided_at``. ``rebalance=False`` (a session the strategy does not rebalance on) keeps the holdings:
+    the model's weights are still shown, but the target shares are the current ones and no order is
+    made; ``None`` sizes the orders whatever the day.
     """
     n_s = ctx.n_sessions
     t = n_s - 1 if decided_at is None else session_row(ctx.sessions, decided_at, what="decided_at")
@@ -88,10 +92,12 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     else:
         raise ResearchError(f"the factor input has no row for the session after {ctx.sessions[t].date()}; pass "
                             f"next_factors computed from data through that session")
-    close_t = ctx.panel["close"].to_numpy(dtype=np.float64)[t]
+    market = ctx.market
+    close_t = market.close[t]
     default_price = np.where(close_t > 0, close_t, np.nan)
     price = _by_symbol(prices, symbols, default_price, "prices")
-    tradeable = np.isfinite(price) & (price > 0)
+    trade_session = ctx.sessions[t + 1] if t + 1 < n_s else None
+    tradeable = np.isfinite(price) & (price > 0) & market.tradeable_next(t, trade_session)
     shares = _by_symbol(holdings, symbols, np.zeros(n_f), "holdings")
     if (shares < 0).any():
         raise ResearchError("holdings must not be negative (the strategy is long only)")
@@ -99,34 +105,37 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     if cash is None:
         cash = 0.0 if shares.any() else float(spec.capital.target_capital)
     held = shares > 0
-    value_price = np.where(tradeable, price, ctx.mark[t])
+    value_price = np.where(tradeable, price, market.mark[t])
     if (held & ~np.isfinite(value_price)).any():
         bad = [symbols[i] for i in np.flatnonzero(held & ~np.isfinite(value_price))]
-        raise ResearchError(f"held funds without any price to value them: {bad}")
+        raise ResearchError(f"held funds without any price to value them on {ctx.sessions[t].date()}: {bad} "
+                            f"(their data ended: remove them from the holdings or give their prices)")
     candidates = tradeable.copy()
-    if spec.liquidity_filter:
-        recent = ctx.panel["amount"].iloc[max(0, t + 1 - spec.adv_window): t + 1]
-        adv = recent.where(recent > 0.0).mean().to_numpy(dtype=np.float64)  # the ADV known at the close of T
-        candidates &= ctx.liquid(adv[None, :])[0]
+    adv = ctx.adv_known_at(t)
     path = ctx.selections(params.ic_lookback, np.array([t], np.int64))
     weight = np.abs(np.nan_to_num(path.icir)) if params.weighting == "ic" else np.where(path.kept >= 0, 1.0, 0.0)
     scores = nb.composite_scores_nb(np.ascontiguousarray(row[None, :, :]), candidates[None, :],
                                     np.zeros(1, np.int64), np.zeros(1, np.int64), path.kept,
                                     np.ascontiguousarray(path.sign), np.ascontiguousarray(weight))[0]
-    n_frozen = int((held & ~tradeable).sum())
     w = np.zeros(n_f)
     bt = spec.backtest
+    w_each = min(1.0 / params.top_n, spec.capital.max_single_weight)
+    book = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
+    eligible = tradeable & ctx.liquid(w_each * book, adv)
     if np.isfinite(scores).any():
-        nb.select_weights_nb(scores, tradeable, held, params.top_n - n_frozen, params.buffer,
-                             min(1.0 / params.top_n, spec.capital.max_single_weight), w)
+        nb.select_weights_nb(scores, eligible, held, params.top_n, params.buffer, w_each, w)
     else:
         raise ResearchError(f"no fund has a composite score for the session after {ctx.sessions[t].date()}: "
-                            f"the screen as of that date selected no factor or the factor row is empty")
+                            f"the screen as of that date selected no factor, the factor row is empty or no "
+                            f"fund passes the liquidity filter (backtest.liquidity_filter)")
     safe_price = np.where(tradeable, price, 1.0)
     target = np.zeros(n_f)
     slip = float(bt.slippage_bps) / 1e4
-    nb.rebalance_targets_nb(w, shares, float(cash), safe_price, np.nan_to_num(value_price), tradeable,
-                            float(bt.lot_size), float(bt.commission_rate), float(bt.min_commission), slip, target)
+    if rebalance is False:
+        target = shares.copy()
+    else:
+        nb.rebalance_targets_nb(w, shares, float(cash), safe_price, np.nan_to_num(value_price), tradeable,
+                                market.lots, float(bt.commission_rate), float(bt.min_commission), slip, target)
     order = target - shares
     exec_price = np.where(order > 0, safe_price * (1 + slip), safe_price * (1 - slip))
     value = np.abs(order) * exec_price
@@ -134,15 +143,20 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
     cash_after = float(cash - np.sum(np.sign(order) * value) - commission.sum())
     ranks = pd.Series(scores, index=list(symbols)).rank(ascending=False, method="first")
+    target_value = target * np.nan_to_num(value_price)
+    limit = adv * spec.capital.max_adv_pct
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = np.where((target > 0) & (limit > 0), target_value / limit, np.nan)
     table = pd.DataFrame({
         "score": scores, "rank": ranks.to_numpy(), "selected": w > 0, "target_weight": w, "price": price,
-        "tradeable": tradeable, "current_shares": shares, "target_shares": target, "order_shares": order,
-        "side": np.where(order > 0, "buy", np.where(order < 0, "sell", "")),
+        "lot": market.lots, "tradeable": tradeable, "current_shares": shares, "target_shares": target,
+        "order_shares": order, "side": np.where(order > 0, "buy", np.where(order < 0, "sell", "")),
         "order_value": np.where(order != 0, value, 0.0), "est_commission": commission,
-        "est_slippage": np.abs(order) * safe_price * slip,
+        "est_slippage": np.abs(order) * safe_price * slip, "target_value": target_value,
+        "adv": adv, "adv_utilisation": util, "liquid": ctx.liquid(w_each * book, adv),
     }, index=pd.Index(list(symbols), name="symbol"))
-    trade_session = ctx.sessions[t + 1] if t + 1 < n_s else None
     factors = tuple((path.names[int(k)], int(s), float(ic)) for k, s, ic in zip(path.kept[0], path.sign[0],
                                                                                  path.icir[0]) if k >= 0)
-    return TargetPortfolio(ctx.sessions[t], trade_session, (t + 1) % params.rebalance_sessions == 0, params,
-                           factors, equity, cash_after, table)
+    scheduled = (t + 1) % params.rebalance_sessions == 0
+    return TargetPortfolio(ctx.sessions[t], trade_session, scheduled, params, factors, equity, cash_after, table,
+                           scheduled if rebalance is None else bool(rebalance))

@@ -53,23 +53,29 @@ def test_extreme_months_are_the_three_best_and_worst(result) -> None:
 
 def test_capacity_by_hand() -> None:
     idx = pd.bdate_range("2024-01-01", periods=25)
-    amount = pd.DataFrame({"A": 1_000_000.0, "B": 4_000_000.0}, index=idx)
-    values = pd.DataFrame(0.0, index=idx, columns=["A", "B"])
+    amount = pd.DataFrame({"A": 1_000_000.0, "B": 4_000_000.0, "C": np.nan}, index=idx)
+    values = pd.DataFrame(0.0, index=idx, columns=["A", "B", "C"])
     values.iloc[21:, 0] = 30_000.0  # A: 30k against 5% of 1M = 50k -> 60% used
     values.iloc[22, 1] = 260_000.0  # B: 260k against 5% of 4M = 200k -> 130%: a breach
-    weights = values / 300_000.0
-    result = SimpleNamespace(position_values=values, weights=weights, start=idx[0],
-                             plan=SimpleNamespace(init_cash=300_000.0))
+    values.iloc[24, 2] = 10_000.0  # C: held without any turnover data: reported, not a breach, no bound
+    equity = pd.Series(300_000.0, index=idx)
+    result = SimpleNamespace(position_values=values, positions=values / 10.0, weights=values / 300_000.0,
+                             equity=equity, start=idx[0], plan=SimpleNamespace(init_cash=300_000.0))
     panel = {"amount": amount}
     cap = CapitalConfig(target_capital=300_000, max_single_weight=0.5, max_adv_pct=0.05)
     rep = capacity_report(result, panel, cap)  # type: ignore[arg-type]
     assert rep.adv_breaches == 1 and rep.weight_breaches == 1  # B at 86.7% of the portfolio on one session
     assert rep.utilisation.loc[idx[22], "B"] == pytest.approx(1.3)
     assert rep.utilisation.loc[idx[23], "A"] == pytest.approx(0.6)
+    assert np.isnan(rep.utilisation.loc[idx[24], "C"]) and rep.positions_without_adv == 1
+    assert rep.by_session.loc[idx[24], "without_adv"] == "C"
     assert rep.max_capital == pytest.approx(300_000 / 1.3)
     assert (rep.binding_session, rep.binding_symbol) == (idx[22], "B")
     assert rep.by_fund.loc["A", "max_capital"] == pytest.approx(500_000.0)
-    # five held fund-sessions with utilisation 0.6, 0.6, 0.6, 0.6, 1.3: the median allows 300k / 0.6
+    # the capacity at a session: that session's book over its most-used position with an ADV
+    assert rep.by_session.loc[idx[22], "capacity_cny"] == pytest.approx(300_000 / 1.3)
+    assert rep.capacity_cny == pytest.approx(300_000 / 0.6) and rep.as_of == idx[24]
+    # five held fund-sessions with an ADV, utilisation 0.6, 0.6, 0.6, 0.6, 1.3: the median allows 300k / 0.6
     median = capacity_report(result, panel, cap, quantile=0.5)  # type: ignore[arg-type]
     assert median.capital_at_quantile == pytest.approx(500_000.0)
 

@@ -13,6 +13,9 @@ from rotation_platform.research import nb
 from tests.research.realdata import perturb_after, price_factors
 
 
+LOTS = np.full(3, 100.0)
+
+
 def test_top_n_with_buffer_keeps_held_funds_within_n_plus_buffer() -> None:
     score = np.array([5.0, 4.0, 3.0, 2.0, 1.0, np.nan])
     tradeable = np.array([True, True, True, True, True, True])
@@ -40,20 +43,36 @@ def test_rebalance_targets_floor_to_lots_sell_first_and_fit_the_cash() -> None:
     price = np.array([10.0, 3.0, 20.0])
     target = np.zeros(3)
     # value = 80,000 cash + 20,000 holdings = 100,000; 50,000 / (10 * 100) = 50 lots; 50,000 / 300 = 166.67 lots
-    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, np.ones(3, bool), 100.0, 0.0002, 5.0, 0.0005, target)
+    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, np.ones(3, bool), LOTS, 0.0002, 5.0, 0.0005, target)
     assert target.tolist() == [5000.0, 16600.0, 0.0]
     # with 1% slippage the buys no longer fit: cash after the sell 80,000 + 19,800 - 5 = 99,795 against
     # 50,500 + 10.10 + 50,298 + 10.06 = 100,818.16; cutting the largest buy a lot at a time:
     # 49,490 + 9.90 + 50,298 + 10.06 = 99,807.96 (still short), then 49,490 + 9.90 + 49,995 + 10.00 = 99,504.90
-    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, np.ones(3, bool), 100.0, 0.0002, 5.0, 0.01, target)
+    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, np.ones(3, bool), LOTS, 0.0002, 5.0, 0.01, target)
     sell = 1000 * 20 * 0.99 - max(1000 * 20 * 0.99 * 0.0002, 5.0)
     cost = sum(q * p * 1.01 + max(q * p * 1.01 * 0.0002, 5.0) for q, p in zip(target[:2], price[:2]))
     assert cost <= 80_000 + sell
     assert target[0] == 4900.0 and target[1] == 16500.0
     # a fund that cannot trade keeps its shares
     tradeable = np.array([True, True, False])
-    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, tradeable, 100.0, 0.0002, 5.0, 0.0005, target)
+    nb.rebalance_targets_nb(w, shares, 80_000.0, price, price, tradeable, LOTS, 0.0002, 5.0, 0.0005, target)
     assert target[2] == 1000.0
+
+
+def test_buys_add_whole_lots_to_an_odd_holding_and_lots_are_per_fund() -> None:
+    # 370 shares after a 1:0.3709 share conversion; a buy adds whole 100-share lots on top of them, a sale
+    # goes down to a whole-lot target; fund 1 trades in lots of 1,000
+    w = np.array([0.5, 0.5])
+    shares = np.array([370.0, 0.0])
+    price = np.array([10.0, 2.0])
+    target = np.zeros(2)
+    nb.rebalance_targets_nb(w, shares, 16_300.0, price, price, np.ones(2, bool), np.array([100.0, 1000.0]),
+                            0.0, 0.0, 0.0, target)
+    # value 20,000: fund 0 wants 1,000 shares -> 370 + 6 lots = 970; fund 1 wants 5,000 -> 5 lots of 1,000
+    assert target.tolist() == [970.0, 5000.0]
+    nb.rebalance_targets_nb(np.array([0.1, 0.0]), shares, 16_300.0, price, price, np.ones(2, bool),
+                            np.array([100.0, 1000.0]), 0.0, 0.0, 0.0, target)
+    assert target.tolist() == [200.0, 0.0]  # 2,000 CNY -> 200 shares: the odd 170 are sold with the rest
 
 
 def test_plan_trades_whole_lots_with_costs_and_never_borrows(plan, spec) -> None:
@@ -92,7 +111,7 @@ def test_composite_score_is_the_weighted_mean_of_sign_aligned_zscores(context, p
     assert sel
     scores_eq = context.scores(params.ic_lookback, "equal", np.array([t]))[t]
     scores_ic = context.scores(params.ic_lookback, "ic", np.array([t]))[t]
-    uni = context.universe[t]
+    uni = context.candidates[t]
     num_eq = np.zeros(len(context.symbols))
     num_ic = np.zeros(len(context.symbols))
     for f in sel:
@@ -187,19 +206,39 @@ def test_screening_that_selects_nothing_is_an_error(real_panel, real_factors, sp
 def test_liquidity_filter_only_buys_funds_that_fit_the_adv_limit(real_panel, real_factors, spec, params) -> None:
     from dataclasses import replace
 
-    liquid_spec = replace(spec, liquidity_filter=True)
-    ctx = StrategyContext(real_factors, real_panel, liquid_spec)
+    # a small daily turnover share makes the limit bind: a position of 1/top_n of the book must fit
+    # 1% of the ADV of the 20 sessions before the trade
+    tight = replace(spec, capital=spec.capital.model_copy(update={"max_adv_pct": 0.01}), liquidity_filter=True)
+    ctx = StrategyContext(real_factors, real_panel, tight)
     plan = ctx.run(params)
     amount = real_panel["amount"].where(real_panel["amount"] > 0)
     adv = amount.rolling(20, min_periods=1).mean().shift(1).to_numpy()
-    need = spec.capital.target_capital * spec.capital.max_single_weight
-    opened = (plan.orders > 0) & (np.vstack([np.zeros((1, plan.shares.shape[1])), plan.shares[:-1]]) == 0)
+    prev_shares = np.vstack([np.zeros((1, plan.shares.shape[1])), plan.shares[:-1]])
+    prev_cash = np.concatenate([[plan.init_cash], plan.cash[:-1]])
+    opened = (plan.orders > 0) & (prev_shares == 0)
     assert opened.sum() > 20
-    assert (adv[opened] * spec.capital.max_adv_pct >= need).all()
-    # the target portfolio applies the same filter with the ADV known at the decision
+    w_each = min(1 / params.top_n, spec.capital.max_single_weight)
+    for r, i in zip(*np.nonzero(opened)):
+        book = prev_cash[r] + np.nansum(prev_shares[r] * np.where(np.isfinite(plan.trade_price[r]),
+                                                                   plan.trade_price[r], plan.mark[r - 1]))
+        assert adv[r, i] * 0.01 >= w_each * book - 1e-6
+    # the target portfolio applies the same rule with the ADV known at the decision
     r = int(np.flatnonzero(opened.any(axis=1))[3])
     tp = target_portfolio(ctx, params, decided_at=r - 1, holdings=pd.Series(plan.shares[r - 1], index=ctx.symbols),
                           cash=plan.cash[r - 1], prices=plan.trade_price[r])
     np.testing.assert_array_equal(tp.table["target_shares"].to_numpy(), plan.shares[r])
-    illiquid = ~(np.nan_to_num(adv[r]) * spec.capital.max_adv_pct >= need)
-    assert np.isnan(tp.table["score"].to_numpy()[illiquid]).all()
+    assert not tp.table.loc[~tp.table["liquid"], "selected"].any()
+    # where the limit binds, the filter changes the target: without it an illiquid fund is bought
+    free = StrategyContext(real_factors, real_panel, replace(tight, liquidity_filter=False))
+    changed = 0
+    for row in np.flatnonzero(opened.any(axis=1))[:12]:
+        a = target_portfolio(ctx, params, decided_at=int(row - 1), cash=5_000_000.0, prices=plan.trade_price[row])
+        b = target_portfolio(free, params, decided_at=int(row - 1), cash=5_000_000.0, prices=plan.trade_price[row])
+        known = amount.iloc[max(0, row - 20): row].mean().to_numpy()  # the ADV known at the close of row - 1
+        liquid = np.nan_to_num(known) * 0.01 >= w_each * 5_000_000.0
+        np.testing.assert_array_equal(a.table["liquid"].to_numpy(), liquid)
+        assert not (a.table["selected"].to_numpy() & ~liquid).any()
+        if not a.table["target_shares"].equals(b.table["target_shares"]):
+            changed += 1
+            assert (b.table["selected"].to_numpy() & ~liquid).any()
+    assert changed > 0

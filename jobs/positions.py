@@ -1,0 +1,90 @@
+"""Check a pool's actual positions, or put them into the configured store (see docs/orders.md).
+
+    python -m jobs.positions check --pool A_SHARE --session 2026-08-03 positions.csv
+    python -m jobs.positions put   --pool A_SHARE --session 2026-08-03 positions.csv
+    python -m jobs.positions show  --pool A_SHARE --session 2026-08-03
+
+``check`` validates a CSV/Parquet table (symbol,shares,cash with one CASH row) against the pool; ``put``
+validates it and writes it to the store the assets read (``positions.source: store``); ``show`` prints
+what the run would use for that pool and session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.positions", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("check", "put", "show"))
+    parser.add_argument("file", nargs="?", help="positions table (check, put)")
+    parser.add_argument("--pool", required=True)
+    parser.add_argument("--session", required=True, help="YYYY-MM-DD: the holdings after this session's close")
+    parser.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
+    args = parser.parse_args(argv)
+    if args.config:
+        os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
+
+    import pandas as pd
+
+    from resources.definitions import resolve_environment, store_resource
+    from rotation_platform.config import load_config
+    from rotation_platform.errors import ConfigError, PositionsError
+    from rotation_platform.production.positions import StorePositions, positions_provider, read_positions_file
+    from rotation_platform.storage.errors import StorageError
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.pool not in config.pool_names:
+        parser.error(f"unknown pool {args.pool!r}; configured: {list(config.pool_names)} (config {config.name})")
+    try:
+        session = pd.Timestamp(args.session)
+    except ValueError:
+        parser.error(f"--session {args.session!r} is not a date (YYYY-MM-DD)")
+    symbols = config.pool(args.pool).symbols
+    try:
+        if args.command in ("check", "put"):
+            if not args.file:
+                parser.error(f"{args.command} needs the positions file")
+            positions = read_positions_file(args.file, pool=args.pool, session=session, symbols=symbols)
+            held = {s: q for s, q in positions.shares.items() if q}
+            print(f"{args.file}: {len(held)} fund(s) held, cash {positions.cash:,.2f} CNY")
+            if args.command == "put":
+                store = store_resource(config.storage, resolve_environment()).open_store()
+                try:
+                    StorePositions(store).put(positions)
+                finally:
+                    store.close()
+                print(f"stored as positions {args.pool}|{session.date()} ({config.storage.backend} store)"
+                      + ("" if config.positions.source == "store" else
+                         "; note: positions.source is not 'store', so runs do not read it"))
+            return 0
+        store = store_resource(config.storage, resolve_environment()).open_store() \
+            if config.positions.source == "store" else None
+        try:
+            provider = positions_provider(config, store)
+            found = provider(args.pool, session, symbols) if provider is not None else None
+        finally:
+            if store is not None:
+                store.close()
+        if found is None:
+            print(f"no actual positions for {args.pool} on {session.date()} (positions.source: "
+                  f"{config.positions.source}): the run uses the simulated book")
+            return 1
+        print(f"{found.source}: cash {found.cash:,.2f} CNY")
+        for symbol, q in found.shares.items():
+            print(f"  {symbol}  {q:,.0f}")
+        return 0
+    except (PositionsError, StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

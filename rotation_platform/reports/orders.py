@@ -1,0 +1,221 @@
+"""Tomorrow's orders as an execution desk reads them: the run result (JSON) and its markdown/console views.
+
+:func:`pool_result` turns one pool's outputs for a session -- the target portfolio, the backtest row,
+the capacity table and the fuse verdicts -- into a JSON-able dict; :func:`run_result` wraps the pools of
+a run. The schema is ``docs/run-result.schema.json`` (described in ``docs/orders.md``); the console
+report and the UI's target table show the same numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.reports.tables import markdown_table
+
+__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "SCHEMA_FILE", "pool_result", "run_result", "failed_pool_result",
+           "target_markdown", "target_lines", "write_result", "shown_rows"]
+
+SCHEMA_ID = "rotation-platform/run-result"
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-result.schema.json"
+
+METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
+           "monthly_win_rate", "annual_turnover", "cost_drag", "var_95", "cvar_95", "benchmark_annual_return",
+           "benchmark_sharpe", "benchmark_max_drawdown", "live_sessions")
+TARGET_COLUMNS = ("target_weight", "price", "lot", "current_shares", "target_shares", "order_shares", "side",
+                  "target_value", "order_value", "est_commission", "simulated_shares", "adv_utilisation", "tradeable")
+
+
+def _num(x: object) -> float | None:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _int(x: object) -> int:
+    v = _num(x)
+    return int(round(v)) if v is not None else 0
+
+
+def _day(x: object) -> str | None:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NaT:
+        return None
+    ts = pd.Timestamp(x)
+    return None if pd.isna(ts) else str(ts.date())
+
+
+def shown_rows(block: pd.DataFrame) -> pd.DataFrame:
+    """The funds a desk needs to see: targeted, held (actual or simulated) or ordered."""
+    keep = (block["target_weight"] > 0) | (block["target_shares"] != 0) | (block["current_shares"] != 0) \
+        | (block["order_shares"] != 0)
+    return block[keep]
+
+
+def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: Mapping[str, object] | None,
+                checks: Sequence[tuple[str, str, bool, str, str]] = (), *, capacity: Mapping[str, object] | None = None,
+                wfo: Mapping[str, object] | None = None) -> dict[str, object]:
+    """One pool's result for ``session`` (``target``: the target table of that session, index symbol;
+    ``checks``: (asset, check, passed, severity, description))."""
+    t = pd.Timestamp(session)
+    block = target.xs(t, level="session") if "session" in (target.index.names or []) else target
+    first = block.iloc[0]
+    equity = float(first["equity"])
+    cash_after = float(first["cash_after"])
+    rows = shown_rows(block)
+    targets = []
+    for symbol, rec in rows.iterrows():
+        targets.append({
+            "symbol": str(symbol),
+            "weight": float(rec["target_weight"]),
+            "price": _num(rec["price"]),
+            "lot": _int(rec["lot"]),
+            "current_shares": _int(rec["current_shares"]),
+            "target_shares": _int(rec["target_shares"]),
+            "order_shares": _int(rec["order_shares"]),
+            "side": str(rec["side"]) or None,
+            "value": float(rec["target_value"]),
+            "order_value": float(rec["order_value"]),
+            "est_commission": float(rec["est_commission"]),
+            "simulated_shares": _int(rec["simulated_shares"]),
+            "adv_utilisation": _num(rec["adv_utilisation"]),
+            "tradeable": bool(rec["tradeable"]),
+        })
+    orders = [{"symbol": o["symbol"], "side": o["side"], "shares": abs(o["order_shares"]), "price": o["price"],
+               "value": o["order_value"]} for o in sorted(targets, key=lambda o: o["order_shares"]) if o["order_shares"]]
+    metrics = {k: _num(backtest_row.get(k)) for k in METRICS} if backtest_row is not None else {}
+    if capacity is not None:
+        metrics["capacity_cny"] = _num(capacity.get("capacity_cny"))
+        metrics["max_adv_utilisation"] = _num(capacity.get("max_utilisation"))
+        metrics["positions_without_adv"] = _int(capacity.get("positions_without_adv"))
+    failed = [c for c in checks if not c[2] and c[3] == "ERROR"]
+    params = str(first["params"])
+    out: dict[str, object] = {
+        "pool": pool,
+        "status": "blocked" if failed else "ok",
+        "reason": "; ".join(f"{a}:{n}: {d}" for a, n, _, _, d in failed) or None,
+        "session": _day(t),
+        "trade_session": _day(first["trade_session"]),
+        "rebalance": bool(first["rebalance"]),
+        "scheduled_rebalance": bool(first["scheduled_rebalance"]),
+        "next_rebalance": _day(first.get("next_rebalance")),
+        "params": {"label": params, **_params_of(params)},
+        "book": {"kind": str(first["book"]), "source": str(first["book_source"])},
+        "equity": equity,
+        "cash": float(first["cash"]),
+        "cash_after": cash_after,
+        "invested_after": float(first["invested_after"]),
+        "cash_fraction_after": cash_after / equity if equity > 0 else None,
+        "targets": targets,
+        "orders": orders,
+        "metrics": metrics,
+        "fuses": [{"asset": a, "check": n, "passed": bool(p), "severity": s, "description": d}
+                  for a, n, p, s, d in checks],
+    }
+    if wfo is not None:
+        dsr = wfo.get("dsr") or {}
+        out["validation"] = {"oos_objective": _num(wfo.get("oos_objective")), "efficiency": _num(wfo.get("efficiency")),
+                             "pbo": _num((wfo.get("pbo") or {}).get("pbo")), "deflated_sharpe": _num(dsr.get("dsr")),
+                             "oos_sharpe_annualised": _num(dsr.get("sharpe_annualised"))}
+    return out
+
+
+def _params_of(label: str) -> dict[str, object]:
+    """``top3_reb20_lb252_ic_buf1`` -> its parameters."""
+    out: dict[str, object] = {}
+    for part in label.split("_"):
+        for key, name in (("top", "top_n"), ("reb", "rebalance_sessions"), ("lb", "ic_lookback"), ("buf", "buffer")):
+            if part.startswith(key) and part[len(key):].isdigit():
+                out[name] = int(part[len(key):])
+        if part in ("equal", "ic"):
+            out["weighting"] = part
+    return out
+
+
+def failed_pool_result(pool: str, session: object, reason: str,
+                       checks: Sequence[tuple[str, str, bool, str, str]] = ()) -> dict[str, object]:
+    """A pool whose run failed or was stopped by a fuse before its target: no orders."""
+    return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "trade_session": None,
+            "rebalance": False, "scheduled_rebalance": False, "next_rebalance": None, "params": None, "book": None,
+            "equity": None, "cash": None, "cash_after": None, "invested_after": None, "cash_fraction_after": None,
+            "targets": [], "orders": [], "metrics": {},
+            "fuses": [{"asset": a, "check": n, "passed": bool(p), "severity": s, "description": d}
+                      for a, n, p, s, d in checks]}
+
+
+def run_result(config_name: str, config_hash: str, sessions: Iterable[object], pools: Sequence[dict[str, object]],
+               summary: Mapping[str, object] | None = None, *, generated_at: dt.datetime | None = None,
+               config_file: str | None = None) -> dict[str, object]:
+    days = [_day(s) for s in sessions]
+    status = "ok" if pools and all(p["status"] == "ok" for p in pools) else "failed"
+    return {
+        "schema": SCHEMA_ID,
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": (generated_at or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds"),
+        "config": {"name": config_name, "hash": config_hash, "file": config_file},
+        "session": days[-1] if days else None,
+        "sessions": days,
+        "status": status,
+        "pools": list(pools),
+        "summary": None if summary is None else {k: (_num(v) if isinstance(v, (float, int, np.floating)) else v)
+                                                 for k, v in summary.items()},
+    }
+
+
+def write_result(result: Mapping[str, object], path: str | Path) -> Path:
+    """Write ``result`` as JSON atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _header(first: pd.Series) -> str:
+    trade = _day(first["trade_session"])
+    reb = "rebalance" if bool(first["rebalance"]) else "no rebalance (holdings kept, no orders)"
+    nxt = _day(first.get("next_rebalance"))
+    equity = float(first["equity"])
+    cash_after = float(first["cash_after"])
+    frac = cash_after / equity if equity > 0 else float("nan")
+    return (f"for {trade}: {reb}" + (f"; next rebalance {nxt}" if nxt and not bool(first["rebalance"]) else "")
+            + f"; params {first['params']}; book {first['book']} ({first['book_source']}); equity {equity:,.0f} CNY, "
+              f"cash {float(first['cash']):,.0f} -> {cash_after:,.0f} CNY after the orders ({frac:.1%} cash, "
+              f"{float(first['invested_after']):.1%} invested)")
+
+
+def target_markdown(block: pd.DataFrame) -> str:
+    """The target table of one session (index symbol) with its header line, for the UI."""
+    first = block.iloc[0]
+    rows = shown_rows(block)[["target_weight", "price", "lot", "current_shares", "target_shares", "order_shares",
+                              "side", "target_value", "order_value", "adv_utilisation"]]
+    rows = rows.rename(columns={"target_weight": "weight", "target_value": "value"})
+    body = markdown_table(rows) if len(rows) else "_all cash_"
+    return f"**Target {_header(first)}**\n\n{body}"
+
+
+def target_lines(pool: str, block: pd.DataFrame) -> list[str]:
+    """The console view of one pool's target (same numbers as the JSON and the UI)."""
+    from rotation_platform.reports.tables import format_frame
+
+    first = block.iloc[0]
+    lines = [f"{pool} target {_header(first)}:"]
+    rows = shown_rows(block)
+    if rows.empty:
+        lines.append("  (all cash)")
+        return lines
+    view = rows[["target_weight", "price", "current_shares", "target_shares", "order_shares", "order_value"]]
+    view = view.rename(columns={"target_weight": "weight", "current_shares": "hold_shares"})
+    text = format_frame(view, {"hold_shares": "shares", "order_value": "cny"})
+    text.columns = ["weight", "price", "hold", "target", "order", "order value"]
+    lines.append(text.to_string())
+    return lines

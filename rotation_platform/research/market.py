@@ -1,0 +1,192 @@
+"""What the simulation trades on: raw prices in exchange units, corporate actions, lots and tradeability.
+
+Signals and money are kept apart. Factors and labels read the *adjusted* panel (total-return prices,
+comparable across splits and dividends); everything that is an amount of money or a number of shares --
+the simulated book, orders, holdings, capacity, the target portfolio -- uses a :class:`Market`:
+
+* ``trade_price[t, i]``: the raw (unadjusted) price orders at ``t`` execute at before slippage -- the
+  open or the close of ``t`` as in the files (``backtest.trade_at``); NaN where fund ``i`` has no bar;
+* ``mark[t, i]``: the raw close of ``t``, carried over at most ``ended_after`` sessions without a bar
+  (a suspension keeps its last price; NaN before the first bar and once the data has ended);
+* ``split[t, i]`` and ``dividend[t, i]``: the corporate actions effective at the open of ``t``
+  (:class:`~rotation_platform.data.corporate_actions.ActionPanel`): one share held at the close of
+  ``t - 1`` becomes ``split`` shares (floored to whole shares, as fund share conversions are), and each
+  share then receives ``dividend`` CNY;
+* ``ended[t, i]``: known at the close of ``t - 1``: the fund had no bar for the last ``ended_after``
+  sessions through ``t - 1``, or its configured delisting date is on or before ``t``. An ended fund is
+  liquidated at its last price at ``t`` and cannot be bought;
+* ``lots[i]``: the exchange's board lot of fund ``i`` (buys are whole lots on top of the holding).
+
+Without raw prices (:meth:`Market.from_panel`, research on a panel alone) the panel's own prices are
+used and no corporate action is applied -- right for a panel without corporate actions, and the
+behaviour of a research panel that is already back-adjusted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rotation_platform.data.panel import PricePanel
+from rotation_platform.errors import ResearchError
+
+__all__ = ["Market", "lot_array", "ended_flags", "bars_missing"]
+
+
+def lot_array(symbols: Sequence[str], default: int, per_symbol: Mapping[str, int] | None = None) -> np.ndarray:
+    """Board lot per fund: ``per_symbol`` where given, else ``default``."""
+    per_symbol = dict(per_symbol or {})
+    unknown = sorted(set(per_symbol) - set(symbols))
+    if unknown:
+        raise ResearchError(f"lot sizes given for funds outside the pool: {unknown}")
+    lots = np.array([float(per_symbol.get(s, default)) for s in symbols], dtype=np.float64)
+    if (lots < 1).any() or not np.all(lots == np.floor(lots)):
+        raise ResearchError(f"board lots must be whole positive share counts, got {lots.tolist()}")
+    return lots
+
+
+def bars_missing(close: np.ndarray) -> np.ndarray:
+    """``gap[t, i]``: sessions in a row through ``t`` without a bar (0 where ``t`` has one; before the
+    first bar the count runs from the panel's start, which never matters: nothing is held then)."""
+    has = np.isfinite(close) & (close > 0)
+    n_s, n_f = close.shape
+    gap = np.zeros((n_s, n_f), np.int64)
+    run = np.zeros(n_f, np.int64)
+    for t in range(n_s):
+        run = np.where(has[t], 0, run + 1)
+        gap[t] = run
+    return gap
+
+
+def ended_flags(sessions: pd.DatetimeIndex, symbols: Sequence[str], close: np.ndarray, ended_after: int,
+                delisted: Mapping[str, object] | None = None) -> np.ndarray:
+    """``ended[t, i]`` (see the module docstring): known at the close of ``t - 1``."""
+    if ended_after < 1:
+        raise ResearchError(f"data.ended_after must be at least 1 session, got {ended_after}")
+    gap = bars_missing(close)
+    ended = np.zeros(close.shape, np.bool_)
+    ended[1:] = gap[:-1] >= ended_after
+    # a fund that has never had a bar is not "ended": it is not listed yet
+    seen = np.maximum.accumulate(np.isfinite(close) & (close > 0), axis=0)
+    prev_seen = np.zeros_like(seen)
+    prev_seen[1:] = seen[:-1]
+    ended &= prev_seen
+    for symbol, when in (delisted or {}).items():
+        if symbol not in symbols:
+            raise ResearchError(f"delisting date given for {symbol}, which is not in the pool")
+        i = list(symbols).index(symbol)
+        row = int(sessions.searchsorted(pd.Timestamp(when), side="left"))
+        ended[row:, i] = True
+    return ended
+
+
+@dataclass(frozen=True, eq=False)
+class Market:
+    """Raw prices, corporate actions, lots and tradeability of one pool (see the module docstring)."""
+
+    sessions: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    trade_price: np.ndarray
+    mark: np.ndarray
+    close: np.ndarray
+    split: np.ndarray
+    dividend: np.ndarray
+    ended: np.ndarray
+    lots: np.ndarray
+    reinvest: bool = False
+    ended_after: int = 5
+    actions: pd.DataFrame | None = None
+    delisted: Mapping[str, pd.Timestamp] | None = None
+
+    def __post_init__(self) -> None:
+        shape = (len(self.sessions), len(self.symbols))
+        for name in ("trade_price", "mark", "close", "split", "dividend", "ended"):
+            arr = getattr(self, name)
+            if arr.shape != shape:
+                raise ResearchError(f"market field {name} has shape {arr.shape}, expected {shape}")
+        if self.lots.shape != (len(self.symbols),):
+            raise ResearchError(f"one board lot per fund is needed ({len(self.symbols)}), got {self.lots.shape}")
+        if (self.split <= 0).any() or not np.isfinite(self.split).all():
+            raise ResearchError("split ratios must be finite and positive (1.0 where there is none)")
+        if (self.dividend < 0).any() or not np.isfinite(self.dividend).all():
+            raise ResearchError("dividends must be finite and non-negative (0.0 where there is none)")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.sessions), len(self.symbols)
+
+    @property
+    def has_actions(self) -> bool:
+        return bool((self.split != 1.0).any() or (self.dividend != 0.0).any())
+
+    @classmethod
+    def build(cls, raw: PricePanel, *, trade_at: str, lots: np.ndarray, split: np.ndarray | None = None,
+              dividend: np.ndarray | None = None, ended_after: int = 5,
+              delisted: Mapping[str, dt.date | str | pd.Timestamp] | None = None, reinvest: bool = False,
+              actions: pd.DataFrame | None = None) -> "Market":
+        """A market from a raw (unadjusted) panel and its corporate-action arrays."""
+        if trade_at not in ("open", "close"):
+            raise ResearchError(f"backtest.trade_at must be 'open' or 'close', got {trade_at!r}")
+        price = raw.array(trade_at)
+        price = np.ascontiguousarray(np.where(price > 0.0, price, np.nan))
+        close = raw["close"].where(raw["close"] > 0.0)
+        mark = np.ascontiguousarray(close.ffill(limit=int(ended_after)).to_numpy(dtype=np.float64))
+        close_arr = np.ascontiguousarray(close.to_numpy(dtype=np.float64))
+        shape = raw.shape
+        split = np.ones(shape) if split is None else np.ascontiguousarray(split, dtype=np.float64)
+        dividend = np.zeros(shape) if dividend is None else np.ascontiguousarray(dividend, dtype=np.float64)
+        ended = ended_flags(raw.sessions, raw.symbols, close_arr, int(ended_after), delisted)
+        gone = {str(k): pd.Timestamp(v) for k, v in (delisted or {}).items()}
+        return cls(raw.sessions, tuple(raw.symbols), price, mark, close_arr, split, dividend, ended,
+                   np.ascontiguousarray(lots, dtype=np.float64), bool(reinvest), int(ended_after), actions, gone)
+
+    @classmethod
+    def from_panel(cls, panel: PricePanel, *, trade_at: str, lot_size: int = 100, ended_after: int = 5,
+                   lots: np.ndarray | None = None) -> "Market":
+        """The panel's own prices, no corporate actions (see the module docstring)."""
+        lot = np.full(len(panel.symbols), float(lot_size)) if lots is None else lots
+        return cls.build(panel, trade_at=trade_at, lots=lot, ended_after=ended_after)
+
+    @classmethod
+    def from_prices(cls, prices: object, *, trade_at: str, lots: np.ndarray, ended_after: int = 5,
+                    delisted: Mapping[str, object] | None = None, reinvest: bool = False) -> "Market":
+        """A market from a loaded pool (:class:`~rotation_platform.data.pipeline.PoolPrices`): its raw
+        panel and corporate-action arrays."""
+        raw = prices.raw_panel  # type: ignore[attr-defined]
+        acts = prices.actions  # type: ignore[attr-defined]
+        if tuple(acts.symbols) != tuple(raw.symbols) or not pd.DatetimeIndex(acts.sessions).equals(raw.sessions):
+            raise ResearchError("the corporate-action arrays are not aligned with the raw price panel")
+        return cls.build(raw, trade_at=trade_at, lots=lots, split=acts.split, dividend=acts.dividend,
+                         ended_after=ended_after, delisted=delisted, reinvest=reinvest, actions=acts.events)
+
+    def check_aligned(self, panel: PricePanel) -> None:
+        if tuple(panel.symbols) != self.symbols or not panel.sessions.equals(self.sessions):
+            raise ResearchError("the market (raw prices) and the signal panel cover other sessions or funds")
+
+    def last_price(self, row: int) -> np.ndarray:
+        """The last raw close through ``row`` within the carry limit (NaN: none or ended)."""
+        return self.mark[row].copy()
+
+    def tradeable_next(self, row: int, next_session: object | None = None) -> np.ndarray:
+        """Funds a decision at the close of ``row`` may pick for the next session: a bar at ``row`` and
+        not ended by the next session (``ended`` of the next row; past the panel's end, a bar at ``row``
+        means no gap, so only a delisting dated on or before ``next_session`` ends a fund)."""
+        has_bar = np.isfinite(self.close[row]) & (self.close[row] > 0)
+        if row + 1 < len(self.sessions):
+            return has_bar & ~self.ended[row + 1]
+        if next_session is not None and self.delisted:
+            nxt = pd.Timestamp(next_session)
+            gone = np.array([s in self.delisted and self.delisted[s] <= nxt for s in self.symbols], dtype=bool)
+            return has_bar & ~gone
+        return has_bar
+
+    def tail(self, end: int) -> "Market":
+        """Rows ``0..end`` (inclusive)."""
+        sl = slice(0, int(end) + 1)
+        return Market(self.sessions[sl], self.symbols, self.trade_price[sl], self.mark[sl], self.close[sl],
+                      self.split[sl], self.dividend[sl], self.ended[sl], self.lots, self.reinvest, self.ended_after,
+                      self.actions, self.delisted)
