@@ -3,32 +3,54 @@
 * ``pool`` -- static, the configuration's pool names (``configs/*.yaml``);
 * ``session`` -- one time window per XSHG trading session: a weekday cron at midnight Asia/Shanghai
   with every weekday holiday of ``exchange_calendars`` excluded, from
-  ``orchestration.first_session``; ``end_offset=1`` makes today's session a partition as soon as the
-  day starts, so the 18:00 schedule can request it;
+  ``orchestration.first_session``;
 * ``pool_session`` -- their product: every per-pool asset (prices ... target_portfolio).
 
 Keys: ``"<pool>|<YYYY-MM-DD>"`` (Dagster orders dimensions by name).
+
+The definitions belong to a configuration: :func:`partitions_for` builds them, and
+``definitions.build_defs`` attaches them to the assets when it loads the definitions, so the config the
+environment chooses then (``--config`` / ``ROTATION_CONFIG``) decides the pools. The module-level names
+(``pool_session_partitions``, ``POOL_NAMES``, ...) are those of the environment's config at the moment
+they are first read; the asset modules use them only as placeholders.
+
+Today's session and sessions that have not closed -- the choice: the set keeps ``end_offset=1``, so
+today's session is a partition from midnight Asia/Shanghai (the 18:00 schedule requests it), and runs
+for a session are refused until its close plus ``orchestration.data_delay_minutes`` unless forced
+(:func:`refuse_unclosed`). Ending the set at the last closed session instead was rejected: with
+``end_offset=0`` the session of day D would only appear at the next weekday's midnight (too late for the
+schedule); a cron at the close plus the delay (``30 15 * * 1-5``) would make D appear at 15:30, but each
+partition's time window would then start at 15:30 on D while the stored values are indexed at midnight
+D and the IO managers assign rows to partitions by window (``rotation_platform.storage.partitioning``),
+the delay would be baked into a definition the instance's history is keyed on, and pools whose
+calendars close at other times could not share one session dimension. So the launch dialog's "Latest"
+may offer a session that has not closed; launching it fails at once with one line that says when its
+data counts as complete and how to force the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
 import dagster as dg
 import pandas as pd
 
-from rotation_platform.calendars import get_calendar
-from rotation_platform.config import load_config
+from rotation_platform.calendars import SessionNotClosedError, get_calendar
+from rotation_platform.config import PlatformConfig, load_config
 
 SESSION_TZ = "Asia/Shanghai"
 SESSION_FMT = "%Y-%m-%d"
 SESSION_CRON = "0 0 * * 1-5"
-
-_CONFIG = load_config()
-POOL_NAMES: tuple[str, ...] = _CONFIG.pool_names
-FIRST_SESSION: dt.date = _CONFIG.orchestration.first_session
 CALENDAR = "XSHG"
+
+#: a run tagged ``rotation/force=true`` runs sessions that have not closed yet
+FORCE_TAG = "rotation/force"
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+DIMENSION_TAG_PREFIX = "dagster/partition/"
 
 
 def session_exclusions(first: dt.date, calendar: str = CALENDAR) -> list[dt.datetime]:
@@ -42,46 +64,150 @@ def session_exclusions(first: dt.date, calendar: str = CALENDAR) -> list[dt.date
     return [dt.datetime(d.year, d.month, d.day) for d in holidays]
 
 
-pool_partitions = dg.StaticPartitionsDefinition(list(POOL_NAMES))
-session_partitions = dg.TimeWindowPartitionsDefinition(
-    start=dt.datetime(FIRST_SESSION.year, FIRST_SESSION.month, FIRST_SESSION.day),
-    fmt=SESSION_FMT, cron_schedule=SESSION_CRON, timezone=SESSION_TZ, end_offset=1,
-    exclusions=session_exclusions(FIRST_SESSION),
-)
-pool_session_partitions = dg.MultiPartitionsDefinition({"pool": pool_partitions, "session": session_partitions})
+@dataclass(frozen=True)
+class Partitions:
+    """The partition definitions of one configuration."""
+
+    pools: tuple[str, ...]
+    first_session: dt.date
+    pool: dg.StaticPartitionsDefinition
+    session: dg.TimeWindowPartitionsDefinition
+    pool_session: dg.MultiPartitionsDefinition
+
+
+@lru_cache(maxsize=16)
+def _partitions(pools: tuple[str, ...], first: dt.date) -> Partitions:
+    pool = dg.StaticPartitionsDefinition(list(pools))
+    session = dg.TimeWindowPartitionsDefinition(
+        start=dt.datetime(first.year, first.month, first.day),
+        # end_offset=1: today's session is a partition from midnight; runs refuse it until its data is
+        # complete (refuse_unclosed) -- why the set does not end at the last closed session: module docstring
+        fmt=SESSION_FMT, cron_schedule=SESSION_CRON, timezone=SESSION_TZ, end_offset=1,
+        exclusions=session_exclusions(first),
+    )
+    return Partitions(pools, first, pool, session, dg.MultiPartitionsDefinition({"pool": pool, "session": session}))
+
+
+def partitions_for(config: PlatformConfig) -> Partitions:
+    """The partition definitions of ``config`` (the same objects for configs with the same pools and first
+    session)."""
+    return _partitions(tuple(config.pool_names), config.orchestration.first_session)
+
+
+_ENVIRONMENT_NAMES = {
+    "POOL_NAMES": lambda p: p.pools,
+    "FIRST_SESSION": lambda p: p.first_session,
+    "pool_partitions": lambda p: p.pool,
+    "session_partitions": lambda p: p.session,
+    "pool_session_partitions": lambda p: p.pool_session,
+}
+
+
+def __getattr__(name: str):  # PEP 562: the environment's config, read when a name is first asked for
+    if name in _ENVIRONMENT_NAMES:
+        return _ENVIRONMENT_NAMES[name](partitions_for(load_config()))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pool_session_key(pool: str, session: object) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"pool": pool, "session": pd.Timestamp(session).strftime(SESSION_FMT)})
 
 
-def parse_key(key: object) -> tuple[str, pd.Timestamp]:
-    """``(pool, session)`` of a pool-session key (a ``MultiPartitionKey`` or its string)."""
+def parse_key(key: object, pools: Sequence[str] | None = None) -> tuple[str, pd.Timestamp]:
+    """``(pool, session)`` of a pool-session key (a ``MultiPartitionKey`` or its string ``pool|session``);
+    with ``pools``, a pool outside them is an error."""
     if isinstance(key, dg.MultiPartitionKey):
-        dims = key.keys_by_dimension
+        dims = dict(key.keys_by_dimension)
     else:
-        dims = pool_session_partitions.get_partition_key_from_str(str(key)).keys_by_dimension
-    if dims["pool"] not in POOL_NAMES:
+        parts = str(key).split("|")
+        if len(parts) != 2:
+            raise dg.DagsterInvariantViolationError(f"partition {key!r} is not a '<pool>|<YYYY-MM-DD>' key")
+        dims = {"pool": parts[0], "session": parts[1]}
+    if pools is not None and dims["pool"] not in pools:
         raise dg.DagsterInvariantViolationError(f"partition {key}: {dims['pool']!r} is not a configured pool "
-                                                f"{POOL_NAMES}")
+                                                f"{tuple(pools)}")
     return dims["pool"], pd.Timestamp(dims["session"])
+
+
+class PartialRangeRunError(dg.DagsterInvariantViolationError):
+    """A run whose range tags name more partitions than Dagster would hand its steps."""
+
+
+def _run_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """The partition keys of the run, checked against its range tags.
+
+    A job-page backfill of a multi-partitioned job with a single-run backfill policy gives its run the
+    range tags *and* the per-dimension tags of the range's first partition; Dagster 1.13 then hands the
+    steps, the IO manager and the materialisation events that one partition only, while the backfill
+    counts the whole range as done. ``jobs.executor`` repairs such runs before their steps start; a run
+    that reaches a step unrepaired (another executor) is refused rather than half computed.
+    """
+    keys = [str(k) for k in context.partition_keys]
+    tags = context.run.tags
+    start, end = tags.get(RANGE_START), tags.get(RANGE_END)
+    if start and end and any(t.startswith(DIMENSION_TAG_PREFIX) for t in tags):
+        pdef = context.assets_def.partitions_def
+        want = [str(k) for k in pdef.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))] \
+            if pdef is not None else keys
+        if set(want) != set(keys):
+            raise PartialRangeRunError(
+                f"run {context.run.run_id[:8]} covers {start}..{end} ({len(want)} partitions) but carries the "
+                f"per-dimension tags of one partition, so Dagster would compute {len(keys)} of them: launch the "
+                f"range from the asset catalog (select the assets, Materialize, pick the range) or with "
+                f"`python -m jobs.main --session <last> --sessions N`, or run the daily job with the in-process "
+                f"executor of jobs.executor")
+    return keys
+
+
+def _forced(context: dg.AssetExecutionContext) -> bool:
+    return str(context.run.tags.get(FORCE_TAG, "")).lower() in ("true", "1", "yes")
+
+
+def refuse_unclosed(config: PlatformConfig, pool: str | None, sessions: Sequence[pd.Timestamp],
+                    forced: bool = False, now: pd.Timestamp | None = None) -> None:
+    """Raise one line when the latest of ``sessions`` has not closed (its pool's calendar, plus
+    ``orchestration.data_delay_minutes``), unless ``forced``."""
+    if forced or not len(sessions):
+        return
+    code = config.pool(pool).calendar if pool is not None else CALENDAR
+    calendar = get_calendar(code)
+    last = max(pd.Timestamp(s) for s in sessions)
+    try:
+        calendar.require_closed(last, now, config.orchestration.data_delay_minutes, what=pool or "")
+    except SessionNotClosedError as exc:
+        raise SessionNotClosedError(f"{exc}; to run it anyway add the run tag {FORCE_TAG}=true "
+                                    f"(python -m jobs.main --force)", exc.session, exc.ready_at) from None
+
+
+def _platform_config(context: dg.AssetExecutionContext) -> PlatformConfig | None:
+    platform = getattr(context.resources, "platform", None)
+    return getattr(platform, "config", None)
 
 
 def run_groups(context: dg.AssetExecutionContext) -> list[tuple[str, pd.DatetimeIndex, list[str]]]:
     """``(pool, sessions, partition keys)`` for each pool a run covers, sessions sorted.
 
     The daily job covers one pool and session; a single-run backfill a session range of one pool, or
-    -- when launched for several pools at once -- ranges of several pools.
+    -- when launched for several pools at once -- ranges of several pools. Pools come from the asset's
+    own partitions (the configuration the definitions were built from). A session that has not closed
+    is refused unless the run is forced (:data:`FORCE_TAG`).
     """
+    pdef = context.assets_def.partitions_def
+    pools = list(pdef.get_partitions_def_for_dimension("pool").get_partition_keys()) \
+        if isinstance(pdef, dg.MultiPartitionsDefinition) else None
     by_pool: dict[str, list[tuple[pd.Timestamp, str]]] = {}
-    for key in context.partition_keys:
-        pool, session = parse_key(key)
+    for key in _run_keys(context):
+        pool, session = parse_key(key, pools)
         by_pool.setdefault(pool, []).append((session, str(key)))
     out = []
-    for pool in POOL_NAMES:
+    for pool in pools if pools is not None else sorted(by_pool):
         if pool in by_pool:
             items = sorted(by_pool[pool])
             out.append((pool, pd.DatetimeIndex([t for t, _ in items]), [k for _, k in items]))
+    config = _platform_config(context)
+    if config is not None:
+        for pool, sessions, _ in out:
+            refuse_unclosed(config, pool, sessions, _forced(context))
     return out
 
 
@@ -90,5 +216,37 @@ def session_keys(sessions: Iterable[object]) -> list[str]:
 
 
 def session_of(context: dg.AssetExecutionContext) -> list[pd.Timestamp]:
-    """The sessions of a session-partitioned run, sorted."""
-    return sorted(pd.Timestamp(k) for k in context.partition_keys)
+    """The sessions of a session-partitioned run, sorted; a session that has not closed is refused
+    unless the run is forced."""
+    sessions = sorted(pd.Timestamp(k) for k in _run_keys(context))
+    config = _platform_config(context)
+    if config is not None:
+        refuse_unclosed(config, None, sessions, _forced(context))
+    return sessions
+
+
+def bind(assets: Iterable[object], partitions: Partitions) -> list[object]:
+    """``assets`` with the partitions of one configuration: the pool-session definition on multi-
+    partitioned assets, the session definition on session-partitioned ones."""
+    out = []
+    for asset in assets:
+        if not isinstance(asset, dg.AssetsDefinition):
+            out.append(asset)
+            continue
+
+        def swap(spec: dg.AssetSpec) -> dg.AssetSpec:
+            if isinstance(spec.partitions_def, dg.MultiPartitionsDefinition):
+                return spec.replace_attributes(partitions_def=partitions.pool_session)
+            if isinstance(spec.partitions_def, dg.TimeWindowPartitionsDefinition):
+                return spec.replace_attributes(partitions_def=partitions.session)
+            return spec
+
+        out.append(asset.map_asset_specs(swap))
+    return out
+
+
+__all__ = [
+    "CALENDAR", "FORCE_TAG", "PartialRangeRunError", "Partitions", "SESSION_CRON", "SESSION_FMT", "SESSION_TZ",
+    "bind", "parse_key", "partitions_for", "pool_session_key", "refuse_unclosed", "run_groups", "session_exclusions",
+    "session_keys", "session_of",
+]

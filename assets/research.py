@@ -15,6 +15,7 @@ from assets._metadata import (
 )
 from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
+from resources.stores import StoreResource
 from rotation_platform.production import fuses
 from rotation_platform.reports.plots import (
     drawdown_png,
@@ -23,7 +24,9 @@ from rotation_platform.reports.plots import (
     markdown_image,
     monthly_heatmap_png,
 )
-from rotation_platform.reports.prices import markdown_table
+from rotation_platform.production.positions import positions_provider
+from rotation_platform.reports.orders import target_markdown
+from rotation_platform.reports.tables import markdown_table
 from rotation_platform.research import monthly_returns
 
 COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN, code_version="1")
@@ -55,7 +58,7 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
                     "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
 
         last = run.screens[sessions[-1]]
-        extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary()))}
+        extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary().rename_axis("factor")))}
         if last.selected:
             decay = last.decay.loc[last.selected_names]
             extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
@@ -88,9 +91,16 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
         last = records[keys[-1]]
         windows = pd.DataFrame(last["windows"]).tail(8)
         live = last["live"] or {}
+        dsr = last["dsr"]
+        pbo = (last["pbo"] or {}).get("pbo")
         text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
                 f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
-                f"last at {last['reoptimised_at']}\n\n" + markdown_table(windows.set_index("oos_start")))
+                f"last at {last['reoptimised_at']}\n\n"
+                f"out-of-sample {last['objective']} {_fmt(last['oos_objective'])}, WFO efficiency "
+                f"{_fmt(last['efficiency'])}, PBO {_fmt(pbo)}, deflated Sharpe ratio {_fmt(dsr['dsr'])} "
+                f"(probability; out-of-sample Sharpe {_fmt(dsr['sharpe_annualised'])} annualised, "
+                f"{_fmt(dsr['sharpe_per_session'])} per session)\n\n"
+                + markdown_table(windows.set_index("oos_start")))
         per_partition(context, "wfo_result", metadata_tail(keys, sessions), row,
                       {"choice": dg.MetadataValue.md(text), "live_params": dg.MetadataValue.text(str(live.get("params")))})
         values.append(records if len(keys) > 1 else last)
@@ -148,38 +158,50 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
 
 @dg.asset(
     **COMMON, group_name="backtest", deps=["backtest"],
-    description="Holdings at the session against 20-session ADV x capital.max_adv_pct and the single-fund "
-                "weight cap (index session x symbol).",
+    description="Holdings at the session (real shares, raw prices) against the ADV of the sessions before it x "
+                "capital.max_adv_pct and the single-fund weight cap (index session x symbol); a position "
+                "without ADV is reported as such.",
+    check_specs=[check_spec("capacity", "capacity_report", "No held position above capital.max_adv_pct of its ADV "
+                                                            "(WARN); positions without ADV named.", blocking=False)],
 )
 def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResource):
     groups = _groups(context, platform)
-    frames = []
+    frames, checks = [], {}
     for pool, run, sessions, keys in groups:
         frame = run.capacity_frame()
-        n_funds = len(run.panel.symbols)
+        by_session = run.capacity_sessions()
 
-        def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
-            i = int(sessions.get_loc(t))
-            block = frame.iloc[i * n_funds: (i + 1) * n_funds]  # n_funds rows per session, in session order
-            held = block[block["value"] > 0]
-            peak = float(held["utilisation"].max()) if len(held) else 0.0
-            equity = float(held["value"].sum() / held["weight"].sum()) \
-                if len(held) and held["weight"].sum() > 0 else float("nan")
-            return {"max_adv_utilisation": peak, "adv_breaches": int(block["adv_breach"].sum()),
-                    "weight_breaches": int(block["weight_breach"].sum()),
-                    "capacity_cny": float(equity / peak) if peak > 0 and np.isfinite(peak) else float("nan")}
+        def row(t, by_session=by_session):
+            rec = by_session.loc[t]
+            cap = float(rec["capacity_cny"])
+            return {"max_adv_utilisation": float(rec["max_utilisation"]), "adv_breaches": int(rec["adv_breaches"]),
+                    "weight_breaches": int(rec["weight_breaches"]),
+                    "positions_without_adv": int(rec["positions_without_adv"]),
+                    "capacity_cny": cap if np.isfinite(cap) else float("nan")}
 
         last = frame.xs(sessions[-1], level="session")
+        rec = by_session.loc[sessions[-1]]
+        cap = float(rec["capacity_cny"])
+        head = (f"capacity **{'unbounded' if not np.isfinite(cap) else f'{cap:,.0f} CNY'}** at {sessions[-1].date()} "
+                f"(max ADV utilisation {float(rec['max_utilisation']):.1%}"
+                + (f" on {rec['binding_symbol']}" if rec["binding_symbol"] else "") + "; "
+                + (f"positions without ADV: {rec['without_adv']}" if int(rec["positions_without_adv"]) else
+                   "every position has an ADV") + ")\n\n")
+        held = last[last["value"] > 0][["shares", "value", "weight", "adv", "adv_limit", "utilisation", "no_adv",
+                                        "adv_breach", "weight_breach"]]
         per_partition(context, "capacity_report", metadata_tail(keys, sessions), row,
-                      {"holdings": dg.MetadataValue.md(markdown_table(last[last["value"] > 0]))})
+                      {"holdings": dg.MetadataValue.md(head + markdown_table(held))})
         frames.append(frame)
+        checks[pool] = fuses.capacity(run)
     yield dg.Output(pool_value(groups, frames))
+    yield check_result(fuses.combine(checks), "capacity_report")
 
 
 @dg.asset(
     **COMMON, group_name="portfolio", deps=["capacity_report"],
-    description="Target portfolio decided at the close of the session for the next one: weights, whole-lot "
-                "shares and orders from the backtest's holdings (index session x symbol).",
+    description="Target portfolio decided at the close of the session for the next one, in real shares at raw "
+                "prices: weights, whole-lot shares, orders (only on rebalance sessions), cash; against the "
+                "actual positions when given (positions.*), else the simulated book (index session x symbol).",
     check_specs=[
         check_spec("target_vol_scaling", "target_portfolio", "Fuse 4: weights finite, long-only, within the cap, "
                                                              "exposure <= 1, cash >= 0, ex-ante volatility sane."),
@@ -187,32 +209,46 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
                                                                 "generated_at, config hash and data hash present."),
     ],
 )
-def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource):
+def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
     groups = _groups(context, platform)
     frames, scaling, completeness = [], {}, {}
-    for pool, run, sessions, keys in groups:
-        frame = run.target_frame()
-        metas = {str(t.date()): run.run_metadata(t) for t in sessions}
-        n_funds = len(run.panel.symbols)
+    store = storage.open_store() if platform.config.positions.source == "store" else None
+    try:
+        provider = positions_provider(platform.config, store)
+        for pool, run, sessions, keys in groups:
+            frame = run.target_frame(provider)
+            metas = {str(t.date()): run.run_metadata(t) for t in sessions}
+            n_funds = len(run.panel.symbols)
 
-        def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
-            i = int(sessions.get_loc(t))
-            block = frame.iloc[i * n_funds: (i + 1) * n_funds]
-            return {"orders": int((block["order_shares"] != 0).sum()), "exposure": float(block["target_weight"].sum()),
-                    "order_value": float(block["order_value"].sum())}
+            def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
+                i = int(sessions.get_loc(t))
+                block = frame.iloc[i * n_funds: (i + 1) * n_funds]
+                return {"orders": int((block["order_shares"] != 0).sum()),
+                        "invested_after": float(block["invested_after"].iloc[0]),
+                        "order_value": float(block["order_value"].sum()),
+                        "rebalance": bool(block["rebalance"].iloc[0])}
 
-        last = frame.xs(sessions[-1], level="session")
-        shown = last[(last["target_weight"] > 0) | (last["order_shares"] != 0)][
-            ["target_weight", "price", "current_shares", "target_shares", "order_shares", "side", "order_value"]]
-        extra = {"target": dg.MetadataValue.md(markdown_table(shown)),
-                 **to_dagster_metadata(metas[str(sessions[-1].date())])}
-        per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
-        frames.append(frame)
-        scaling[pool] = fuses.target_vol_scaling(run, frame)
-        completeness[pool] = fuses.metadata_completeness(metas)
+            last = frame.xs(sessions[-1], level="session")
+            extra = {"target": dg.MetadataValue.md(target_markdown(last)),
+                     **to_dagster_metadata(metas[str(sessions[-1].date())])}
+            per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
+            frames.append(frame)
+            scaling[pool] = fuses.target_vol_scaling(run, frame)
+            completeness[pool] = fuses.metadata_completeness(metas)
+    finally:
+        if store is not None:
+            store.close()
     yield dg.Output(pool_value(groups, frames))
     yield check_result(fuses.combine(scaling), "target_portfolio")
     yield check_result(fuses.combine(completeness), "target_portfolio")
+
+
+def _fmt(x: object) -> str:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{v:.3g}" if np.isfinite(v) else "n/a"
 
 
 def _num(x: object) -> float:

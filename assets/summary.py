@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from assets._metadata import PER_PARTITION_METADATA, SINGLE_RUN, metadata_tail, retry_on_service_errors
-from assets.partitions import POOL_NAMES, session_of, session_partitions
+from assets.partitions import session_of, session_partitions
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
 from rotation_platform.production.summary import COMBINED, pool_metrics_summary as summarise
@@ -41,7 +41,7 @@ def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformRe
         store = storage.open_store()
         try:
             for t in sessions:
-                frames.append(summarise(config, t, {p: _read(store, "backtest", p, t) for p in POOL_NAMES}))
+                frames.append(summarise(config, t, {p: _read(store, "backtest", p, t) for p in config.pool_names}))
         finally:
             store.close()
     table = pd.concat(frames)
@@ -80,7 +80,7 @@ def session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResour
             for i, t in enumerate(sessions):
                 values: dict[str, dict[str, object]] = {}
                 for asset in POOL_ASSETS:
-                    for pool in POOL_NAMES:
+                    for pool in config.pool_names:
                         v = _read(store, asset, pool, t)
                         if v is not None:
                             values.setdefault(asset, {})[pool] = v

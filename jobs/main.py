@@ -2,8 +2,12 @@
 summary, the fuse verdicts and tomorrow's target portfolios.
 
     python -m jobs.main [--config configs/demo.yaml] [--pools A_SHARE QDII] [--session 2024-12-31] [--sessions 5]
+                        [--force]
 
-``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill).
+``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill). The
+definitions are built from ``--config`` (or ``ROTATION_CONFIG``): its pools, sessions and storage. A
+session that has not closed yet (its close plus ``orchestration.data_delay_minutes``) is refused unless
+``--force`` (the runs then carry the tag ``rotation/force=true``).
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default: ``.dagster_home`` in the
 repository), so the UI started with ``scripts/ui.sh`` shows them and the stored assets.
 """
@@ -81,38 +85,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pools", nargs="*", help="pools to run (default: all configured pools)")
     parser.add_argument("--session", help="the session to run (default: the latest with data)")
     parser.add_argument("--sessions", type=int, default=1, help="run the latest N sessions in one run per pool")
+    parser.add_argument("--force", action="store_true",
+                        help="run sessions that have not closed yet (close + orchestration.data_delay_minutes)")
     args = parser.parse_args(argv)
     if args.config:
+        # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
     home = ensure_dagster_home()
 
     import dagster as dg
     import pandas as pd
 
-    from rotation_platform.calendars import get_calendar
+    from rotation_platform.calendars import SessionNotClosedError, get_calendar
     from rotation_platform.config import config_hash, load_config
+    from rotation_platform.errors import ConfigError
     from rotation_platform.production import latest_session
     from rotation_platform.reports.console import render_run_report
 
-    config = load_config()
-    from assets.partitions import FIRST_SESSION, pool_session_key
-    from definitions import defs
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from assets.partitions import FORCE_TAG, partitions_for, pool_session_key, refuse_unclosed
+    from definitions import build_defs
 
     pools = args.pools or list(config.pool_names)
     unknown = [p for p in pools if p not in config.pool_names]
     if unknown:
-        parser.error(f"unknown pools {unknown}; configured: {list(config.pool_names)}")
+        parser.error(f"unknown pools {unknown}; configured: {list(config.pool_names)} (config {config.name})")
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
     calendar = get_calendar("XSHG")
-    last = pd.Timestamp(args.session) if args.session else latest_session(config)
+    delay = config.orchestration.data_delay_minutes
+    if args.session:
+        last = pd.Timestamp(args.session)
+    else:  # the latest session with data whose data is complete by now
+        last = min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
     if not calendar.is_session(last):
         parser.error(f"{last.date()} is not an XSHG trading session")
+    try:
+        for pool in pools:
+            refuse_unclosed(config, pool, [last], forced=args.force)
+    except SessionNotClosedError as exc:
+        print(f"error: {str(exc).split('; to run it anyway')[0]}; add --force to run it anyway", file=sys.stderr)
+        return 2
     sessions = [last]
     while len(sessions) < args.sessions:
         sessions.insert(0, calendar.previous_session(sessions[0]))
-    if sessions[0] < pd.Timestamp(FIRST_SESSION):
-        parser.error(f"sessions start at orchestration.first_session = {FIRST_SESSION}")
+    first = config.orchestration.first_session
+    if sessions[0] < pd.Timestamp(first):
+        parser.error(f"sessions start at orchestration.first_session = {first}")
+    if not partitions_for(config).session.has_partition_key(str(last.date())):
+        parser.error(f"{last.date()} is not a session partition yet: the partitions end at today's session")
+    defs = build_defs(os.environ.get("ROTATION_CONFIG") or None)
+    force = {FORCE_TAG: "true"} if args.force else {}
 
     span = f"{sessions[0].date()}..{last.date()}" if len(sessions) > 1 else str(last.date())
     print(f"rotation platform · config {config.name} ({config_hash(config)[:12]}) · storage {config.storage.backend} "
@@ -125,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     with dg.DagsterInstance.get() as instance:
         for i, pool in enumerate(pools, 1):
             keys = [pool_session_key(pool, s) for s in sessions]
-            kwargs = {"partition_key": keys[0]} if len(keys) == 1 else {"tags": {
+            kwargs = {"partition_key": keys[0], "tags": force} if len(keys) == 1 else {"tags": {
                 "dagster/asset_partition_range_start": str(keys[0]),
-                "dagster/asset_partition_range_end": str(keys[-1])}}
+                "dagster/asset_partition_range_end": str(keys[-1]), **force}}
             result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, **kwargs)
             checks[pool] = [(c.asset_key.to_user_string(), c.check_name, bool(c.passed), c.severity.value)
                             for c in result.get_asset_check_evaluations()]
@@ -138,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = None
         sresult = _run_with_progress(summary_job, instance, "summary and snapshot", ("pool_metrics_summary",
                                                                                       "session_snapshot"),
-                                     **({"partition_key": str(last.date())} if len(sessions) == 1 else {"tags": {
-                                         "dagster/asset_partition_range_start": str(sessions[0].date()),
-                                         "dagster/asset_partition_range_end": str(last.date())}}))
+                                     **({"partition_key": str(last.date()), "tags": force} if len(sessions) == 1
+                                        else {"tags": {
+                                            "dagster/asset_partition_range_start": str(sessions[0].date()),
+                                            "dagster/asset_partition_range_end": str(last.date()), **force}}))
         if sresult.success:
             summary = sresult.output_for_node("pool_metrics_summary")
         else:

@@ -1,4 +1,8 @@
-"""Run-status sensors that send alerts (DingTalk, e-mail) for the platform's jobs."""
+"""Run-status sensors that send alerts (DingTalk, e-mail) for the platform's jobs.
+
+``definitions.build_defs`` builds them for its config (:func:`build_alert_sensors`); the module-level
+ones read the environment's config at each evaluation.
+"""
 
 from __future__ import annotations
 
@@ -61,24 +65,29 @@ def _report(context, outcome: dict[str, str]) -> None:
         (context.log.info if result == "sent" else context.log.warning)(f"alert via {channel}: {result}")
 
 
-@dg.run_failure_sensor(name="alert_on_failure", default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Sends a DingTalk message and an e-mail when a run fails.")
-def alert_on_failure(context: dg.RunFailureSensorContext):
-    config = load_config()
-    if not config.notifications.on_failure:
-        return
-    text = (context.failure_event.message or "") + _failed_checks(context) + _step_errors(context)
-    _report(context, notify_all(config.notifications, failure_notification(context.dagster_run, text)))
+def build_alert_sensors(config_path: str | None = None) -> list[dg.SensorDefinition]:
+    """The alert sensors for the config at ``config_path`` (None: the environment's at each evaluation)."""
+
+    @dg.run_failure_sensor(name="alert_on_failure", default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="Sends a DingTalk message and an e-mail when a run fails.")
+    def alert_on_failure(context: dg.RunFailureSensorContext):
+        config = load_config(config_path)
+        if not config.notifications.on_failure:
+            return
+        text = (context.failure_event.message or "") + _failed_checks(context) + _step_errors(context)
+        _report(context, notify_all(config.notifications, failure_notification(context.dagster_run, text)))
+
+    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alert_on_success",
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Sends a DingTalk message and an e-mail when a run succeeds.")
+    def alert_on_success(context: dg.RunStatusSensorContext):
+        config = load_config(config_path)
+        if not config.notifications.on_success:
+            return
+        _report(context, notify_all(config.notifications, success_notification(context.dagster_run)))
+
+    return [alert_on_failure, alert_on_success]
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="alert_on_success",
-                      default_status=dg.DefaultSensorStatus.RUNNING,
-                      description="Sends a DingTalk message and an e-mail when a run succeeds.")
-def alert_on_success(context: dg.RunStatusSensorContext):
-    config = load_config()
-    if not config.notifications.on_success:
-        return
-    _report(context, notify_all(config.notifications, success_notification(context.dagster_run)))
-
-
-ALERT_SENSORS = [alert_on_failure, alert_on_success]
+ALERT_SENSORS = build_alert_sensors()
+alert_on_failure, alert_on_success = ALERT_SENSORS

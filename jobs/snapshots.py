@@ -1,8 +1,8 @@
 """List the kept session snapshots, verify one, or restore one into the configured storage.
 
-    python -m jobs.snapshots list
-    python -m jobs.snapshots verify 2024-12-31
-    python -m jobs.snapshots restore 2024-12-31
+    python -m jobs.snapshots [--config FILE] list
+    python -m jobs.snapshots [--config FILE] verify 2024-12-31
+    python -m jobs.snapshots [--config FILE] restore 2024-12-31
 
 ``restore`` checks every value against the snapshot's hashes first, writes them back to the store the
 assets use (any backend) and records a materialisation per restored partition in the Dagster instance,
@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.snapshots", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("list", "verify", "restore"))
     parser.add_argument("session", nargs="?", help="YYYY-MM-DD (verify, restore)")
+    parser.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
     args = parser.parse_args(argv)
+    if args.config:
+        import os
+
+        os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
 
     from resources.definitions import resolve_environment, store_resource
     from rotation_platform.config import config_hash, load_config

@@ -125,8 +125,11 @@ def storage_io_manager(storage: StorageConfig, env: str, namespace: str = "") ->
 
 
 def build_resources(env: str | None = None, config_path: str | None = None) -> dict[str, object]:
+    """The resources for the config at ``config_path`` (default: the file the environment names now). The
+    platform resource keeps that file's absolute path, so every run loads the config the definitions were
+    built from, whatever its working directory or ``ROTATION_CONFIG``."""
     env = resolve_environment(env)
-    path = str(config_path or default_config_path())
+    path = str(Path(config_path or default_config_path()).resolve())
     config = load_config(path)
     return {
         "platform": PlatformResource(config_path=path),

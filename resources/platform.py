@@ -6,7 +6,7 @@ from functools import cached_property
 
 import dagster as dg
 import pandas as pd
-from pydantic import PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from rotation_platform.config import PlatformConfig, config_hash, default_config_path, load_config
 from rotation_platform.production.pool_run import PoolRun
@@ -15,8 +15,9 @@ from rotation_platform.production.pool_run import PoolRun
 class PlatformResource(dg.ConfigurableResource):
     """Loads and validates the platform configuration once per run.
 
-    ``config_path`` defaults to ``$ROTATION_CONFIG`` or ``configs/demo.yaml``; ``ROTATION_*``
-    environment overrides and secrets are applied by the loader.
+    ``config_path`` is the file the definitions were built from (``build_resources`` sets its absolute
+    path); left empty, the file ``ROTATION_CONFIG`` names when the run loads it (default
+    ``configs/demo.yaml``). ``ROTATION_*`` environment overrides and secrets are applied by the loader.
 
     :meth:`pool_run` hands every step of a run the same :class:`PoolRun` for a pool and its sessions,
     so prices, factors, the walk-forward grid and the backtest are computed once per run (the jobs run
@@ -24,7 +25,8 @@ class PlatformResource(dg.ConfigurableResource):
     result.
     """
 
-    config_path: str = ""
+    config_path: str = Field(default="", description="absolute path of the configuration file the definitions "
+                                                      "were built from")
     _runs: dict = PrivateAttr(default_factory=dict)
 
     @cached_property

@@ -14,7 +14,7 @@ import pandas as pd
 
 from rotation_platform.errors import CalendarError
 
-__all__ = ["TradingCalendar", "get_calendar", "CALENDAR_START"]
+__all__ = ["TradingCalendar", "get_calendar", "CALENDAR_START", "SessionNotClosedError"]
 
 CALENDAR_START = "2004-01-02"  # earliest history the platform works with
 
@@ -27,6 +27,15 @@ def _day(value: DateLike) -> pd.Timestamp:
     if ts.tzinfo is not None:
         ts = ts.tz_convert(None)
     return ts.normalize()
+
+
+class SessionNotClosedError(CalendarError):
+    """A session whose data is not complete yet: its close plus the data delay is still ahead."""
+
+    def __init__(self, message: str, session: pd.Timestamp | None = None, ready_at: pd.Timestamp | None = None):
+        super().__init__(message)
+        self.session = session
+        self.ready_at = ready_at
 
 
 class TradingCalendar:
@@ -104,6 +113,46 @@ class TradingCalendar:
             raise CalendarError(f"{count:+d} sessions from {day.date()} leaves the {self.code} calendar: {exc}") \
                 from None
 
+    def _now(self, now: DateLike | None) -> pd.Timestamp:
+        now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+        return now.tz_localize(self.tz) if now.tzinfo is None else now
+
+    def session_close(self, value: DateLike) -> pd.Timestamp:
+        """The close of the session ``value`` (tz-aware, the exchange's time zone)."""
+        day = self._check(_day(value))
+        if not self._cal.is_session(day):
+            raise CalendarError(f"{day.date()} is not a {self.code} session")
+        return self._cal.session_close(day).tz_convert(self.tz)
+
+    def ready_at(self, value: DateLike, delay_minutes: int = 0) -> pd.Timestamp:
+        """When the data of ``value`` is complete: its close plus ``delay_minutes``. A day that is not a
+        session of this calendar (or lies beyond it) is ready at the end of that local day."""
+        day = _day(value)
+        if self.is_session(day):
+            close = self.session_close(day)
+        else:
+            close = (day + pd.Timedelta(days=1)).tz_localize(self.tz)
+        return close + pd.Timedelta(minutes=int(delay_minutes))
+
+    def is_closed(self, value: DateLike, now: DateLike | None = None, delay_minutes: int = 0) -> bool:
+        """Whether ``now`` (default: the current time) is at or after :meth:`ready_at`."""
+        return self._now(now) >= self.ready_at(value, delay_minutes)
+
+    def require_closed(self, value: DateLike, now: DateLike | None = None, delay_minutes: int = 0,
+                       what: str = "") -> None:
+        """Raise :class:`SessionNotClosedError` (one line: the session, its close and the delay) when the
+        session's data is not complete at ``now``."""
+        day = _day(value)
+        if self.is_closed(day, now, delay_minutes):
+            return
+        ready = self.ready_at(day, delay_minutes)
+        close = ready - pd.Timedelta(minutes=int(delay_minutes))
+        label = f" of {what}" if what else ""
+        raise SessionNotClosedError(
+            f"session {day.date()}{label} has not closed yet: {self.code} closes at {close:%Y-%m-%d %H:%M} "
+            f"{self.tz} and its data counts as complete from {ready:%Y-%m-%d %H:%M} (close + {int(delay_minutes)} min)",
+            day, ready)
+
     def last_completed_session(self, now: pd.Timestamp | None = None, close_buffer_minutes: int = 60) -> pd.Timestamp:
         """The latest session whose close (plus a buffer for vendor data) is before ``now``."""
         now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
@@ -113,8 +162,8 @@ class TradingCalendar:
         today = _day(local.tz_localize(None))
         today = min(today, self._cal.last_session)
         session = self._cal.date_to_session(today, direction="previous")
-        close = self._cal.session_close(session) + pd.Timedelta(minutes=close_buffer_minutes)
-        if close > now:
+        buffer = pd.Timedelta(minutes=close_buffer_minutes)
+        while self._cal.session_close(session) + buffer > now:  # a buffer may span several sessions
             session = self._cal.previous_session(session)
         return session
 

@@ -138,11 +138,15 @@ class PoolRun:
     def panel(self) -> PricePanel:
         panel = self.prices.panel
         missing = self.sessions.difference(panel.sessions)
+        if len(missing) == 0:
+            close = panel["close"].loc[self.sessions]
+            missing = self.sessions[~(close > 0).any(axis=1).to_numpy()]  # a session row where no fund has a bar
         if len(missing):
-            last = str(panel.sessions[-1].date()) if len(panel.sessions) else "no data"
-            raise DataSourceError(f"pool {self.pool.name}: no prices for session(s) "
+            have = panel["close"].dropna(how="all")
+            last = str(have.index[-1].date()) if len(have) else "no data"
+            raise DataSourceError(f"pool {self.pool.name}: no fund has a bar for session(s) "
                                   f"{[str(d.date()) for d in missing[:5]]}{' ...' if len(missing) > 5 else ''} "
-                                  f"(the source's data ends {last})")
+                                  f"(the source's data ends {last}); run an earlier session or wait for the data")
         return panel
 
     @cached_property

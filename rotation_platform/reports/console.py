@@ -28,21 +28,28 @@ def _num(x: object, fmt: str = "{:.2f}") -> str:
     return "" if not np.isfinite(v) else fmt.format(v)
 
 
-def fuse_table(checks: Mapping[str, Sequence[tuple[str, str, bool, str]]]) -> pd.DataFrame:
-    """``checks``: pool -> [(asset, check, passed, severity)]; a pool x check grid of PASS/FAIL/WARN."""
+def fuse_table(checks: Mapping[str, Sequence[tuple]]) -> pd.DataFrame:
+    """``checks``: pool -> [(asset, check, passed, severity[, description])]; a pool x check grid of
+    pass/FAIL/WARN."""
     rows = {}
     for pool, items in checks.items():
-        rows[pool] = {f"{asset}:{name}": ("pass" if ok else ("WARN" if sev == "WARN" else "FAIL"))
-                      for asset, name, ok, sev in items}
+        rows[pool] = {f"{item[0]}:{item[1]}": ("pass" if item[2] else ("WARN" if item[3] == "WARN" else "FAIL"))
+                      for item in items}
     return pd.DataFrame(rows).fillna("-")
 
 
 def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd.DataFrame | None,
-                      checks: Mapping[str, Sequence[tuple[str, str, bool, str]]],
-                      targets: Mapping[str, pd.DataFrame], failed: Mapping[str, str]) -> str:
+                      checks: Mapping[str, Sequence[tuple]],
+                      targets: Mapping[str, pd.DataFrame], failed: Mapping[str, str],
+                      capacity: Mapping[str, float] | None = None) -> str:
+    """The console report: metrics with the combined view, fuse verdicts, failures and each pool's target
+    (the same numbers as the result file and the UI; see :mod:`rotation_platform.reports.orders`)."""
+    from rotation_platform.reports.orders import target_lines
+
     lines = [f"Session {session.date()}"]
     if summary is not None and not summary.empty:
         s = summary.xs(session, level="session") if "session" in summary.index.names else summary
+        cap = pd.Series(capacity or {}, dtype=float).reindex(s.index)
         view = pd.DataFrame({
             "weight": s["weight"].map(lambda v: f"{v:.0%}"),
             "status": s["status"],
@@ -52,13 +59,15 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
             "Sharpe": s["sharpe"].map(_num),
             "win rate": s["monthly_win_rate"].map(_pct),
             "turnover": s["annual_turnover"].map(_num),
+            "capacity": cap.map(lambda v: _num(v, "{:,.0f}")),
             "thresholds": s["all_thresholds_ok"].map(lambda v: "pass" if v else "FAIL"),
             "params traded": s["params"],
         })
         f = config.fuses
         lines += ["", "Metrics (COMBINED = summary-weighted; thresholds: annual >= "
                   f"{f.min_annual_return:.0%}, max DD >= {f.max_drawdown:.0%}, Sharpe >= {f.min_sharpe}, "
-                  f"win rate >= {f.min_monthly_win_rate:.0%}, turnover <= {f.max_annual_turnover})",
+                  f"win rate >= {f.min_monthly_win_rate:.0%}, turnover <= {f.max_annual_turnover}/yr; capacity: CNY "
+                  f"before a holding exceeds its ADV limit)",
                   view.to_string()]
     if checks:
         lines += ["", "Fuses (ERROR fuses stop the pool's later steps; WARN only report)", fuse_table(checks).to_string()]
@@ -66,19 +75,5 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
         lines += ["", f"{pool}: FAILED - {reason}"]
     for pool, table in targets.items():
         block = table.xs(session, level="session") if "session" in table.index.names else table
-        shown = block[(block["target_weight"] > 0) | (block["order_shares"] != 0)]
-        trade = pd.Timestamp(block["trade_session"].iloc[0]).date() if len(block) else ""
-        lines += ["", f"{pool} target for {trade} (params {block['params'].iloc[0] if len(block) else ''}):"]
-        if shown.empty:
-            lines.append("  (all cash)")
-            continue
-        view = pd.DataFrame({
-            "weight": shown["target_weight"].map(_pct),
-            "price": shown["price"].map(lambda v: _num(v, "{:.3f}")),
-            "hold": shown["current_shares"].map(lambda v: f"{v:,.0f}"),
-            "target": shown["target_shares"].map(lambda v: f"{v:,.0f}"),
-            "order": shown["order_shares"].map(lambda v: f"{v:+,.0f}" if v else ""),
-            "value": shown["order_value"].map(lambda v: f"{v:,.0f}" if v else ""),
-        })
-        lines.append(view.to_string())
+        lines += [""] + target_lines(pool, block)
     return "\n".join(lines)
