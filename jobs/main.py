@@ -2,12 +2,13 @@
 summary, the fuse verdicts and tomorrow's target portfolios.
 
     python -m jobs.main [--config configs/demo.yaml] [--pools A_SHARE QDII] [--session 2024-12-31] [--sessions 5]
-                        [--force]
+                        [--force] [--json out.json]
 
 ``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill). The
 definitions are built from ``--config`` (or ``ROTATION_CONFIG``): its pools, sessions and storage. A
 session that has not closed yet (its close plus ``orchestration.data_delay_minutes``) is refused unless
-``--force`` (the runs then carry the tag ``rotation/force=true``).
+``--force`` (the runs then carry the tag ``rotation/force=true``). ``--json FILE`` writes the run's result
+for an execution desk (schema ``docs/run-result.schema.json``, described in ``docs/orders.md``).
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default: ``.dagster_home`` in the
 repository), so the UI started with ``scripts/ui.sh`` shows them and the stored assets.
 """
@@ -87,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sessions", type=int, default=1, help="run the latest N sessions in one run per pool")
     parser.add_argument("--force", action="store_true",
                         help="run sessions that have not closed yet (close + orchestration.data_delay_minutes)")
+    parser.add_argument("--json", metavar="FILE", help="write the run's result as JSON (docs/orders.md)")
     args = parser.parse_args(argv)
+    if args.json:
+        target_file = Path(args.json)
+        if target_file.is_dir():
+            parser.error(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'orders.json'}")
+        if not target_file.resolve().parent.exists():
+            parser.error(f"--json {args.json}: the folder {target_file.resolve().parent} does not exist")
     if args.config:
         # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
@@ -146,9 +154,11 @@ def main(argv: list[str] | None = None) -> int:
           f"at {config.storage.data_dir} · session {span}")
     daily = defs.resolve_job_def("daily")
     summary_job = defs.resolve_job_def("session_summary")
-    checks: dict[str, list[tuple[str, str, bool, str]]] = {}
+    checks: dict[str, list[tuple[str, str, bool, str, str]]] = {}
     targets: dict[str, object] = {}
     failed: dict[str, str] = {}
+    results: list[dict[str, object]] = []
+    capacity: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
         for i, pool in enumerate(pools, 1):
             keys = [pool_session_key(pool, s) for s in sessions]
@@ -156,12 +166,16 @@ def main(argv: list[str] | None = None) -> int:
                 "dagster/asset_partition_range_start": str(keys[0]),
                 "dagster/asset_partition_range_end": str(keys[-1]), **force}}
             result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, **kwargs)
-            checks[pool] = [(c.asset_key.to_user_string(), c.check_name, bool(c.passed), c.severity.value)
-                            for c in result.get_asset_check_evaluations()]
-            if result.success:
-                targets[pool] = result.output_for_node("target_portfolio")
-            else:
+            checks[pool] = _verdicts(result, str(keys[-1]))
+            if not result.success:
                 failed[pool] = _failure_reason(result)
+            outcome = _pool_outcome(result, pool, last, checks[pool], failed.get(pool))
+            results.append(outcome)
+            if outcome["status"] != "failed":
+                targets[pool] = result.output_for_node("target_portfolio")
+                cap = (outcome.get("metrics") or {}).get("capacity_cny")
+                if cap is not None:
+                    capacity[pool] = cap
         summary = None
         sresult = _run_with_progress(summary_job, instance, "summary and snapshot", ("pool_metrics_summary",
                                                                                       "session_snapshot"),
@@ -174,9 +188,69 @@ def main(argv: list[str] | None = None) -> int:
         else:
             failed["summary"] = _failure_reason(sresult)
     print()
-    print(render_run_report(config, last, summary, checks, targets, failed))
+    print(render_run_report(config, last, summary, checks, targets, failed, capacity))
+    if args.json:
+        from rotation_platform.reports.orders import run_result, write_result
+
+        combined = None
+        if summary is not None:
+            rows = summary.xs(last, level="session") if "session" in summary.index.names else summary
+            if "COMBINED" in rows.index:
+                combined = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.loc["COMBINED"].items()}
+        doc = run_result(config.name, config_hash(config), sessions, results, combined,
+                         config_file=os.environ.get("ROTATION_CONFIG") or None)
+        written = write_result(doc, args.json)
+        print(f"\nResult written to {written} ({sum(len(r['orders']) for r in results)} orders; schema "
+              f"docs/run-result.schema.json)")
     print(f"\nStored under {config.storage.data_dir}; Dagster instance: {home}  (open the UI on both: scripts/ui.sh)")
     return 1 if failed else 0
+
+
+def _verdicts(result, last_key: str) -> list[tuple[str, str, bool, str, str]]:
+    """(asset, check, passed, severity, description) of the run's checks; for a check evaluated per
+    partition, its evaluation of the run's last partition (or, when it has none, its last one)."""
+    latest: dict[tuple[str, str], object] = {}
+    for c in result.get_asset_check_evaluations():
+        key = (c.asset_key.to_user_string(), c.check_name)
+        partition = getattr(c, "partition", None)
+        if key in latest and partition is not None and str(partition) != last_key:
+            continue
+        latest[key] = c
+    return [(a, n, bool(c.passed), c.severity.value, str(getattr(c, "description", "") or ""))
+            for (a, n), c in latest.items()]
+
+
+def _output(result, node: str):
+    try:
+        return result.output_for_node(node)
+    except Exception:  # noqa: BLE001 - the step did not run (a fuse stopped it) or failed
+        return None
+
+
+def _pool_outcome(result, pool: str, last, checks, reason: str | None) -> dict[str, object]:
+    """The pool's entry of the result file from the run's outputs (see rotation_platform.reports.orders)."""
+    import pandas as pd
+
+    from rotation_platform.reports.orders import failed_pool_result, pool_result
+    from rotation_platform.research.capacity import capacity_by_session
+
+    target = _output(result, "target_portfolio")
+    if target is None:
+        return failed_pool_result(pool, last, reason or "the run made no target portfolio", checks)
+    frame = _output(result, "backtest")
+    row = frame.loc[pd.Timestamp(last)].to_dict() if frame is not None and pd.Timestamp(last) in frame.index else None
+    cap = None
+    table = _output(result, "capacity_report")
+    if table is not None and frame is not None:
+        block = table.loc[pd.IndexSlice[[pd.Timestamp(last)], :], :]
+        cap = capacity_by_session(block, frame["equity"]).iloc[-1].to_dict()
+    wfo = _output(result, "wfo_result")
+    if isinstance(wfo, dict) and "dsr" not in wfo:  # a range: one record per partition key
+        wfo = list(wfo.values())[-1] if wfo else None
+    out = pool_result(pool, last, target, row, checks, capacity=cap, wfo=wfo)
+    if reason and out["status"] == "ok":
+        out["status"], out["reason"] = "blocked", reason
+    return out
 
 
 def _failure_reason(result) -> str:

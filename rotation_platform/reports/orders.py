@@ -46,6 +46,11 @@ def _int(x: object) -> int:
     return int(round(v)) if v is not None else 0
 
 
+def _cny(x: object) -> float:
+    """CNY to the cent."""
+    return round(float(x), 2)
+
+
 def _day(x: object) -> str | None:
     if x is None or (isinstance(x, float) and math.isnan(x)) or x is pd.NaT:
         return None
@@ -82,9 +87,9 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
             "target_shares": _int(rec["target_shares"]),
             "order_shares": _int(rec["order_shares"]),
             "side": str(rec["side"]) or None,
-            "value": float(rec["target_value"]),
-            "order_value": float(rec["order_value"]),
-            "est_commission": float(rec["est_commission"]),
+            "value": _cny(rec["target_value"]),
+            "order_value": _cny(rec["order_value"]),
+            "est_commission": _cny(rec["est_commission"]),
             "simulated_shares": _int(rec["simulated_shares"]),
             "adv_utilisation": _num(rec["adv_utilisation"]),
             "tradeable": bool(rec["tradeable"]),
@@ -109,9 +114,9 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "next_rebalance": _day(first.get("next_rebalance")),
         "params": {"label": params, **_params_of(params)},
         "book": {"kind": str(first["book"]), "source": str(first["book_source"])},
-        "equity": equity,
-        "cash": float(first["cash"]),
-        "cash_after": cash_after,
+        "equity": _cny(equity),
+        "cash": _cny(first["cash"]),
+        "cash_after": _cny(cash_after),
         "invested_after": float(first["invested_after"]),
         "cash_fraction_after": cash_after / equity if equity > 0 else None,
         "targets": targets,
@@ -198,7 +203,8 @@ def target_markdown(block: pd.DataFrame) -> str:
     first = block.iloc[0]
     rows = shown_rows(block)[["target_weight", "price", "lot", "current_shares", "target_shares", "order_shares",
                               "side", "target_value", "order_value", "adv_utilisation"]]
-    rows = rows.rename(columns={"target_weight": "weight", "target_value": "value"})
+    model = "weight" if bool(first["rebalance"]) else "model_weight"
+    rows = rows.rename(columns={"target_weight": model, "target_value": "value"})
     body = markdown_table(rows) if len(rows) else "_all cash_"
     return f"**Target {_header(first)}**\n\n{body}"
 
@@ -214,8 +220,10 @@ def target_lines(pool: str, block: pd.DataFrame) -> list[str]:
         lines.append("  (all cash)")
         return lines
     view = rows[["target_weight", "price", "current_shares", "target_shares", "order_shares", "order_value"]]
-    view = view.rename(columns={"target_weight": "weight", "current_shares": "hold_shares"})
-    text = format_frame(view, {"hold_shares": "shares", "order_value": "cny"})
-    text.columns = ["weight", "price", "hold", "target", "order", "order value"]
+    text = format_frame(view, {"current_shares": "shares", "order_value": "cny"})
+    none = (view["order_shares"] == 0).to_numpy()
+    text.loc[none, ["order_shares", "order_value"]] = ""
+    model = "weight" if bool(first["rebalance"]) else "model weight"
+    text.columns = [model, "price", "hold", "target", "order", "order value"]
     lines.append(text.to_string())
     return lines
