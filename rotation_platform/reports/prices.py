@@ -13,9 +13,12 @@ __all__ = ["price_summary", "quality_check_summary", "markdown_table"]
 
 
 def fund_table(result: PoolPrices) -> pd.DataFrame:
-    """Per fund: first/last session with a close, sessions with data, missing sessions, adjustment, last close."""
+    """Per fund: first/last session with a close, sessions with data, missing sessions, adjustment, the last
+    raw (tradable) close and the adjusted close the signals use."""
     panel = result.panel
     close = panel["close"]
+    raw = getattr(result, "raw_panel", None)
+    raw_close = raw["close"] if raw is not None else close
     rows = []
     for symbol in panel.symbols:
         series = close[symbol]
@@ -31,7 +34,8 @@ def fund_table(result: PoolPrices) -> pd.DataFrame:
             "missing": int((~span).sum()),
             "quarantined": int(result.report.stats.get(symbol, {}).get("quarantined", 0)),
             "adjustment": result.methods.get(symbol, "none"),
-            "last_close": float(series.loc[last]) if last is not None else float("nan"),
+            "last_close": float(raw_close[symbol].loc[last]) if last is not None else float("nan"),
+            "adjusted_close": float(series.loc[last]) if last is not None else float("nan"),
         })
     return pd.DataFrame(rows)
 

@@ -42,7 +42,7 @@ def column_kind(name: object) -> str:
         return "order"
     if n in ("shares", "lot") or n.endswith("_shares") or n.startswith("n_") or n.endswith("_count"):
         return "shares"
-    if n in _PRICE or n.endswith("_price") or n == "last_close":
+    if n in _PRICE or n.endswith("_price") or n.endswith("_close"):
         return "price"
     if any(k in n for k in ("sharpe", "sortino", "calmar", "icir", "t_stat", "dsr", "ratio", "efficiency",
                             "objective", "score", "rank", "ic_mean", "ic_std", "beta", "information")):

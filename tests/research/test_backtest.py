@@ -1,4 +1,4 @@
-"""vectorbt backtest against an independent loop; metrics against vectorbt and hand computations."""
+"""The backtest against an independent loop and vectorbt; metrics against vectorbt and hand computations."""
 
 from __future__ import annotations
 
@@ -63,6 +63,22 @@ def test_vectorbt_equity_equals_a_plain_replay_of_the_orders(result, plan, spec)
     np.testing.assert_allclose(result.orders["commission"].sum(), plan.commission.sum(), rtol=1e-9)
     buy = result.orders["side"] == "buy"
     assert (result.orders.loc[buy, "price"] > 0).all()
+
+
+def test_vectorbt_books_a_plan_without_corporate_actions_the_same_way(result, plan) -> None:
+    """A third opinion: vectorbt's from_orders replays the orders of a plan on a panel without corporate
+    actions (this research panel is back-adjusted) to the same positions and equity."""
+    import vectorbt as vbt
+
+    from rotation_platform.research import vectorbt_orders
+
+    assert not plan.liquidated.any() and not plan.market.has_actions
+    pf = vbt.Portfolio.from_orders(**vectorbt_orders(plan))
+    np.testing.assert_allclose(np.asarray(pf.assets()), plan.shares, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(pf.value()), plan.equity, rtol=1e-9)
+    assert len(pf.orders.records) == int((plan.orders != 0).sum())
+    np.testing.assert_allclose(pf.orders.records["fees"].sum(), plan.commission.sum(), rtol=1e-9)
+    np.testing.assert_allclose(result.ledger.equity, plan.equity, rtol=1e-12)
 
 
 def test_trading_at_the_close_backtests_too(real_panel, real_factors, spec, params) -> None:
