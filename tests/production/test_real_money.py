@@ -193,3 +193,11 @@ def test_orders_are_target_minus_actual_positions_to_the_share(config, runs, tmp
     # the session without a file falls back to the simulated book and names the stale file
     prev = frame.xs(SESSION, level="session")
     assert (prev["book"] == "simulated").all() and "no actual positions" in prev["book_source"].iloc[0]
+
+
+def test_the_target_of_a_session_does_not_see_later_data(config, targets) -> None:
+    """The run through LAST and a run that stops at SESSION (prices loaded as of SESSION) give the same
+    target and book for SESSION: nothing after the decision's close reaches it."""
+    alone = PoolRun(config, "A_SHARE", [SESSION])
+    pd.testing.assert_frame_equal(alone.target_frame(), targets["A_SHARE"].loc[[SESSION]])
+    assert alone.market.ended.shape[0] < PoolRun(config, "A_SHARE", [LAST]).market.ended.shape[0]
