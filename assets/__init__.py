@@ -9,8 +9,10 @@ import warnings
 
 import dagster as dg
 
-# single-run backfill policies are marked beta; they are the point of these assets
+# single-run backfill policies are marked beta, partitioned asset checks preview; they are the point of
+# these assets
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from assets.factors import FACTOR_ASSETS  # noqa: E402
 from assets.prices import PRICE_ASSETS  # noqa: E402

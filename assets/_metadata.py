@@ -1,4 +1,21 @@
-"""Turn the library's plain summaries and fuse results into Dagster metadata and check results."""
+"""Turn the library's plain summaries and fuse results into Dagster metadata and check results.
+
+What the UI shows for a pool-session partition, and in which order:
+
+* **checks** are partitioned like their asset (:func:`check_spec`): every fuse gives each pool × session
+  partition of the run its own result (:func:`check_evaluations`), so one pool's verdict never overwrites
+  another's and every session keeps its own history. Dagster 1.13's ``AssetCheckResult`` records a
+  partition only for a run of one partition (it takes the step's ``partition_key``, which a range run has
+  not), so the results are recorded as ``AssetCheckEvaluation`` events with ``partition`` set, as Dagster
+  records them itself; a failed ERROR result of a blocking check still fails the step (Dagster raises
+  after the step's events), so the pool's later steps do not run.
+* **metadata** of the latest sessions of a run (:data:`PER_PARTITION_METADATA`, :func:`per_partition`):
+  each partition its own markdown tables and numbers, pictures on the latest session only (a few hundred
+  kB each). Numbers carry the pool in their key (``sharpe · A_SHARE``): the UI plots one series per
+  metadata key across the asset's partitions, and a key shared by the pools would mix them in one line.
+* **order**: the UI lists a materialisation's entries in the order they were recorded; the asset's
+  entries come first, the IO manager's storage bookkeeping after them (``resources.io_managers``).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +24,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import dagster as dg
 import numpy as np
+import pandas as pd
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,  # not exported by dagster 1.13; what its own results carry
+)
 
 from rotation_platform.production.fuses import FuseResult
 from rotation_platform.storage.errors import StorageUnavailableError
 
 #: every per-pool, per-session asset computes a whole partition range in one pass
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+#: joins a numeric metadata key and its pool (``sharpe · A_SHARE``)
+POOL_SEP = " · "
 
 
 def to_dagster_metadata(summary: Mapping[str, object], markdown_keys: tuple[str, ...] = ()) -> dict[str, object]:
@@ -35,22 +59,41 @@ def to_dagster_metadata(summary: Mapping[str, object], markdown_keys: tuple[str,
     return out
 
 
+def pool_key(key: str, pool: str) -> str:
+    """The metadata key of a number of ``pool`` (``sharpe · A_SHARE``)."""
+    return f"{key}{POOL_SEP}{pool}"
+
+
+def shown_float(value: float) -> float:
+    """A float as the UI should print it: 6 significant digits, CNY-sized values to the fen (the stored
+    values keep full precision)."""
+    v = float(value)
+    if not np.isfinite(v):
+        return v
+    return round(v, 2) if abs(v) >= 1000 else float(f"{v:.6g}")
+
+
+def per_pool_numbers(metadata: Mapping[str, object], pool: str) -> dict[str, object]:
+    """``metadata`` with every int / float entry keyed by its pool (what the UI plots), the rest as is."""
+    out: dict[str, object] = {}
+    for k, v in metadata.items():
+        if isinstance(v, dg.FloatMetadataValue):
+            out[pool_key(k, pool)] = dg.MetadataValue.float(shown_float(v.value)) if v.value is not None else v
+        elif isinstance(v, dg.IntMetadataValue):
+            out[pool_key(k, pool)] = v
+        else:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- checks
 def check_spec(name: str, asset: str, description: str, *, blocking: bool = True) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description)
+    """A check of a pool-session asset, partitioned like it (``definitions.build_defs`` attaches the
+    config's partitions to both, ``assets.partitions.bind``)."""
+    from assets import partitions
 
-
-def check_result(fuse: FuseResult, asset: str) -> dg.AssetCheckResult:
-    """A fuse as an asset check result; WARN fuses never block."""
-    metadata: dict[str, object] = {"summary": dg.MetadataValue.text(fuse.summary),
-                                   "details": dg.MetadataValue.json(_jsonable(fuse.details))}
-    if fuse.table:
-        metadata["table"] = dg.MetadataValue.md(fuse.table)
-    for key, value in fuse.details.items():
-        if isinstance(value, float) and np.isfinite(value):
-            metadata[key] = dg.MetadataValue.float(value)
-    severity = dg.AssetCheckSeverity.ERROR if fuse.severity == "ERROR" else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(check_name=fuse.name, asset_key=asset, passed=bool(fuse.passed), severity=severity,
-                               metadata=metadata, description=fuse.summary)
+    return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description,
+                             partitions_def=partitions.pool_session_partitions)
 
 
 def _jsonable(value: object) -> object:
@@ -67,6 +110,91 @@ def _jsonable(value: object) -> object:
     return value
 
 
+def _run_materialisations(context: dg.AssetExecutionContext, asset: str, keys: Sequence[str]):
+    """``{partition key: materialisation record}`` of ``asset`` recorded by this run (the check results'
+    target, as Dagster's own results point at it); one query for the whole run."""
+    if not keys:
+        return {}
+    try:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=list(keys)), limit=len(keys)).records
+    except Exception:  # noqa: BLE001 - a pointer for the UI only; the result stands without it
+        return {}
+    run_id = context.run.run_id
+    out = {}
+    for record in records:
+        if record.event_log_entry.run_id == run_id and record.partition_key not in out:
+            out[record.partition_key] = record
+    return out
+
+
+def check_evaluations(context: dg.AssetExecutionContext, asset: str,
+                      groups: Sequence[tuple[str, object, Sequence[pd.Timestamp], Sequence[str]]],
+                      results: Mapping[str, Mapping[str, FuseResult]],
+                      extra: Mapping[str, Callable[[str, FuseResult], Mapping[str, object]]] | None = None,
+                      ) -> Iterator[object]:
+    """The results of ``asset``'s checks for every pool × session partition of the run.
+
+    ``results``: check name -> pool -> the fuse's result for the run (its ``by_session`` verdicts give each
+    partition its own); ``extra``: check name -> a function of (pool, result) giving more metadata for the
+    pool's latest partition. For each check: its output (downstream steps depend on it), then one
+    ``AssetCheckEvaluation`` per partition in session order (pools in turn within a session), so the
+    check's latest result is the latest session's. Each result carries the session's one-line summary and
+    figures; the pool's latest partition, and a failed partition of the latest sessions, also the run's
+    table and details.
+
+    Which partitions get a result: every partition of the run's latest :data:`PER_PARTITION_METADATA`
+    sessions of each pool, and every partition that failed an ERROR check. Dagster's SQLite event log
+    stores each check result on its own (about 20 ms: three databases, several connections), so a result
+    for every session of a ten-year backfill (15 checks x 2,400 sessions x 3 pools) would add half an
+    hour; the earlier sessions that passed (or only warned) are left to the run's verdict (the UI shows
+    them as skipped in that run).
+    """
+    specs = {spec.name: (name, spec) for name, spec in context.assets_def.check_specs_by_output_name.items()
+             if spec.asset_key == dg.AssetKey(asset)}
+    selected = set(context.selected_asset_check_keys)
+    order = sorted(((pd.Timestamp(t), pool, key) for pool, _, sessions, keys in groups
+                    for t, key in zip(sessions, keys)), key=lambda x: (x[0], x[1]))
+    tails = {pool: set(list(keys)[-PER_PARTITION_METADATA:]) for pool, _, _, keys in groups}
+    lasts = {pool: list(keys)[-1] for pool, _, _, keys in groups}
+
+    def recorded(fuse: FuseResult, t: pd.Timestamp, pool: str, key: str) -> bool:
+        # an earlier session of a long range that passed (or only warns) is left to the run's verdict
+        return key in tails[pool] or (fuse.severity == "ERROR" and not fuse.verdict(t).passed)
+
+    wanted = {key for by_pool in results.values() for t, pool, key in order if recorded(by_pool[pool], t, pool, key)}
+    targets = _run_materialisations(context, asset, [key for _, _, key in order if key in wanted])
+    for check_name, by_pool in results.items():
+        output_name, spec = specs[check_name]
+        if spec.key not in selected:
+            continue
+        yield dg.Output(None, output_name=output_name)
+        for t, pool, key in order:
+            fuse = by_pool[pool]
+            if not recorded(fuse, t, pool, key):
+                continue
+            verdict = fuse.verdict(t)
+            # the one-line summary is the result's description (the UI shows it above the metadata)
+            metadata: dict[str, object] = {"pool": dg.MetadataValue.text(pool),
+                                           "session": dg.MetadataValue.text(str(t.date()))}
+            metadata.update({k: dg.MetadataValue.float(shown_float(v)) for k, v in verdict.values.items()})
+            if key == lasts[pool] or (not verdict.passed and key in tails[pool]):
+                if fuse.table:
+                    metadata["table"] = dg.MetadataValue.md(fuse.table)
+                metadata["run_details"] = dg.MetadataValue.json(_jsonable(fuse.details))
+                if key == lasts[pool] and extra and check_name in extra:
+                    metadata.update(extra[check_name](pool, fuse))
+            record = targets.get(key)
+            target = None if record is None else AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.event_log_entry.run_id, timestamp=record.timestamp)
+            yield dg.AssetCheckEvaluation(
+                asset_key=spec.asset_key, check_name=check_name, passed=bool(verdict.passed),
+                metadata=metadata, target_materialization_data=target,
+                severity=dg.AssetCheckSeverity.ERROR if fuse.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+                description=verdict.summary, blocking=spec.blocking, partition=key)
+
+
+# -------------------------------------------------------------------------------------- asset metadata
 #: per-partition metadata is recorded for at most this many sessions of a run (the latest): Dagster
 #: checks each call against every key of the run's range, so a long backfill would pay that squared
 PER_PARTITION_METADATA = 60
@@ -78,15 +206,22 @@ def metadata_tail(keys: Sequence[str], sessions: Sequence[object]) -> list[tuple
     return pairs[-PER_PARTITION_METADATA:]
 
 
-def per_partition(context: dg.AssetExecutionContext, asset: str, pairs: Sequence[tuple[str, object]],
+def per_partition(context: dg.AssetExecutionContext, asset: str, pool: str, pairs: Sequence[tuple[str, object]],
                   row: Callable[[object], Mapping[str, object]],
-                  last_extra: Mapping[str, object] | None = None) -> None:
-    """Numeric metadata for each of ``pairs`` (Dagster plots them over time), plus markdown and pictures
-    on the last one. A single-partition run records everything through ``add_output_metadata``."""
+                  tables: Callable[[object], Mapping[str, object]] | None = None,
+                  latest: Mapping[str, object] | None = None) -> None:
+    """The metadata of each of ``pairs`` (the run's latest sessions of ``pool``), in this order: its own
+    tables (``tables(session)``: markdown text or metadata values), its numbers (``row(session)``; ints and
+    floats keyed by pool, which the UI plots over the partitions), and on the latest session ``latest``
+    (pictures: too large to repeat for every session)."""
     for i, (key, session) in enumerate(pairs):
-        meta = to_dagster_metadata(row(session))
-        if last_extra and i == len(pairs) - 1:
-            meta.update(last_extra)
+        meta: dict[str, object] = {}
+        if tables is not None:
+            meta.update({k: dg.MetadataValue.md(v) if isinstance(v, str) else v
+                         for k, v in tables(session).items()})
+        meta.update(per_pool_numbers(to_dagster_metadata(row(session)), pool))
+        if latest and i == len(pairs) - 1:
+            meta.update(per_pool_numbers(dict(latest), pool))
         context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
 
 
@@ -114,8 +249,6 @@ def pool_value(groups: Sequence[tuple[str, object, Sequence[object], Sequence[st
 def split_by_session(value: object, sessions: Sequence[object], keys: Sequence[str]) -> dict[str, object]:
     """``{partition key: the value's part for that session}`` for a frame indexed by session (or with a
     ``session`` level), a price panel, or a dict already keyed by partition."""
-    import pandas as pd
-
     from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 
     if isinstance(value, Mapping):

@@ -3,7 +3,7 @@
 import dagster as dg
 import numpy as np
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, metadata_tail, per_partition, pool_value
+from assets._metadata import SINGLE_RUN, check_evaluations, check_spec, metadata_tail, per_partition, pool_value
 from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
@@ -29,6 +29,7 @@ from rotation_platform.production import fuses
 def factor_panel(context: dg.AssetExecutionContext, platform: PlatformResource):
     groups = [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
     frames, checks = [], {"t_plus_one": {}, "coverage": {}, "zero_variance": {}}
+    lag = platform.config.factors.lag
     for pool, run, sessions, keys in groups:
         frame = run.factor_frame()
         coverage = run.coverage
@@ -37,17 +38,15 @@ def factor_panel(context: dg.AssetExecutionContext, platform: PlatformResource):
         def row(t, run=run, coverage=coverage, values=values, width=frame.shape[1]):
             block = values[int(run.panel.sessions.get_loc(t))]
             return {"coverage": float(coverage.loc[t]), "funds_with_values": int(np.isfinite(block).any(axis=1).sum()),
-                    "factors": int(width)}
+                    "factors": int(width), "lag": int(lag)}
 
-        per_partition(context, "factor_panel", metadata_tail(keys, sessions), row)
+        per_partition(context, "factor_panel", pool, metadata_tail(keys, sessions), row)
         frames.append(frame)
         checks["t_plus_one"][pool] = fuses.t_plus_one(run)
         checks["coverage"][pool] = fuses.coverage(run)
         checks["zero_variance"][pool] = fuses.zero_variance(run)
-    yield dg.Output(pool_value(groups, frames), metadata={"factors": dg.MetadataValue.int(frames[-1].shape[1]),
-                                                          "lag": dg.MetadataValue.int(platform.config.factors.lag)})
-    for results in checks.values():
-        yield check_result(fuses.combine(results), "factor_panel")
+    yield dg.Output(pool_value(groups, frames))
+    yield from check_evaluations(context, "factor_panel", groups, checks)
 
 
 FACTOR_ASSETS = [factor_panel]

@@ -227,21 +227,31 @@ def session_of(context: dg.AssetExecutionContext) -> list[pd.Timestamp]:
 
 def bind(assets: Iterable[object], partitions: Partitions) -> list[object]:
     """``assets`` with the partitions of one configuration: the pool-session definition on multi-
-    partitioned assets, the session definition on session-partitioned ones."""
+    partitioned assets and their (partitioned) checks, the session definition on session-partitioned
+    ones."""
+    from dagster_shared.record import replace
+
+    def new_def(current: object) -> object:
+        if isinstance(current, dg.MultiPartitionsDefinition):
+            return partitions.pool_session
+        if isinstance(current, dg.TimeWindowPartitionsDefinition):
+            return partitions.session
+        return current
+
     out = []
     for asset in assets:
         if not isinstance(asset, dg.AssetsDefinition):
             out.append(asset)
             continue
-
-        def swap(spec: dg.AssetSpec) -> dg.AssetSpec:
-            if isinstance(spec.partitions_def, dg.MultiPartitionsDefinition):
-                return spec.replace_attributes(partitions_def=partitions.pool_session)
-            if isinstance(spec.partitions_def, dg.TimeWindowPartitionsDefinition):
-                return spec.replace_attributes(partitions_def=partitions.session)
-            return spec
-
-        out.append(asset.map_asset_specs(swap))
+        # asset specs and check specs in one step: an AssetsDefinition whose checks and assets have
+        # different partitions is refused
+        attrs = asset.get_attributes_dict()
+        attrs["specs"] = [spec.replace_attributes(partitions_def=new_def(spec.partitions_def))
+                          if spec.partitions_def is not None else spec for spec in asset.specs]
+        attrs["check_specs_by_output_name"] = {
+            name: replace(spec, partitions_def=new_def(spec.partitions_def)) if spec.partitions_def is not None
+            else spec for name, spec in attrs["check_specs_by_output_name"].items()}
+        out.append(asset.__class__.dagster_internal_init(**attrs))
     return out
 
 

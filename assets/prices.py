@@ -2,11 +2,20 @@
 
 import dagster as dg
 
-from assets._metadata import SINGLE_RUN, check_result, check_spec, pool_value, retry_on_service_errors, to_dagster_metadata
+from assets._metadata import (
+    SINGLE_RUN,
+    check_evaluations,
+    check_spec,
+    metadata_tail,
+    per_partition,
+    pool_value,
+    retry_on_service_errors,
+    to_dagster_metadata,
+)
 from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
-from rotation_platform.production.fuses import FuseResult
+from rotation_platform.production.fuses import FuseResult, SessionVerdict
 from rotation_platform.reports.prices import price_summary, quality_check_summary
 
 QUALITY_CHECK = "quality_gate"
@@ -38,38 +47,44 @@ QUALITY_CHECK = "quality_gate"
 )
 def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
     groups = [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
-    panels, quarantines, gates, indexes = [], {}, {}, {}
-    meta: dict[str, object] = {}
+    panels, quarantines, gates, indexes, findings = [], {}, {}, {}, {}
     for pool, run, sessions, keys in groups:
         with retry_on_service_errors():
             result = run.prices
-        summary = price_summary(result, config_hash=platform.config_hash)
-        meta = to_dagster_metadata(summary, markdown_keys=("funds_table", "quality_table"))
         panels.append(run.price_rows().with_meta(config_hash=platform.config_hash))
         by_session = run.quarantine_by_session()
         quarantines.update({key: by_session[t] for key, t in zip(keys, sessions)})
+        close = run.panel["close"]
+
+        def row(t, close=close):
+            bar = close.loc[t]
+            return {"funds_with_bar": int(bar.notna().sum())}
+
+        # the load's summary (funds table, quality findings) describes the panel loaded as of the run's
+        # latest session -- what a run of that session alone shows -- so it goes on that partition only
+        summary = to_dagster_metadata(price_summary(result, config_hash=platform.config_hash),
+                                      markdown_keys=("funds_table", "quality_table"))
+        load_tables = {k: summary.pop(k) for k in ("funds_table", "quality_table")}
+        latest = {**summary, "pools_in_run": dg.MetadataValue.json([g[0] for g in groups]),
+                  "sessions_in_run": dg.MetadataValue.int(sum(len(g[3]) for g in groups))}
+        per_partition(context, "prices", pool, metadata_tail(keys, sessions), row,
+                      lambda t, last=sessions[-1], load_tables=load_tables: load_tables if t == last else {}, latest)
+        per_partition(context, "price_quarantine", pool, metadata_tail(keys, sessions),
+                      lambda t, by_session=by_session: {"quarantined_rows": len(by_session[t])})
         for key, t in zip(keys, sessions):  # what each partition's values were computed from
-            context.add_asset_metadata({"data_hash": dg.MetadataValue.text(run.data_hash(t)),
-                                        "session": dg.MetadataValue.text(str(t.date()))},
+            context.add_asset_metadata({"session": dg.MetadataValue.text(str(t.date())),
+                                        "data_hash": dg.MetadataValue.text(run.data_hash(t))},
                                        asset_key="prices", partition_key=key)
-        gates[pool] = result.report
+        gates[pool] = _gate_fuse(result.report, run)
+        findings[pool] = {k: v for k, v in to_dagster_metadata(quality_check_summary(result.report)).items()
+                          if k != "findings"}  # the findings are the fuse's table
         indexes[pool] = fuses.index_normalisation(run)
-    meta["pools_in_run"] = dg.MetadataValue.json([g[0] for g in groups])
-    meta["sessions_in_run"] = dg.MetadataValue.int(sum(len(g[3]) for g in groups))
-    yield dg.Output(pool_value(groups, panels), output_name="prices", metadata=meta)
+    yield dg.Output(pool_value(groups, panels), output_name="prices")
     last_key = groups[-1][3][-1]
-    yield dg.Output(quarantines if len(quarantines) > 1 else quarantines[last_key], output_name="price_quarantine",
-                    metadata={"rows": dg.MetadataValue.int(len(quarantines[last_key]))})
-    if len(gates) == 1:
-        report = next(iter(gates.values()))
-        yield dg.AssetCheckResult(
-            check_name=QUALITY_CHECK, asset_key="prices", passed=bool(report.passed),
-            severity=dg.AssetCheckSeverity.ERROR, description=_gate_line(report),
-            metadata=to_dagster_metadata(quality_check_summary(report), markdown_keys=("findings",)),
-        )
-    else:
-        yield check_result(fuses.combine({pool: _gate_fuse(report) for pool, report in gates.items()}), "prices")
-    yield check_result(fuses.combine(indexes), "prices")
+    yield dg.Output(quarantines if len(quarantines) > 1 else quarantines[last_key], output_name="price_quarantine")
+    yield from check_evaluations(context, "prices", groups,
+                                 {QUALITY_CHECK: gates, "index_normalisation": indexes},
+                                 extra={QUALITY_CHECK: lambda pool, _: findings[pool]})
 
 
 def _gate_line(report) -> str:
@@ -81,10 +96,15 @@ def _gate_line(report) -> str:
     return "QUALITY GATE FAILED: " + "; ".join(parts) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
 
 
-def _gate_fuse(report) -> FuseResult:
+def _gate_fuse(report, run) -> FuseResult:
+    """The gate as a fuse. It judges the load as of the run's latest session, which holds every session of
+    the run, so each session of the run gets its verdict."""
     summary = quality_check_summary(report)
-    return FuseResult(QUALITY_CHECK, bool(report.passed), "ERROR", _gate_line(report),
-                      {k: v for k, v in summary.items() if k != "findings"}, str(summary["findings"]))
+    line = _gate_line(report)
+    by_session = {str(t.date()): SessionVerdict(bool(report.passed), f"{line} (load as of {run.sessions[-1].date()})")
+                  for t in run.sessions}
+    return FuseResult(QUALITY_CHECK, bool(report.passed), "ERROR", line,
+                      {k: v for k, v in summary.items() if k != "findings"}, str(summary["findings"]), by_session)
 
 
 PRICE_ASSETS = [prices]

@@ -6,12 +6,11 @@ import pandas as pd
 
 from assets._metadata import (
     SINGLE_RUN,
-    check_result,
+    check_evaluations,
     check_spec,
     metadata_tail,
     per_partition,
     pool_value,
-    to_dagster_metadata,
 )
 from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
@@ -57,16 +56,19 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
                     "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
                     "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
 
+        def tables(t, run=run):
+            return {"top_factors": markdown_table(run.screens[t].summary().rename_axis("factor"))}
+
         last = run.screens[sessions[-1]]
-        extra = {"top_factors": dg.MetadataValue.md(markdown_table(last.summary().rename_axis("factor")))}
+        latest = {}
         if last.selected:
             decay = last.decay.loc[last.selected_names]
-            extra["ic_decay"] = dg.MetadataValue.md(markdown_image(
+            latest["ic_decay"] = dg.MetadataValue.md(markdown_image(
                 ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
-        per_partition(context, "factor_screen", metadata_tail(keys, sessions), row, extra)
+        per_partition(context, "factor_screen", pool, metadata_tail(keys, sessions), row, tables, latest)
         checks[pool] = fuses.effective_factors(run)
     yield dg.Output(pool_value(groups, frames))
-    yield check_result(fuses.combine(checks), "factor_screen")
+    yield from check_evaluations(context, "factor_screen", groups, {"effective_factors": checks})
 
 
 @dg.asset(
@@ -88,23 +90,31 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
                     "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
                     "reoptimised": bool(r["reoptimised_this_session"])}
 
-        last = records[keys[-1]]
-        windows = pd.DataFrame(last["windows"]).tail(8)
-        live = last["live"] or {}
-        dsr = last["dsr"]
-        pbo = (last["pbo"] or {}).get("pbo")
-        text = (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
-                f"(in-sample from {live.get('in_sample_start')}); re-optimised {last['cadence']}, "
-                f"last at {last['reoptimised_at']}\n\n"
-                f"out-of-sample {last['objective']} {_fmt(last['oos_objective'])}, WFO efficiency "
-                f"{_fmt(last['efficiency'])}, PBO {_fmt(pbo)}, deflated Sharpe ratio {_fmt(dsr['dsr'])} "
-                f"(probability; out-of-sample Sharpe {_fmt(dsr['sharpe_annualised'])} annualised, "
-                f"{_fmt(dsr['sharpe_per_session'])} per session)\n\n"
-                + markdown_table(windows.set_index("oos_start")))
-        per_partition(context, "wfo_result", metadata_tail(keys, sessions), row,
-                      {"choice": dg.MetadataValue.md(text), "live_params": dg.MetadataValue.text(str(live.get("params")))})
-        values.append(records if len(keys) > 1 else last)
+        def tables(t, by_session=by_session):
+            r = by_session[t]
+            live = (r["live"] or {}).get("params")
+            return {"choice": _choice_text(r), "live_params": dg.MetadataValue.text(str(live))}
+
+        per_partition(context, "wfo_result", pool, metadata_tail(keys, sessions), row, tables)
+        values.append(records if len(keys) > 1 else records[keys[-1]])
     yield dg.Output(pool_value(groups, values))
+
+
+def _choice_text(record: dict) -> str:
+    """The walk-forward choice in force at a session: the live parameter set, when and how it was chosen,
+    the validation figures and the latest windows (markdown)."""
+    windows = pd.DataFrame(record["windows"]).tail(8)
+    live = record["live"] or {}
+    dsr = record["dsr"]
+    pbo = (record["pbo"] or {}).get("pbo")
+    table = markdown_table(windows.set_index("oos_start")) if len(windows) else "_no walk-forward window yet_"
+    return (f"**live parameter set** `{live.get('params')}` chosen at {live.get('chosen_at')} "
+            f"(in-sample from {live.get('in_sample_start')}); re-optimised {record['cadence']}, "
+            f"last at {record['reoptimised_at']}\n\n"
+            f"out-of-sample {record['objective']} {_fmt(record['oos_objective'])}, WFO efficiency "
+            f"{_fmt(record['efficiency'])}, PBO {_fmt(pbo)}, deflated Sharpe ratio {_fmt(dsr['dsr'])} "
+            f"(probability; out-of-sample Sharpe {_fmt(dsr['sharpe_annualised'])} annualised, "
+            f"{_fmt(dsr['sharpe_per_session'])} per session)\n\n" + table)
 
 
 @dg.asset(
@@ -121,39 +131,43 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
     frames, monthly, thresholds = [], {}, {}
     for pool, run, sessions, keys in groups:
         frame = run.backtest_frame()
+        checks = fuses.backtest_thresholds(run, frame)
 
         def row(t, frame=frame):
-            return {k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return",
-                                                        "drawdown", "monthly_win_rate", "annual_turnover", "var_95")}
+            return {**{k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return",
+                                                             "drawdown", "monthly_win_rate", "annual_turnover",
+                                                             "var_95")},
+                    "params_traded": str(frame.loc[t, "params"])}
+
+        def tables(t, checks=checks):
+            day = str(pd.Timestamp(t).date())
+            verdicts = pd.DataFrame([{"metric": c.name.removesuffix("_threshold"),
+                                      "value": c.verdict(day).values.get("value", float("nan")),
+                                      "threshold": c.details["threshold"], "rule": c.details["operator"],
+                                      "verdict": "pass" if c.verdict(day).passed else "FAIL"}
+                                     for c in checks]).set_index("metric")
+            return {"metrics_vs_thresholds": markdown_table(verdicts, kinds={"value": "number", "threshold": "number"})}
 
         bt = run.backtest
         upto = int(run.rows[-1])
         first = bt.plan.first_trade_row or 0
         eq = bt.equity.iloc[first: upto + 1]
         bench = (1.0 + bt.benchmark_returns.iloc[first: upto + 1]).cumprod()
-        checks = fuses.backtest_thresholds(run, frame)
-        verdicts = pd.DataFrame([{"metric": c.name.removesuffix("_threshold"), "value": c.details["value"],
-                                  "threshold": c.details["threshold"], "rule": c.details["operator"],
-                                  "verdict": "pass" if c.passed else "FAIL"} for c in checks]).set_index("metric")
         months = monthly_returns(bt.returns.iloc[first + 1: upto + 1])
-        extra = {
-            "metrics_vs_thresholds": dg.MetadataValue.md(markdown_table(verdicts)),
+        latest = {
             "equity_curve": dg.MetadataValue.md(markdown_image(
                 equity_png(eq, bench, f"{pool}: strategy vs benchmark ({bt.benchmark})"), "equity")),
             "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
             "monthly_returns": dg.MetadataValue.md(markdown_image(
                 monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
-            "params_traded": dg.MetadataValue.text(str(frame["params"].iloc[-1])),
         }
-        per_partition(context, "backtest", metadata_tail(keys, sessions), row, extra)
+        per_partition(context, "backtest", pool, metadata_tail(keys, sessions), row, tables, latest)
         frames.append(frame)
         monthly[pool] = fuses.monthly_returns(run, frame)
         for c in checks:
             thresholds.setdefault(c.name, {})[pool] = c
     yield dg.Output(pool_value(groups, frames))
-    yield check_result(fuses.combine(monthly), "backtest")
-    for results in thresholds.values():
-        yield check_result(fuses.combine(results), "backtest")
+    yield from check_evaluations(context, "backtest", groups, {"monthly_returns": monthly, **thresholds})
 
 
 @dg.asset(
@@ -179,22 +193,27 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
                     "positions_without_adv": int(rec["positions_without_adv"]),
                     "capacity_cny": cap if np.isfinite(cap) else float("nan")}
 
-        last = frame.xs(sessions[-1], level="session")
-        rec = by_session.loc[sessions[-1]]
-        cap = float(rec["capacity_cny"])
-        head = (f"capacity **{'unbounded' if not np.isfinite(cap) else f'{cap:,.0f} CNY'}** at {sessions[-1].date()} "
-                f"(max ADV utilisation {float(rec['max_utilisation']):.1%}"
-                + (f" on {rec['binding_symbol']}" if rec["binding_symbol"] else "") + "; "
-                + (f"positions without ADV: {rec['without_adv']}" if int(rec["positions_without_adv"]) else
-                   "every position has an ADV") + ")\n\n")
-        held = last[last["value"] > 0][["shares", "value", "weight", "adv", "adv_limit", "utilisation", "no_adv",
-                                        "adv_breach", "weight_breach"]]
-        per_partition(context, "capacity_report", metadata_tail(keys, sessions), row,
-                      {"holdings": dg.MetadataValue.md(head + markdown_table(held))})
+        def tables(t, frame=frame, by_session=by_session):
+            return {"holdings": _holdings_text(frame.xs(t, level="session"), by_session.loc[t], t)}
+
+        per_partition(context, "capacity_report", pool, metadata_tail(keys, sessions), row, tables)
         frames.append(frame)
         checks[pool] = fuses.capacity(run)
     yield dg.Output(pool_value(groups, frames))
-    yield check_result(fuses.combine(checks), "capacity_report")
+    yield from check_evaluations(context, "capacity_report", groups, {"capacity": checks})
+
+
+def _holdings_text(table: pd.DataFrame, rec: pd.Series, t: pd.Timestamp) -> str:
+    """The capacity line of a session and its held positions against their ADV limit (markdown)."""
+    cap = float(rec["capacity_cny"])
+    head = (f"capacity **{'unbounded' if not np.isfinite(cap) else f'{cap:,.0f} CNY'}** at {pd.Timestamp(t).date()} "
+            f"(max ADV utilisation {float(rec['max_utilisation']):.1%}"
+            + (f" on {rec['binding_symbol']}" if rec["binding_symbol"] else "") + "; "
+            + (f"positions without ADV: {rec['without_adv']}" if int(rec["positions_without_adv"]) else
+               "every position has an ADV") + ")\n\n")
+    held = table[table["value"] > 0][["shares", "value", "weight", "adv", "adv_limit", "utilisation", "no_adv",
+                                      "adv_breach", "weight_breach"]]
+    return head + (markdown_table(held) if len(held) else "_no position held_")
 
 
 @dg.asset(
@@ -220,18 +239,22 @@ def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResour
             metas = {str(t.date()): run.run_metadata(t) for t in sessions}
             n_funds = len(run.panel.symbols)
 
-            def row(t, frame=frame, n_funds=n_funds, sessions=sessions):
+            def block_of(t, frame=frame, n_funds=n_funds, sessions=sessions):
                 i = int(sessions.get_loc(t))
-                block = frame.iloc[i * n_funds: (i + 1) * n_funds]
+                return frame.iloc[i * n_funds: (i + 1) * n_funds]
+
+            def row(t, block_of=block_of, metas=metas):
+                block = block_of(t)
                 return {"orders": int((block["order_shares"] != 0).sum()),
                         "invested_after": float(block["invested_after"].iloc[0]),
                         "order_value": float(block["order_value"].sum()),
-                        "rebalance": bool(block["rebalance"].iloc[0])}
+                        "rebalance": bool(block["rebalance"].iloc[0]),
+                        **metas[str(pd.Timestamp(t).date())]}
 
-            last = frame.xs(sessions[-1], level="session")
-            extra = {"target": dg.MetadataValue.md(target_markdown(last)),
-                     **to_dagster_metadata(metas[str(sessions[-1].date())])}
-            per_partition(context, "target_portfolio", metadata_tail(keys, sessions), row, extra)
+            def tables(t, frame=frame):
+                return {"target": target_markdown(frame.xs(t, level="session"))}
+
+            per_partition(context, "target_portfolio", pool, metadata_tail(keys, sessions), row, tables)
             frames.append(frame)
             scaling[pool] = fuses.target_vol_scaling(run, frame)
             completeness[pool] = fuses.metadata_completeness(metas)
@@ -239,8 +262,8 @@ def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResour
         if store is not None:
             store.close()
     yield dg.Output(pool_value(groups, frames))
-    yield check_result(fuses.combine(scaling), "target_portfolio")
-    yield check_result(fuses.combine(completeness), "target_portfolio")
+    yield from check_evaluations(context, "target_portfolio", groups,
+                                 {"target_vol_scaling": scaling, "metadata_completeness": completeness})
 
 
 def _fmt(x: object) -> str:

@@ -10,7 +10,7 @@ from assets.partitions import session_of, session_partitions
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
 from rotation_platform.production.summary import COMBINED, pool_metrics_summary as summarise
-from rotation_platform.reports.prices import markdown_table
+from rotation_platform.reports.tables import markdown_table
 from rotation_platform.storage.base import Partition
 from rotation_platform.storage.errors import StorageNotFoundError
 from rotation_platform.storage.snapshots import SnapshotStore
@@ -50,13 +50,13 @@ def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformRe
         if t not in tail:
             continue
         comb = frame.xs(COMBINED, level="pool").iloc[0]
-        meta = {f"combined_{k}": dg.MetadataValue.float(float(comb[k])) for k in ("annual_return", "sharpe",
-                                                                                     "max_drawdown", "equity")
-                if pd.notna(comb[k])}
+        # each session its own table (one row per pool and the combined row: small), then its numbers
+        meta = {"summary": dg.MetadataValue.md(markdown_table(frame.droplevel("session")))}
+        meta.update({f"combined_{k}": dg.MetadataValue.float(float(comb[k])) for k in ("annual_return", "sharpe",
+                                                                                         "max_drawdown", "equity")
+                     if pd.notna(comb[k])})
         meta["all_thresholds_ok"] = dg.MetadataValue.bool(bool(comb["all_thresholds_ok"]))
         meta["missing_pools"] = dg.MetadataValue.json(list(frame.index.get_level_values("pool")[frame["status"] == "missing"]))
-        if t == sessions[-1]:
-            meta["summary"] = dg.MetadataValue.md(markdown_table(frame.droplevel("session")))
         context.add_asset_metadata(meta, partition_key=t.strftime("%Y-%m-%d"))
     return table
 

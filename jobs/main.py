@@ -255,9 +255,14 @@ def _pool_outcome(result, pool: str, last, checks, reason: str | None) -> dict[s
 
 def _failure_reason(result) -> str:
     """Why a run failed: the failed ERROR checks with their summary, else the step errors."""
-    reasons = [f"check {c.asset_key.to_user_string()}:{c.check_name} failed: "
-               f"{c.description or ''}" for c in result.get_asset_check_evaluations()
-               if not c.passed and c.severity.value == "ERROR"]
+    failed: dict[tuple[str, str], list] = {}
+    for c in result.get_asset_check_evaluations():  # one per check and partition
+        if not c.passed and c.severity.value == "ERROR":
+            failed.setdefault((c.asset_key.to_user_string(), c.check_name), []).append(c)
+    reasons = []
+    for (asset, name), items in failed.items():
+        more = f" (and {len(items) - 1} more partition(s))" if len(items) > 1 else ""
+        reasons.append(f"check {asset}:{name} failed: {items[0].description or ''}{more}")
     if not reasons:
         for event in result.all_events:
             if event.is_step_failure:

@@ -47,7 +47,7 @@ def _step_errors(context: dg.RunFailureSensorContext) -> str:
 
 def _failed_checks(context: dg.RunFailureSensorContext) -> str:
     """The checks of the run that failed, with their one-line summary (e.g. a fuse that stopped the day)."""
-    lines = []
+    failed: dict[tuple[str, str, str], list] = {}  # checks are per partition: one line per check
     records = context.instance.all_logs(context.dagster_run.run_id,
                                         of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     for record in records:
@@ -55,8 +55,12 @@ def _failed_checks(context: dg.RunFailureSensorContext) -> str:
         if evaluation is None or evaluation.passed:
             continue
         severity = getattr(evaluation.severity, "value", str(evaluation.severity))
-        lines.append(f"- check `{evaluation.asset_key.to_user_string()}:{evaluation.check_name}` ({severity}): "
-                     f"{(evaluation.description or '').strip()[:300]}")
+        failed.setdefault((evaluation.asset_key.to_user_string(), evaluation.check_name, severity), []).append(
+            evaluation)
+    lines = []
+    for (asset, name, severity), items in failed.items():
+        more = f" (and {len(items) - 1} more partition(s))" if len(items) > 1 else ""
+        lines.append(f"- check `{asset}:{name}` ({severity}): {(items[0].description or '').strip()[:300]}{more}")
     return ("\n\n**Failed checks**\n" + "\n".join(lines[:10])) if lines else ""
 
 

@@ -92,6 +92,33 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 self.store_event(event)
         self._store_asset_events(pending)
 
+    def _store_asset_check_evaluation_planned(self, event: EventLogEntry, event_id: int | None) -> None:
+        """One execution row per planned partition, inserted in session order (then by key).
+
+        Dagster inserts them in the order of the run's partition subset, a Python set for pool x session
+        partitions, and the UI's *Latest execution* of a check is the row with the highest id: it showed a
+        random session of the run. In session order it is the run's latest session (the results then
+        update these rows in place)."""
+        planned = event.dagster_event.event_specific_data if event.dagster_event else None
+        subset = getattr(planned, "partitions_subset", None)
+        if subset is None:
+            super()._store_asset_check_evaluation_planned(event, event_id)
+            return
+        from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+        from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+        from dagster._serdes import serialize_value
+
+        keys = sorted(subset.get_partition_keys(), key=lambda k: (str(k).split("|")[-1], str(k)))
+        serialized = serialize_value(event)
+        timestamp = self._event_insert_timestamp(event)
+        rows = [dict(asset_key=planned.asset_key.to_string(), check_name=planned.check_name, partition=key,
+                     run_id=event.run_id, execution_status=AssetCheckExecutionRecordStatus.PLANNED.value,
+                     evaluation_event=serialized, evaluation_event_timestamp=timestamp,
+                     evaluation_event_storage_id=event_id) for key in keys]
+        with self.index_transaction() as conn:
+            for start in range(0, len(rows), 500):  # SQLite's limit on bound variables per statement
+                conn.execute(AssetCheckExecutionsTable.insert().values(rows[start:start + 500]))
+
     def _store_asset_events(self, events: Sequence[EventLogEntry]) -> None:
         """Asset events of one run: what ``store_event`` does per event, in two transactions."""
         if not events:

@@ -9,6 +9,20 @@ value is split per partition on write and the partitions are combined on load
 (:mod:`rotation_platform.storage.partitioning`). Each output's metadata names the backend, where the
 data went, rows, checksum and the health of the servers involved (checked at most once a minute);
 never a secret.
+
+What the UI shows first (Dagster 1.13, ``dagster._core.execution.plan.execute_step``):
+
+* A materialisation lists its metadata in the order it was recorded: the output's own metadata, then
+  the IO manager's (``OutputContext.add_output_metadata``), then the asset's metadata for the partition
+  (``context.add_asset_metadata(..., partition_key=...)``, where the assets put their finance numbers
+  and tables). So storage bookkeeping added with ``add_output_metadata`` would sit above them. The IO
+  manager records it after the asset's entries instead, as partition metadata of each partition the
+  output covers (:func:`_record_after_asset_metadata`, one update of the step's metadata for the whole
+  range); keys and values are the output's as before.
+* A range emits one materialisation per partition in the order of the output's partition subset,
+  which for pool × session partitions is a Python set (hash order): the UI's "latest materialization"
+  of the asset was a random session. The IO manager hands Dagster the keys in session order (pools in
+  turn within a session, :func:`_emit_in_session_order`), so the run's latest session is recorded last.
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ from abc import abstractmethod
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.partitions.subset.default import DefaultPartitionsSubset
 from pydantic import PrivateAttr
 
 from resources.stores import RedisCacheResource, StoreResource
@@ -68,6 +83,67 @@ def partition_slices(context: dg.OutputContext | dg.InputContext) -> list[Partit
             slices.append(PartitionSlice(Partition.single(str(key)), None, {"": str(key)}))
     # Dagster hands over the keys of a range unordered: time order, then key
     return sorted(slices, key=lambda s: (s.window[0].value if s.window else 0, s.key))
+
+
+class _OrderedPartitionsSubset(DefaultPartitionsSubset):
+    """The same keys, iterated in a given order (Dagster emits an output's events in this order)."""
+
+    def __new__(cls, ordered_keys: list[str]):
+        obj = super().__new__(cls, set(ordered_keys))
+        obj._ordered = list(ordered_keys)  # type: ignore[attr-defined]
+        return obj
+
+    def get_partition_keys(self):  # type: ignore[override]
+        return list(self._ordered)  # type: ignore[attr-defined]
+
+
+def _session_order_key(pdef: Any, key: Any) -> tuple[Any, str]:
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        mkey = key if isinstance(key, dg.MultiPartitionKey) else pdef.get_partition_key_from_str(str(key))
+        dims = dict(mkey.keys_by_dimension)
+        for dim in pdef.partitions_defs:
+            if isinstance(dim.partitions_def, dg.TimeWindowPartitionsDefinition):
+                return _window(dim.partitions_def, dims[dim.name])[0].value, str(key)
+    elif isinstance(pdef, dg.TimeWindowPartitionsDefinition):
+        return _window(pdef, str(key))[0].value, str(key)
+    return 0, str(key)
+
+
+def _emit_in_session_order(context: dg.OutputContext) -> None:
+    """Make Dagster record the output's materialisations in session order (then by key), so the latest
+    session of a range is the asset's latest materialisation. Dagster 1.13 iterates the output context's
+    partition subset, a set for multi-partitions; the context keeps it in a private attribute, which is
+    replaced by the same keys in order (nothing changes when the attribute is not there)."""
+    subset = getattr(context, "_asset_partitions_subset", None)
+    if not isinstance(subset, DefaultPartitionsSubset) or len(subset.subset) < 2:
+        return
+    pdef = context.asset_partitions_def
+    ordered = sorted(subset.get_partition_keys(), key=lambda k: _session_order_key(pdef, k))
+    context._asset_partitions_subset = _OrderedPartitionsSubset(ordered)  # type: ignore[attr-defined]
+
+
+def _record_after_asset_metadata(context: dg.OutputContext, metadata: dict[str, Any]) -> None:
+    """Record the IO manager's ``metadata`` on the output's materialisations after the asset's own
+    entries: as partition metadata of every partition of the output (asset metadata when unpartitioned),
+    in one update of the step's metadata; ``add_output_metadata`` (listed first) when the step's metadata
+    cannot be reached (an output context built outside a run, another Dagster version)."""
+    try:
+        from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
+
+        step = context.step_context if context.has_asset_key else None
+        accumulator = getattr(step, "_metadata_accumulator", None)
+    except Exception:  # noqa: BLE001 - no step context: a context built for a test
+        step, accumulator = None, None
+    if step is None or not isinstance(accumulator, OutputMetadataAccumulator):
+        context.add_output_metadata(metadata)
+        return
+    keys = list(context.asset_partition_keys) if context.has_asset_partitions else [None]
+    recorded = dict(accumulator.per_output_metadata)
+    for key in keys:
+        handle = AssetMetadataHandle(asset_key=context.asset_key, partition_key=key)
+        existing = recorded.get(handle, {})
+        recorded[handle] = {**existing, **{k: v for k, v in metadata.items() if k not in existing}}
+    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=recorded)
 
 
 def _code_version(context: dg.OutputContext | dg.InputContext) -> str:
@@ -145,6 +221,8 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
             return
         store = self._get_store()
         asset = tuple(context.asset_key.path)
+        if context.has_asset_partitions:
+            _emit_in_session_order(context)
         slices = partition_slices(context)
         pieces = split_value(obj, slices, f"asset {_asset_label(context)}")
         version, kind = _code_version(context), _cache_kind(context)
@@ -170,7 +248,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         if isinstance(store, CachedStore):
             metadata["cache"] = dg.MetadataValue.json({**store.cache.stats, "available": store.cache.available,
                                                        "last_error": store.cache.last_error})
-        context.add_output_metadata(metadata)
+        _record_after_asset_metadata(context, metadata)
 
     def _load_input(self, context: dg.InputContext) -> object:
         store = self._get_store()

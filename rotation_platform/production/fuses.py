@@ -1,8 +1,12 @@
 """The eight production fuses, as plain functions over a :class:`~.pool_run.PoolRun`.
 
 Each returns a :class:`FuseResult` (passed, severity, a one-line summary, JSON-able details and a
-markdown table) for every session of the run at once; the orchestration layer turns them into asset
-checks. ``ERROR`` fuses stop the downstream steps; ``WARN`` ones only report.
+markdown table) for every session of the run at once, and its verdict for each session of the run
+(``FuseResult.by_session``: ISO session -> :class:`SessionVerdict`, from the same figures -- what a run
+of that session alone would conclude, except where a fuse judges something that is not a session's: the
+factor code (fuse 1) and the load's quality gate). The orchestration layer turns each session's verdict
+into the asset check result of that pool-session partition. ``ERROR`` fuses stop the downstream steps;
+``WARN`` ones only report.
 
 1. ``t_plus_one`` -- the static source scan of the factor code and the runtime no-lookahead proof
    (every input after ``t - lag`` changed, no factor value at ``<= t`` may move);
@@ -41,13 +45,24 @@ from rotation_platform.factors.lookahead import perturb_after, scan_source_for_l
 from rotation_platform.production.pool_run import PoolRun
 from rotation_platform.reports.tables import markdown_table
 
-__all__ = ["FuseResult", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
+__all__ = ["FuseResult", "SessionVerdict", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
            "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
            "metadata_completeness", "backtest_thresholds", "capacity", "static_scan"]
 
 REQUIRED_METADATA = ("pools_used", "engine_version", "price_field", "generated_at", "config_hash", "data_hash")
 FUSES = ("t_plus_one", "coverage", "effective_factors", "target_vol_scaling", "monthly_returns",
          "index_normalisation", "zero_variance", "metadata_completeness")
+
+
+@dataclass(frozen=True)
+class SessionVerdict:
+    """A fuse's verdict for one session of the run: passed, a one-line summary (a failure starts with
+    the fuse's upper-case marker, e.g. ``COVERAGE FAILED at 2024-12-31: ...``) and the session's figures
+    (finite floats, e.g. its coverage)."""
+
+    passed: bool
+    summary: str
+    values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,19 @@ class FuseResult:
     summary: str
     details: dict[str, object] = field(default_factory=dict)
     table: str = ""
+    #: ISO session -> the verdict for that session, for every session of the run (empty: the run's
+    #: verdict holds for each, see :meth:`verdict`)
+    by_session: dict[str, SessionVerdict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.severity not in ("ERROR", "WARN"):
             raise ValueError(f"severity must be ERROR or WARN, got {self.severity!r}")
+
+    def verdict(self, session: object) -> SessionVerdict:
+        """The verdict for ``session`` (an ISO date or a timestamp); the run's own when the fuse gave
+        none for it."""
+        found = self.by_session.get(_d(session))
+        return found if found is not None else SessionVerdict(bool(self.passed), self.summary)
 
 
 def combine(results: Mapping[str, FuseResult]) -> FuseResult:
@@ -76,6 +100,22 @@ def combine(results: Mapping[str, FuseResult]) -> FuseResult:
     return FuseResult(first.name, all(r.passed for r in results.values()), first.severity, summary,
                       {pool: r.details for pool, r in results.items()},
                       "\n\n".join(f"**{pool}**\n\n{r.table}" for pool, r in items if r.table))
+
+
+def _same_for_every_session(run: PoolRun, passed: bool, summary: str) -> dict[str, SessionVerdict]:
+    return {_d(t): SessionVerdict(bool(passed), summary) for t in run.sessions}
+
+
+def _finite(**values: object) -> dict[str, float]:
+    out = {}
+    for k, v in values.items():
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(f):
+            out[k] = f
+    return out
 
 
 def _md(frame: pd.DataFrame, max_rows: int = 30) -> str:
@@ -123,7 +163,10 @@ def t_plus_one(run: PoolRun, *, scan_paths: Sequence[str | Path] | None = None, 
                if passed else f"LOOKAHEAD: {len(findings)} static finding(s), {len(violations)} factor(s) moved")
     table = _md(pd.DataFrame({"factor": list(violations), "max_change": list(violations.values())}).set_index("factor")) \
         if violations else ""
-    return FuseResult("t_plus_one", passed, "ERROR", summary, details, table)
+    # the fuse judges the factor code, not a session's data: every session of the run gets its verdict
+    checked_txt = ", ".join(details["checked_sessions"])
+    per = _same_for_every_session(run, passed, f"{summary} (runtime proof at {checked_txt})")
+    return FuseResult("t_plus_one", passed, "ERROR", summary, details, table, per)
 
 
 def _future_rows_proof(run: PoolRun, rows: list[int], seed: int) -> tuple[dict[str, float], int]:
@@ -185,7 +228,14 @@ def coverage(run: PoolRun) -> FuseResult:
         summary = f"COVERAGE FAILED at {first}: " + summary
     details = {"coverage": last, "min_coverage": fz.min_coverage, "max_coverage_drop": fz.max_coverage_drop,
                "failed_sessions": list(frame.index[bad])[:50], "min_in_run": float(np.nanmin(now))}
-    return FuseResult("coverage", passed, "ERROR", summary, details, _md(frame[bad] if not passed else frame.tail(5)))
+    per = {}
+    for i, day in enumerate(frame.index):
+        line = (f"coverage {now[i]:.1%} at {day} (min {fz.min_coverage:.0%}, drop {drop[i]:.1%}, "
+                f"allowed {fz.max_coverage_drop:.0%})")
+        per[day] = SessionVerdict(not bool(bad[i]), line if not bad[i] else f"COVERAGE FAILED at {day}: " + line,
+                                  _finite(coverage=now[i], previous=prev[i], drop=drop[i]))
+    return FuseResult("coverage", passed, "ERROR", summary, details, _md(frame[bad] if not passed else frame.tail(5)),
+                      per)
 
 
 # ------------------------------------------------------------------------------ 3. effective factors
@@ -201,7 +251,13 @@ def effective_factors(run: PoolRun) -> FuseResult:
     top = last.summary().reset_index().rename(columns={"index": "factor"}).set_index("factor")
     details = {"selected": int(counts.iloc[-1]), "min_effective_factors": need,
                "short_sessions": list(bad.index)[:50], "factors": last.selected_names}
-    return FuseResult("effective_factors", passed, "ERROR", summary, details, _md(top))
+    per = {}
+    for day, n in counts.items():
+        ok = int(n) >= need
+        per[day] = SessionVerdict(ok, f"{int(n)} effective factors at {day} (need {need})" if ok else
+                                  f"TOO FEW FACTORS: {int(n)} selected at {day} (need {need})",
+                                  _finite(selected=n, min_effective_factors=need))
+    return FuseResult("effective_factors", passed, "ERROR", summary, details, _md(top), per)
 
 
 # ------------------------------------------------------------------------------ 4. target volatility
@@ -258,8 +314,17 @@ def target_vol_scaling(run: PoolRun, targets: pd.DataFrame, *, window: int = 60)
         summary = f"TARGET SCALING FAILED at {problems[0][0]}: {', '.join(problems[0][1])}"
     details = {"exposure": float(last["exposure"]), "ex_ante_volatility": float(last["ex_ante_vol"]),
                "max_target_volatility": fz.max_target_volatility, "failed_sessions": [p[0] for p in problems][:50]}
+    per = {}
+    for day, rec in frame.iterrows():
+        values = _finite(exposure=rec["exposure"], max_weight=rec["max_weight"], ex_ante_volatility=rec["ex_ante_vol"])
+        if rec["issues"]:
+            per[day] = SessionVerdict(False, f"TARGET SCALING FAILED at {day}: {rec['issues'].replace('; ', ', ')}",
+                                      values)
+        else:
+            per[day] = SessionVerdict(True, f"exposure {rec['exposure']:.1%}, max weight {rec['max_weight']:.1%}, "
+                                            f"ex-ante vol {rec['ex_ante_vol']:.1%} at {day}", values)
     return FuseResult("target_vol_scaling", passed, "ERROR", summary, details,
-                      _md(frame[frame["issues"] != ""] if not passed else frame.tail(5)))
+                      _md(frame[frame["issues"] != ""] if not passed else frame.tail(5)), per)
 
 
 # --------------------------------------------------------------------------------- 5. monthly returns
@@ -268,13 +333,20 @@ def monthly_returns(run: PoolRun, frame: pd.DataFrame) -> FuseResult:
     bt = run.backtest
     first = bt.plan.first_trade_row or 0
     problems = []
+    per = {}
     for t, row in zip(run.sessions, run.rows):
         m = float(frame.loc[t, "max_abs_monthly_return"])
         eq_ok = bool((bt.equity.iloc[: int(row) + 1] > 0).all())
+        problem = None
         if int(row) > first and (not np.isfinite(m) or m > limit):
-            problems.append((_d(t), f"a month of {m:.1%} (limit {limit:.0%})"))
+            problem = f"a month of {m:.1%} (limit {limit:.0%})"
         elif not eq_ok:
-            problems.append((_d(t), "equity not positive"))
+            problem = "equity not positive"
+        if problem:
+            problems.append((_d(t), problem))
+        per[_d(t)] = SessionVerdict(problem is None, f"MONTHLY RETURN FAILED at {_d(t)}: {problem}" if problem else
+                                    f"every month within ±{limit:.0%} (largest {m:.1%}) through {_d(t)}",
+                                    _finite(max_abs_monthly_return=m, limit=limit))
     from rotation_platform.research import monthly_returns as months_of
 
     live = bt.returns.iloc[first: int(run.rows[-1]) + 1]
@@ -285,7 +357,7 @@ def monthly_returns(run: PoolRun, frame: pd.DataFrame) -> FuseResult:
                if passed else f"MONTHLY RETURN FAILED at {problems[0][0]}: {problems[0][1]}")
     details = {"max_abs_monthly_return": _num(frame["max_abs_monthly_return"].iloc[-1]), "limit": limit,
                "failed_sessions": [p[0] for p in problems][:50]}
-    return FuseResult("monthly_returns", passed, "ERROR", summary, details, _md(table))
+    return FuseResult("monthly_returns", passed, "ERROR", summary, details, _md(table), per)
 
 
 # ---------------------------------------------------------------------------- 6. index normalisation
@@ -297,6 +369,7 @@ def index_normalisation(run: PoolRun) -> FuseResult:
         issues.append("sessions are not sorted")
     if s.has_duplicates:
         issues.append(f"duplicate sessions {[_d(x) for x in s[s.duplicated()][:5]]}")
+    run_wide = len(issues)  # issues of the panel as a whole (and of its symbols, below): every session's
     off = [x for x in s if not run.calendar.is_session(x)]
     if off:
         issues.append(f"{len(off)} non-session date(s) of {run.pool.calendar}, first {_d(off[0])}")
@@ -310,14 +383,30 @@ def index_normalisation(run: PoolRun) -> FuseResult:
         fr = panel[f]
         if not fr.index.equals(s) or list(fr.columns) != list(panel.symbols):
             issues.append(f"field {f} is not aligned to the sessions x symbols index")
+    panel_wide = issues[:run_wide] + issues[run_wide + (1 if off else 0):]
     missing = run.sessions.difference(s)
     if len(missing):
         issues.append(f"run sessions missing from the panel: {[_d(x) for x in missing[:5]]}")
     passed = not issues
     summary = (f"{len(s)} sorted unique {run.pool.calendar} sessions x {len(panel.symbols)} configured symbols"
                if passed else "INDEX NOT NORMALISED: " + "; ".join(issues))
+    # per session: the panel's own issues, and the dates off the calendar up to the session / the session
+    # itself missing from the panel (what a run of that session alone would see)
+    missing_set = set(missing)
+    per = {}
+    for t in run.sessions:
+        mine = list(panel_wide)
+        off_t = [x for x in off if x <= t]
+        if off_t:
+            mine.append(f"{len(off_t)} non-session date(s) of {run.pool.calendar}, first {_d(off_t[0])}")
+        if t in missing_set:
+            mine.append(f"session {_d(t)} missing from the panel")
+        n_t = int((s <= t).sum())
+        per[_d(t)] = SessionVerdict(not mine, "INDEX NOT NORMALISED: " + "; ".join(mine) if mine else
+                                    f"{n_t} sorted unique {run.pool.calendar} sessions x {len(panel.symbols)} "
+                                    f"configured symbols through {_d(t)}", _finite(sessions=n_t))
     return FuseResult("index_normalisation", passed, "ERROR", summary,
-                      {"sessions": len(s), "symbols": list(panel.symbols), "issues": issues})
+                      {"sessions": len(s), "symbols": list(panel.symbols), "issues": issues}, "", per)
 
 
 # --------------------------------------------------------------------------------- 7. zero variance
@@ -330,6 +419,11 @@ def zero_variance(run: PoolRun) -> FuseResult:
         lo = np.where(finite, vals, np.inf).min(axis=(0, 1))
         hi = np.where(finite, vals, -np.inf).max(axis=(0, 1))
     constant = [fp.names[k] for k in range(len(fp.names)) if finite[:, :, k].sum() > 1 and lo[k] == hi[k]]
+    # constant through each session: running min / max / count of the values up to that session
+    with np.errstate(invalid="ignore"):
+        lo_t = np.minimum.accumulate(np.where(finite, vals, np.inf).min(axis=1), axis=0)
+        hi_t = np.maximum.accumulate(np.where(finite, vals, -np.inf).max(axis=1), axis=0)
+    n_t = np.cumsum(finite.sum(axis=1), axis=0)
     rows = []
     for t, row in zip(run.sessions, run.rows):
         x = vals[int(row)]  # (funds, factors)
@@ -341,9 +435,25 @@ def zero_variance(run: PoolRun) -> FuseResult:
         judged = n_ok >= 2
         flat = judged & (xmin == xmax)
         share = float(flat.sum() / judged.sum()) if judged.any() else 1.0
+        const_t = np.flatnonzero((n_t[int(row)] > 1) & (lo_t[int(row)] == hi_t[int(row)]))
         rows.append({"session": _d(t), "flat_share": share, "judged": int(judged.sum()),
-                     "flat": ", ".join(fp.names[k] for k in np.flatnonzero(flat)[:8])})
+                     "flat": ", ".join(fp.names[k] for k in np.flatnonzero(flat)[:8]),
+                     "constant": [fp.names[k] for k in const_t]})
     frame = pd.DataFrame(rows).set_index("session")
+    per = {}
+    for day, rec in frame.iterrows():
+        const_t = rec["constant"]
+        values = _finite(flat_share=rec["flat_share"], constant_factors=len(const_t))
+        if const_t:
+            per[day] = SessionVerdict(False, f"ZERO VARIANCE: {len(const_t)} factor(s) constant over their history "
+                                             f"through {day}: {const_t[:5]}", values)
+        elif rec["flat_share"] > limit:
+            per[day] = SessionVerdict(False, f"ZERO VARIANCE: {rec['flat_share']:.0%} of factors flat across funds at "
+                                             f"{day} (limit {limit:.0%})", values)
+        else:
+            per[day] = SessionVerdict(True, f"no constant factor; {rec['flat_share']:.1%} flat across funds at {day}",
+                                      values)
+    frame = frame.drop(columns="constant")
     bad = frame[frame["flat_share"] > limit]
     passed = not constant and bad.empty
     if passed:
@@ -355,7 +465,8 @@ def zero_variance(run: PoolRun) -> FuseResult:
                    f"{bad.index[0]} (limit {limit:.0%})")
     details = {"constant_factors": constant[:50], "flat_share": float(frame["flat_share"].iloc[-1]),
                "max_flat_factor_share": limit, "failed_sessions": list(bad.index)[:50]}
-    return FuseResult("zero_variance", passed, "ERROR", summary, details, _md(bad if not passed else frame.tail(5)))
+    return FuseResult("zero_variance", passed, "ERROR", summary, details, _md(bad if not passed else frame.tail(5)),
+                      per)
 
 
 # ---------------------------------------------------------------------------- 8. metadata completeness
@@ -371,9 +482,15 @@ def metadata_completeness(metadata: Mapping[str, Mapping[str, object]]) -> FuseR
     summary = ("pools_used, engine_version, price_field, generated_at, config_hash, data_hash present"
                if passed and metadata else
                f"METADATA INCOMPLETE: {next(iter(missing.items())) if missing else 'no metadata'}")
+    per = {}
+    for session in metadata:
+        day = str(session)
+        lack = missing.get(day)
+        per[day] = SessionVerdict(not lack, f"METADATA INCOMPLETE at {day}: {', '.join(lack)} missing" if lack else
+                                  f"metadata complete at {day}")
     return FuseResult("metadata_completeness", passed and bool(metadata), "ERROR", summary,
                       {"required": list(REQUIRED_METADATA), "missing": dict(list(missing.items())[:20]),
-                       "last": {k: last.get(k) for k in REQUIRED_METADATA}})
+                       "last": {k: last.get(k) for k in REQUIRED_METADATA}}, "", per)
 
 
 # ---------------------------------------------------------------------------------------- capacity
@@ -405,8 +522,23 @@ def capacity(run: PoolRun) -> FuseResult:
                "positions_without_adv": int(last["positions_without_adv"]),
                "failed_sessions": [_d(x) for x in breached.index][:50],
                "sessions_with_positions_without_adv": [_d(x) for x in no_adv.index][:50]}
+    per = {}
+    for x, rec in frame.iterrows():
+        c = float(rec["capacity_cny"])
+        binding = f" on {rec['binding_symbol']}" if rec["binding_symbol"] else ""
+        line = (f"capacity {'unbounded' if not np.isfinite(c) else f'{c:,.0f} CNY'} at {_d(x)} (max ADV utilisation "
+                f"{float(rec['max_utilisation']):.1%}{binding})")
+        if int(rec["positions_without_adv"]):
+            line += f"; {int(rec['positions_without_adv'])} position(s) without ADV: {rec['without_adv']}"
+        ok = int(rec["adv_breaches"]) == 0
+        if not ok:
+            line = (f"ADV LIMIT EXCEEDED at {_d(x)}: {int(rec['adv_breaches'])} position(s) above "
+                    f"{run.pool.capital.max_adv_pct:.0%} of ADV; " + line)
+        per[_d(x)] = SessionVerdict(ok, line, _finite(capacity_cny=c, max_utilisation=rec["max_utilisation"],
+                                                      adv_breaches=rec["adv_breaches"],
+                                                      positions_without_adv=rec["positions_without_adv"]))
     return FuseResult("capacity", passed, "WARN", summary, details,
-                      _md(shown.loc[[_d(x) for x in breached.index]] if not passed else shown.tail(5)))
+                      _md(shown.loc[[_d(x) for x in breached.index]] if not passed else shown.tail(5)), per)
 
 
 # ----------------------------------------------------------------------------- backtest thresholds
@@ -420,19 +552,30 @@ THRESHOLDS = (
 
 
 def backtest_thresholds(run: PoolRun, frame: pd.DataFrame) -> list[FuseResult]:
-    """One WARN fuse per threshold, judged on the metrics as of the run's last session."""
+    """One WARN fuse per threshold, judged on the metrics as of the run's last session (and, per session,
+    on the metrics as of each session of ``frame``)."""
     fz = run.config.fuses
     last = frame.iloc[-1]
     out = []
+
+    def judge(value: float, limit: float, op: str) -> bool:
+        return bool(np.isfinite(value) and (value >= limit if op == ">=" else value <= limit))
+
     for metric, key, op in THRESHOLDS:
         value = float(last[metric])
         limit = float(getattr(fz, key))
-        ok = bool(np.isfinite(value) and (value >= limit if op == ">=" else value <= limit))
+        ok = judge(value, limit, op)
+        per = {}
+        for t, v in frame[metric].items():
+            v = float(v)
+            good = judge(v, limit, op)
+            per[_d(t)] = SessionVerdict(good, f"{metric} {v:.4g} {op} {limit:.4g}: {'pass' if good else 'FAIL'} "
+                                              f"as of {_d(t)}", _finite(value=v, threshold=limit))
         out.append(FuseResult(f"{metric}_threshold", ok, "WARN",
                               f"{metric} {value:.4g} {op} {limit:.4g}: {'pass' if ok else 'FAIL'} "
                               f"as of {_d(frame.index[-1])}",
                               {"value": _num(value), "threshold": limit, "operator": op,
-                               "session": _d(frame.index[-1])}))
+                               "session": _d(frame.index[-1])}, "", per))
     return out
 
 

@@ -83,7 +83,7 @@ def format_value(value: object, kind: str = "number") -> str:
         if kind == "pct":
             return f"{v:.2%}"
         if kind == "cny":
-            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+            return "0" if v == 0 else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}")
         if kind == "price":
             return f"{v:.4g}" if abs(v) >= 1000 else f"{v:.3f}"
         return f"{v:.4g}"

@@ -90,7 +90,7 @@ def test_whole_graph_one_session_all_pools(demo_env) -> None:
                 assert key in meta
             bt_meta = result.asset_materializations_for_node("backtest")[0].metadata
             assert bt_meta["equity_curve"].value.startswith("![equity](data:image/png;base64,")
-            assert isinstance(bt_meta["sharpe"].value, float)
+            assert isinstance(bt_meta[f"sharpe · {pool}"].value, float)  # numbers keyed by pool (one plot each)
         summary = run_summary(defs, instance, [SESSION])
         assert summary.success
     table = read_value(data / "pool_metrics_summary" / SESSION)
