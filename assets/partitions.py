@@ -12,7 +12,8 @@ The definitions belong to a configuration: :func:`partitions_for` builds them, a
 ``definitions.build_defs`` attaches them to the assets when it loads the definitions, so the config the
 environment chooses then (``--config`` / ``ROTATION_CONFIG``) decides the pools. The module-level names
 (``pool_session_partitions``, ``POOL_NAMES``, ...) are those of the environment's config at the moment
-they are first read; the asset modules use them only as placeholders.
+they are first read; the asset modules declare their partitions with them, and ``build_defs`` replaces
+them with the loaded config's (:func:`bind`).
 
 Today's session and sessions that have not closed -- the choice: the set keeps ``end_offset=1``, so
 today's session is a partition from midnight Asia/Shanghai (the 18:00 schedule requests it), and runs

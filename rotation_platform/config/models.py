@@ -127,10 +127,6 @@ class PoolConfig(_Model):
             raise ValueError(f"lot_sizes names funds that are not in the pool: {unknown}")
         return self
 
-    def lot_of(self, symbol: str, default: int) -> int:
-        """The board lot of ``symbol``: per fund, else the pool's, else ``default``."""
-        return int(self.lot_sizes.get(symbol, self.lot_size or default))
-
 
 class SyntheticConfig(_Model):
     seed: int = Field(default=20240101, ge=0)

@@ -124,15 +124,12 @@ class PoolRun:
     def market(self) -> Market:
         """Raw prices, corporate actions, board lots and tradeability: what the book trades on."""
         bt = self.config.backtest
-        lots = lot_array(self.pool.symbols, self.pool.lot_size or bt.lot_size, self.pool.lot_sizes)
-        delisted = dict(getattr(self.pool, "delisted", {}) or {})
-        ended_after = int(getattr(self.config.data, "ended_after", 5))
-        prices = self.prices
-        self.panel  # noqa: B018 - the same session checks first
-        if getattr(prices, "raw_panel", None) is None:
-            return Market.from_panel(self.panel, trade_at=bt.trade_at, lots=lots, ended_after=ended_after)
-        return Market.from_prices(prices, trade_at=bt.trade_at, lots=lots, ended_after=ended_after,
-                                  delisted=delisted, reinvest=bt.dividends == "reinvest")
+        self.panel  # noqa: B018 - the run's sessions are checked against the data first
+        return Market.from_prices(self.prices, trade_at=bt.trade_at,
+                                  lots=lot_array(self.pool.symbols, self.pool.lot_size or bt.lot_size,
+                                                 self.pool.lot_sizes),
+                                  ended_after=self.config.data.ended_after, delisted=self.pool.delisted,
+                                  reinvest=bt.dividends == "reinvest")
 
     @cached_property
     def panel(self) -> PricePanel:

@@ -122,8 +122,7 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "targets": targets,
         "orders": orders,
         "metrics": metrics,
-        "fuses": [{"asset": a, "check": n, "passed": bool(p), "severity": s, "description": d}
-                  for a, n, p, s, d in checks],
+        "fuses": _fuses(checks),
     }
     if wfo is not None:
         dsr = wfo.get("dsr") or {}
@@ -151,9 +150,11 @@ def failed_pool_result(pool: str, session: object, reason: str,
     return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "trade_session": None,
             "rebalance": False, "scheduled_rebalance": False, "next_rebalance": None, "params": None, "book": None,
             "equity": None, "cash": None, "cash_after": None, "invested_after": None, "cash_fraction_after": None,
-            "targets": [], "orders": [], "metrics": {},
-            "fuses": [{"asset": a, "check": n, "passed": bool(p), "severity": s, "description": d}
-                      for a, n, p, s, d in checks]}
+            "targets": [], "orders": [], "metrics": {}, "fuses": _fuses(checks)}
+
+
+def _fuses(checks: Sequence[tuple[str, str, bool, str, str]]) -> list[dict[str, object]]:
+    return [{"asset": a, "check": n, "passed": bool(p), "severity": s, "description": d} for a, n, p, s, d in checks]
 
 
 def run_result(config_name: str, config_hash: str, sessions: Iterable[object], pools: Sequence[dict[str, object]],

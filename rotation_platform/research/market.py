@@ -33,6 +33,7 @@ import pandas as pd
 
 from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
+from rotation_platform.research.inputs import trade_prices
 
 __all__ = ["Market", "lot_array", "ended_flags", "bars_missing"]
 
@@ -129,10 +130,7 @@ class Market:
               delisted: Mapping[str, dt.date | str | pd.Timestamp] | None = None, reinvest: bool = False,
               actions: pd.DataFrame | None = None) -> "Market":
         """A market from a raw (unadjusted) panel and its corporate-action arrays."""
-        if trade_at not in ("open", "close"):
-            raise ResearchError(f"backtest.trade_at must be 'open' or 'close', got {trade_at!r}")
-        price = raw.array(trade_at)
-        price = np.ascontiguousarray(np.where(price > 0.0, price, np.nan))
+        price = trade_prices(raw, trade_at)  # type: ignore[arg-type]
         close = raw["close"].where(raw["close"] > 0.0)
         mark = np.ascontiguousarray(close.ffill(limit=int(ended_after)).to_numpy(dtype=np.float64))
         close_arr = np.ascontiguousarray(close.to_numpy(dtype=np.float64))
@@ -167,10 +165,6 @@ class Market:
         if tuple(panel.symbols) != self.symbols or not panel.sessions.equals(self.sessions):
             raise ResearchError("the market (raw prices) and the signal panel cover other sessions or funds")
 
-    def last_price(self, row: int) -> np.ndarray:
-        """The last raw close through ``row`` within the carry limit (NaN: none or ended)."""
-        return self.mark[row].copy()
-
     def tradeable_next(self, row: int, next_session: object | None = None) -> np.ndarray:
         """Funds a decision at the close of ``row`` may pick for the next session: a bar at ``row`` and
         not ended by the next session (``ended`` of the next row; past the panel's end, a bar at ``row``
@@ -183,10 +177,3 @@ class Market:
             gone = np.array([s in self.delisted and self.delisted[s] <= nxt for s in self.symbols], dtype=bool)
             return has_bar & ~gone
         return has_bar
-
-    def tail(self, end: int) -> "Market":
-        """Rows ``0..end`` (inclusive)."""
-        sl = slice(0, int(end) + 1)
-        return Market(self.sessions[sl], self.symbols, self.trade_price[sl], self.mark[sl], self.close[sl],
-                      self.split[sl], self.dividend[sl], self.ended[sl], self.lots, self.reinvest, self.ended_after,
-                      self.actions, self.delisted)

@@ -193,11 +193,7 @@ class StrategyContext:
         self.values = aligned.values
         self.universe = self.screen.universe
         self.candidates = self.universe & ~market.ended
-        cap = spec.capital
-        if spec.liquidity_filter:
-            self.adv_limit = np.ascontiguousarray(np.nan_to_num(self.adv()) * cap.max_adv_pct)
-        else:
-            self.adv_limit = np.full(self.universe.shape, np.inf)
+        self.adv_limit = np.ascontiguousarray(self.position_limit(self.adv()))
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
         self._selections: dict[int, tuple[np.ndarray, SelectionPath]] = {}
 
@@ -225,13 +221,16 @@ class StrategyContext:
         recent = self.panel["amount"].iloc[max(0, row + 1 - self.spec.adv_window): row + 1]
         return recent.where(recent > 0.0).mean().to_numpy(dtype=np.float64)
 
-    def liquid(self, position: float | np.ndarray, adv: np.ndarray | None = None) -> np.ndarray:
-        """Where a position of ``position`` CNY fits ``capital.max_adv_pct`` of the ADV (see
-        :class:`StrategySpec`); everywhere when the liquidity filter is off."""
-        a = self.adv() if adv is None else adv
+    def position_limit(self, adv: np.ndarray) -> np.ndarray:
+        """The largest position (CNY) the liquidity rule allows: ``capital.max_adv_pct`` of ``adv`` (0 without
+        an ADV), ``inf`` everywhere when the liquidity filter is off (see :class:`StrategySpec`)."""
         if not self.spec.liquidity_filter:
-            return np.ones(np.shape(a), dtype=bool)
-        return np.nan_to_num(a) * self.spec.capital.max_adv_pct >= position
+            return np.full(np.shape(adv), np.inf)
+        return np.nan_to_num(adv) * self.spec.capital.max_adv_pct
+
+    def liquid(self, position: float | np.ndarray, adv: np.ndarray | None = None) -> np.ndarray:
+        """Where a position of ``position`` CNY fits the liquidity rule (:meth:`position_limit`)."""
+        return self.position_limit(self.adv() if adv is None else adv) >= position
 
     def ranks(self) -> tuple[np.ndarray, np.ndarray]:
         """Normalised factor ranks of every row and their row flags (cached), for the selections'

@@ -120,8 +120,9 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     w = np.zeros(n_f)
     bt = spec.backtest
     w_each = min(1.0 / params.top_n, spec.capital.max_single_weight)
-    book = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
-    eligible = tradeable & ctx.liquid(w_each * book, adv)
+    equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
+    liquid = ctx.liquid(w_each * equity, adv)
+    eligible = tradeable & liquid
     if np.isfinite(scores).any():
         nb.select_weights_nb(scores, eligible, held, params.top_n, params.buffer, w_each, w)
     else:
@@ -140,7 +141,6 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     exec_price = np.where(order > 0, safe_price * (1 + slip), safe_price * (1 - slip))
     value = np.abs(order) * exec_price
     commission = np.where(order != 0, np.maximum(value * bt.commission_rate, bt.min_commission), 0.0)
-    equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
     cash_after = float(cash - np.sum(np.sign(order) * value) - commission.sum())
     ranks = pd.Series(scores, index=list(symbols)).rank(ascending=False, method="first")
     target_value = target * np.nan_to_num(value_price)
@@ -153,7 +153,7 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
         "order_shares": order, "side": np.where(order > 0, "buy", np.where(order < 0, "sell", "")),
         "order_value": np.where(order != 0, value, 0.0), "est_commission": commission,
         "est_slippage": np.abs(order) * safe_price * slip, "target_value": target_value,
-        "adv": adv, "adv_utilisation": util, "liquid": ctx.liquid(w_each * book, adv),
+        "adv": adv, "adv_utilisation": util, "liquid": liquid,
     }, index=pd.Index(list(symbols), name="symbol"))
     factors = tuple((path.names[int(k)], int(s), float(ic)) for k, s, ic in zip(path.kept[0], path.sign[0],
                                                                                  path.icir[0]) if k >= 0)

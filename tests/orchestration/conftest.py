@@ -138,3 +138,20 @@ def stored_files(root: Path) -> dict[str, bytes]:
 def pool_files(files: dict[str, bytes], pool: str) -> dict[str, bytes]:
     """The files of one pool's partitions (``<asset>/<pool>/<session>.*``)."""
     return {name: data for name, data in files.items() if name.split("/")[1:2] == [pool]}
+
+
+def without_data_hash(pool: str, session: str):
+    """A ``PoolRun.run_metadata`` that leaves out the data hash of one pool's session, so the
+    metadata-completeness fuse fails for that partition only (patch it in with monkeypatch)."""
+    import rotation_platform.production.pool_run as pool_run_module
+
+    original = pool_run_module.PoolRun.run_metadata
+
+    def run_metadata(self, day, generated_at=None):
+        meta = original(self, day, generated_at)
+        if self.pool.name == pool and meta["session"] == session:
+            meta["data_hash"] = ""
+        return meta
+
+    return run_metadata
+

@@ -17,7 +17,7 @@ from dagster._core.storage.event_log.base import PartitionKeyFilter
 
 import rotation_platform.production.pool_run as pool_run_module
 from rotation_platform.factors import FactorPanel, compute_panel
-from tests.orchestration.conftest import QUIET, SMALL_SESSIONS, fresh_defs, small_env
+from tests.orchestration.conftest import QUIET, SMALL_SESSIONS, fresh_defs, small_env, without_data_hash
 
 POOLS = ("EQUITY", "OVERSEAS")
 SESSIONS = SMALL_SESSIONS[1:4]  # 2025-09-23 .. 2025-09-25
@@ -47,22 +47,12 @@ def _two_pool_run(defs, instance, **kwargs):
               "dagster/asset_partition_range_end": f"{POOLS[-1]}|{SESSIONS[-1]}"}, **kwargs)
 
 
-ORIGINAL_METADATA = pool_run_module.PoolRun.run_metadata
-
-
-def _no_data_hash_in_one_partition(self, session, generated_at=None):
-    meta = ORIGINAL_METADATA(self, session, generated_at)
-    if self.pool.name == BAD_POOL and meta["session"] == BAD_SESSION:
-        meta["data_hash"] = ""
-    return meta
-
-
 @pytest.fixture(scope="module")
 def two_pools(tmp_path_factory):
     """The run, its instance and every materialisation record of the pool assets."""
     with pytest.MonkeyPatch.context() as mp:
         _environment(mp, tmp_path_factory.mktemp("partition_checks"))
-        mp.setattr(pool_run_module.PoolRun, "run_metadata", _no_data_hash_in_one_partition)
+        mp.setattr(pool_run_module.PoolRun, "run_metadata", without_data_hash(BAD_POOL, BAD_SESSION))
         defs = fresh_defs()
         with dg.DagsterInstance.get() as instance:
             result = _two_pool_run(defs, instance)
@@ -203,7 +193,7 @@ def test_a_long_range_records_its_latest_sessions_and_every_error(tmp_path, monk
     """Beyond the run's latest sessions (60; 1 here) a check records a result only where an ERROR check
     failed; the metadata tail is the same."""
     _environment(monkeypatch, tmp_path)
-    monkeypatch.setattr(pool_run_module.PoolRun, "run_metadata", _no_data_hash_in_one_partition)
+    monkeypatch.setattr(pool_run_module.PoolRun, "run_metadata", without_data_hash(BAD_POOL, BAD_SESSION))
     defs = fresh_defs()
     import assets._metadata as metadata_module
 

@@ -18,7 +18,7 @@ import pytest
 
 import rotation_platform.production.pool_run as pool_run_module
 from rotation_platform.storage.files import read_value
-from tests.orchestration.conftest import QUIET, SMALL_SESSIONS, fresh_defs, small_env
+from tests.orchestration.conftest import QUIET, SMALL_SESSIONS, fresh_defs, small_env, without_data_hash
 from tests.ui.services import dagster_services, graphql
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,16 +30,6 @@ LAST = SESSIONS[-1]
 BAD_POOL, BAD_SESSION = "OVERSEAS", SESSIONS[1]
 SHOTS = Path(os.environ.get("UI_SHOTS_DIR", "/tmp/ui-shots"))
 
-ORIGINAL_METADATA = pool_run_module.PoolRun.run_metadata
-
-
-def _no_data_hash_in_one_partition(self, session, generated_at=None):
-    meta = ORIGINAL_METADATA(self, session, generated_at)
-    if self.pool.name == BAD_POOL and meta["session"] == BAD_SESSION:
-        meta["data_hash"] = ""
-    return meta
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     """The instance after the run, and the webserver on it: (port, folder, env)."""
@@ -50,7 +40,7 @@ def ui(tmp_path_factory):
             mp.delenv(key)
         mp.setenv("ROTATION_CONFIG", env["ROTATION_CONFIG"])
         mp.setenv("DAGSTER_HOME", env["DAGSTER_HOME"])
-        mp.setattr(pool_run_module.PoolRun, "run_metadata", _no_data_hash_in_one_partition)
+        mp.setattr(pool_run_module.PoolRun, "run_metadata", without_data_hash(BAD_POOL, BAD_SESSION))
         defs = fresh_defs()
         with dg.DagsterInstance.get() as instance:
             result = defs.resolve_job_def("daily").execute_in_process(
