@@ -119,8 +119,9 @@ def _choice_text(record: dict) -> str:
 
 @dg.asset(
     **COMMON, group_name="backtest", deps=["wfo_result"],
-    description="vectorbt backtest of the live strategy (monthly re-optimised choices) through the session: "
-                "equity, returns, exposure, costs and every metric as of that session.",
+    description="Backtest of the live strategy (monthly re-optimised choices) through the session in raw prices, "
+                "board lots and corporate actions, verified by an independent ledger: equity, returns, exposure, "
+                "cash, dividends, costs and every metric as of that session.",
     check_specs=[check_spec("monthly_returns", "backtest", "Fuse 5: every month's return finite and within "
                                                            "fuses.max_abs_monthly_return; equity positive.")]
     + [check_spec(f"{m}_threshold", "backtest", f"Backtest threshold on {m} (WARN).", blocking=False)
