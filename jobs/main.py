@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rotation_platform.calendars import SessionNotClosedError, get_calendar
     from rotation_platform.config import config_hash, load_config
-    from rotation_platform.errors import ConfigError
+    from rotation_platform.errors import ConfigError, DataSourceError
     from rotation_platform.production import latest_session
     from rotation_platform.reports.console import render_run_report
 
@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.session:
         last = pd.Timestamp(args.session)
     else:  # the latest session with data whose data is complete by now
-        last = min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
+        try:
+            last = min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
+        except DataSourceError as exc:  # the files are read to find it: a bad file is a data error
+            print(f"error: {exc}", file=sys.stderr)
+            return 4
     if not calendar.is_session(last):
         parser.error(f"{last.date()} is not an XSHG trading session")
     try:

@@ -70,7 +70,9 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
                   f"before a holding exceeds its ADV limit)",
                   view.to_string()]
     if checks:
-        lines += ["", "Fuses (ERROR fuses stop the pool's later steps; WARN only report)", fuse_table(checks).to_string()]
+        grid = fuse_table(checks)
+        lines += ["", "Fuses (ERROR fuses stop the pool's later steps; WARN only report)",
+                  grid.to_string() if not grid.empty else "  (no check ran)"]
     for pool, reason in failed.items():
         lines += ["", f"{pool}: FAILED - {reason}"]
     for pool, table in targets.items():
