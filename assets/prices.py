@@ -15,7 +15,6 @@ from assets._metadata import (
 from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
-from rotation_platform.production.fuses import FuseResult, SessionVerdict
 from rotation_platform.reports.prices import price_summary, quality_check_summary
 
 QUALITY_CHECK = "quality_gate"
@@ -38,7 +37,10 @@ QUALITY_CHECK = "quality_gate"
     },
     check_specs=[
         check_spec(QUALITY_CHECK, "prices", "Data-quality gate: schema, sessions, OHLC, stale prices, gaps, "
-                                            "unexplained jumps, future dates."),
+                                            "unexplained jumps, future dates. A fund with an ERROR finding inside "
+                                            "data.quality.exclusion_window is excluded from the session's "
+                                            "universe (listed); the gate fails on a FATAL finding or when fewer "
+                                            "than pools[].min_funds funds remain tradeable."),
         check_spec("index_normalisation", "prices", "Fuse 6: sessions sorted, unique and on the pool's calendar; "
                                                     "symbols exactly the configured pool."),
     ],
@@ -56,9 +58,10 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
         quarantines.update({key: by_session[t] for key, t in zip(keys, sessions)})
         close = run.panel["close"]
 
-        def row(t, close=close):
+        def row(t, close=close, run=run):
             bar = close.loc[t]
-            return {"funds_with_bar": int(bar.notna().sum())}
+            universe = run.universe_at(t)
+            return {"funds_with_bar": int(bar.notna().sum()), "tradeable_funds": len(universe["tradeable"])}
 
         # the load's summary (funds table, quality findings) describes the panel loaded as of the run's
         # latest session -- what a run of that session alone shows -- so it goes on that partition only
@@ -67,15 +70,21 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
         load_tables = {k: summary.pop(k) for k in ("funds_table", "quality_table")}
         latest = {**summary, "pools_in_run": dg.MetadataValue.json([g[0] for g in groups]),
                   "sessions_in_run": dg.MetadataValue.int(sum(len(g[3]) for g in groups))}
-        per_partition(context, "prices", pool, metadata_tail(keys, sessions), row,
-                      lambda t, last=sessions[-1], load_tables=load_tables: load_tables if t == last else {}, latest)
+
+        def tables(t, run=run, last=sessions[-1], load_tables=load_tables):
+            # the funds the universe policy leaves out of the session's decision, with the reason
+            universe = run.universe_at(t)
+            out = {"excluded_funds": dg.MetadataValue.json({**universe["ended"], **universe["excluded"]})}
+            return {**out, **(load_tables if t == last else {})}
+
+        per_partition(context, "prices", pool, metadata_tail(keys, sessions), row, tables, latest)
         per_partition(context, "price_quarantine", pool, metadata_tail(keys, sessions),
                       lambda t, by_session=by_session: {"quarantined_rows": len(by_session[t])})
         for key, t in zip(keys, sessions):  # what each partition's values were computed from
             context.add_asset_metadata({"session": dg.MetadataValue.text(str(t.date())),
                                         "data_hash": dg.MetadataValue.text(run.data_hash(t))},
                                        asset_key="prices", partition_key=key)
-        gates[pool] = _gate_fuse(result.report, run)
+        gates[pool] = fuses.quality_gate(run)
         findings[pool] = {k: v for k, v in to_dagster_metadata(quality_check_summary(result.report)).items()
                           if k != "findings"}  # the findings are the fuse's table
         indexes[pool] = fuses.index_normalisation(run)
@@ -85,26 +94,6 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
     yield from check_evaluations(context, "prices", groups,
                                  {QUALITY_CHECK: gates, "index_normalisation": indexes},
                                  extra={QUALITY_CHECK: lambda pool, _: findings[pool]})
-
-
-def _gate_line(report) -> str:
-    """One line: pass, or the ERROR/FATAL findings with their funds (e.g. "QUALITY GATE FAILED: ...")."""
-    if report.passed:
-        return "data quality gate passed"
-    bad = [f for f in report.findings if f.severity.name in ("ERROR", "FATAL")]
-    parts = [f"{f.check} {f.symbol}: {f.message}" for f in bad[:3]]
-    return "QUALITY GATE FAILED: " + "; ".join(parts) + (f" (+{len(bad) - 3} more)" if len(bad) > 3 else "")
-
-
-def _gate_fuse(report, run) -> FuseResult:
-    """The gate as a fuse. It judges the load as of the run's latest session, which holds every session of
-    the run, so each session of the run gets its verdict."""
-    summary = quality_check_summary(report)
-    line = _gate_line(report)
-    by_session = {str(t.date()): SessionVerdict(bool(report.passed), f"{line} (load as of {run.sessions[-1].date()})")
-                  for t in run.sessions}
-    return FuseResult(QUALITY_CHECK, bool(report.passed), "ERROR", line,
-                      {k: v for k, v in summary.items() if k != "findings"}, str(summary["findings"]), by_session)
 
 
 PRICE_ASSETS = [prices]

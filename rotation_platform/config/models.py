@@ -82,6 +82,10 @@ class PoolConfig(_Model):
     delisted: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], dt.date] = Field(
         default_factory=dict, description="fund -> delisting date: from it on the fund's data counts as ended "
                                           "(liquidated at its last price, not selected afterwards)")
+    min_funds: PositiveInt = Field(
+        default=2, description="fewest tradeable funds (a bar, data not ended, not excluded by an ERROR finding) "
+                               "the pool needs at a session; fewer blocks the pool's quality gate (a rotation "
+                               "needs at least two funds to choose between)")
 
     @field_validator("calendar")
     @classmethod
@@ -121,6 +125,13 @@ class PoolConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _min_funds_possible(self) -> "PoolConfig":
+        if self.min_funds > len(self.symbols):
+            raise ValueError(f"min_funds {self.min_funds} is more than the {len(self.symbols)} symbols of pool "
+                             f"{self.name}; set pools[{self.name}].min_funds to at most {len(self.symbols)}")
+        return self
+
+    @model_validator(mode="after")
     def _lot_sizes_known(self) -> "PoolConfig":
         unknown = sorted(set(self.lot_sizes) - set(self.symbols))
         if unknown:
@@ -141,6 +152,11 @@ class QualityConfig(_Model):
                                         description="missing sessions above this fraction are an ERROR")
     max_zero_volume_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     min_history_sessions: int = Field(default=60, ge=1)
+    exclusion_window: PositiveInt = Field(
+        default=252,
+        description="sessions ending at t in which an ERROR finding of a fund leaves it out of the universe of "
+                    "the decision at t (one year: the longest IC lookback of screening / wfo.grid and more than "
+                    "the longest rolling window of the factor engine, 250); older findings do not exclude")
     fail_on: Literal["fatal", "error"] = Field(
         default="fatal", description="'fatal': only fatal findings raise; 'error': ERROR findings raise too")
 
@@ -291,12 +307,25 @@ class DingTalkConfig(_Model):
     webhook: SecretStr | None = None
     secret: SecretStr | None = None
 
+    @field_validator("webhook")
+    @classmethod
+    def _web_url(cls, v: SecretStr | None) -> SecretStr | None:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(v.get_secret_value()) if v is not None and v.get_secret_value() else None  # "": unset
+        if url is not None and (url.scheme not in ("https", "http") or not url.hostname):
+            # the value is a secret (it carries the robot's token): only its scheme is named
+            raise ValueError(f"must be an http(s) URL of the DingTalk robot, not a {url.scheme or 'relative'!r} "
+                             "address")
+        return v
+
 
 class EmailConfig(_Model):
     enabled: bool = False
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(default=25, ge=1, le=65535)
-    starttls: bool = False
+    starttls: bool = Field(default=True, description="upgrade the connection with STARTTLS before logging in "
+                                                       "or sending (false only for a trusted local relay)")
     sender: str = "rotation@localhost"
     recipients: tuple[str, ...] = ()
     username: str | None = None

@@ -27,7 +27,12 @@ The same steps run for every :class:`~rotation_platform.data.sources.base.PriceS
 7. the data-ended check (``data_ended``, WARN) once the panel's last session is known: a fund whose last
    clean bar is ``data.ended_after`` or more sessions before it, or that has a delisting date in
    ``pool.delisted`` on or before it, is liquidated at its last price by the simulation and not selected
-   afterwards (:attr:`PoolPrices.ended`).
+   afterwards (:attr:`PoolPrices.ended`); and the starts-late check (``data_starts_late``, INFO): a fund
+   whose first bar is after the panel's first session;
+8. the universe (:attr:`PoolPrices.universe`, :func:`rotation_platform.data.quality.universe_exclusions`):
+   per session, the funds an ERROR finding inside ``data.quality.exclusion_window`` leaves out of that
+   session's decision (point-in-time). ERROR findings do not block the pool by themselves: the pool's
+   quality gate fails only when fewer than ``pools[].min_funds`` funds remain tradeable.
 """
 
 from __future__ import annotations
@@ -48,17 +53,21 @@ from rotation_platform.data.corporate_actions import (
     apply_adjustment,
     build_action_panel,
     compute_adjustment,
+    detect_jumps,
 )
 from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.data.quality import (
     DATA_ENDED,
     Finding,
     QualityReport,
+    Universe,
     check_adjustment,
     check_data_ended,
+    check_data_starts_late,
     check_jumps,
     check_prices,
     enforce,
+    universe_exclusions,
 )
 from rotation_platform.data.sources.base import CorporateActions, PriceSource, RawPrices
 from rotation_platform.errors import DataQualityError, DataSourceError
@@ -80,8 +89,12 @@ class PoolPrices:
     * ``actions``: splits and cash dividends on the same grid
       (:class:`~rotation_platform.data.corporate_actions.ActionPanel`).
 
-    ``raw_panel`` and ``actions`` are always set after construction: when a caller builds a
-    ``PoolPrices`` from the first five fields only, they are derived from ``panel`` and ``adjustments``.
+    * ``universe``: per session, the funds left out of that session's decision by an ERROR finding
+      inside ``data.quality.exclusion_window`` (:class:`~rotation_platform.data.quality.Universe`).
+
+    ``raw_panel``, ``actions`` and ``universe`` are always set after construction: when a caller builds a
+    ``PoolPrices`` from the first five fields only, the first two are derived from ``panel`` and
+    ``adjustments`` and the universe excludes nothing.
     """
 
     panel: PricePanel
@@ -91,6 +104,7 @@ class PoolPrices:
     adjustments: Mapping[str, Adjustment]
     raw_panel: PricePanel = None  # type: ignore[assignment]   # derived in __post_init__ when not given
     actions: ActionPanel = None  # type: ignore[assignment]     # derived in __post_init__ when not given
+    universe: Universe = None  # type: ignore[assignment]       # no exclusion when not given
 
     def __post_init__(self) -> None:
         if self.raw_panel is None:
@@ -100,6 +114,8 @@ class PoolPrices:
             closes = {s: close[s].dropna() for s in self.panel.symbols}
             object.__setattr__(self, "actions", build_action_panel(self.panel.sessions, self.panel.symbols,
                                                                    self.adjustments, closes))
+        if self.universe is None:
+            object.__setattr__(self, "universe", Universe.empty(self.panel.sessions, self.panel.symbols, 1))
 
     @property
     def methods(self) -> dict[str, str]:
@@ -159,6 +175,7 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     unadjusted: dict[str, pd.DataFrame] = {}
     adjustments: dict[str, Adjustment] = {}
     extra: list[Finding] = []
+    jumps: dict[str, pd.DataFrame] = {}
     for symbol in symbols:
         clean = result.clean.get(symbol)
         if clean is None or clean.empty:
@@ -171,7 +188,9 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
         factor_file = f"{symbol}_hfq_factor.csv"
         extra.extend(check_adjustment(adjustment, raw[symbol].file,
                                       factor_file if factor_file in factor_files else None))
-        extra.extend(check_jumps(symbol, clean, frame, adjustment, pool.jump_threshold, raw[symbol].file))
+        jumps[symbol] = detect_jumps(symbol, clean, frame, adjustment, pool.jump_threshold)
+        extra.extend(check_jumps(symbol, clean, frame, adjustment, pool.jump_threshold, raw[symbol].file,
+                                 jumps=jumps[symbol]))
     report = result.report.with_findings(extra)
     enforce(report, quality.fail_on)
     if not adjusted:
@@ -197,7 +216,13 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     in_view = {s: c.loc[:sessions[-1]] if len(sessions) else c.iloc[:0] for s, c in closes.items()}
     ended = check_data_ended({s: in_view[s] for s in symbols if s in in_view}, sessions, data_cfg.ended_after,
                              pool.delisted, {s: raw[s].file for s in symbols}, calendar.code)
-    report = report.with_findings(ended)
+    late = check_data_starts_late({s: pd.Timestamp(adjusted[s]["date"].iloc[0]) for s in symbols if s in adjusted},
+                                  sessions, {s: raw[s].file for s in symbols}, calendar.code)
+    report = report.with_findings(ended + late)
+    in_asof = {s: f[f["date"] <= sessions[-1]] if len(sessions) else f.iloc[:0] for s, f in unadjusted.items()}
+    universe = universe_exclusions(sessions, symbols, calendar, quality, clean=in_asof,
+                                   quarantine=result.quarantine, raw=raw, jumps=jumps, findings=report.findings)
+    last_out = universe.reasons(len(sessions) - 1) if len(sessions) else {}
 
     meta: dict[str, object] = {
         **provenance,
@@ -215,12 +240,13 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
         "quality": {"passed": report.passed,
                     "worst_severity": report.worst_severity.name if report.worst_severity is not None else None,
                     "counts": report.counts, "quarantined_rows": int(len(result.quarantine))},
+        "universe": {"exclusion_window": int(quality.exclusion_window), "excluded": last_out},
     }
     panel = PricePanel(frames, meta)
     raw_panel = PricePanel(raw_frames, {**meta, "adjusted": False})
     action_panel = build_action_panel(sessions, symbols, adjustments, closes)
     return PoolPrices(panel=panel, report=report, quarantine=result.quarantine, raw=raw, adjustments=adjustments,
-                      raw_panel=raw_panel, actions=action_panel)
+                      raw_panel=raw_panel, actions=action_panel, universe=universe)
 
 
 def _frames(per_fund: Mapping[str, pd.DataFrame], symbols: list[str], sessions: pd.DatetimeIndex

@@ -27,6 +27,16 @@ Severities
 * ``FATAL``: the fund cannot be used at all: its frame breaks the raw schema, or no valid row remains
   (for example every price is non-positive). Fatal findings always raise; ``fail_on="error"`` makes
   ERROR findings raise too.
+
+``data_starts_late`` (INFO) names a fund whose first bar is after the panel's first session (listed later).
+
+Universe policy
+---------------
+An ERROR finding does not block a pool: it excludes its fund from the universe of the sessions whose
+``data.quality.exclusion_window`` (252 sessions by default) holds it, point-in-time (:class:`Universe`,
+:func:`universe_exclusions`). The pool's quality gate fails only on a FATAL finding or when fewer than
+``pools[].min_funds`` funds remain tradeable at the session
+(:func:`rotation_platform.production.fuses.quality_gate`).
 """
 
 from __future__ import annotations
@@ -71,9 +81,12 @@ __all__ = [
     "CONFLICTING_DUPLICATE", "UNSORTED_DATES", "NO_VALID_ROWS", "SHORT_HISTORY", "MISSING_SESSIONS",
     "MISSING_VOLUME", "MISSING_AMOUNT", "ZERO_VOLUME", "ZERO_AMOUNT", "VWAP_OUTSIDE_RANGE", "STALE_PRICE",
     "EXPLAINED_JUMP", "UNEXPLAINED_JUMP", "ACTION_MISMATCH", "ACTION_TABLE_DISAGREES", "ADJUSTMENT_NOISE",
-    "DATA_ENDED",
+    "DATA_ENDED", "DATA_STARTS_LATE",
     "check_adjustment_noise",
     "check_data_ended",
+    "check_data_starts_late",
+    "Universe",
+    "universe_exclusions",
 ]
 
 
@@ -125,6 +138,7 @@ ACTION_MISMATCH = "action_mismatch"
 ACTION_TABLE_DISAGREES = "action_table_disagrees"
 ADJUSTMENT_NOISE = "adjustment_noise"
 DATA_ENDED = "data_ended"
+DATA_STARTS_LATE = "data_starts_late"
 
 _S = Severity
 #: Every check, in the order it runs. Row checks (``quarantines=True``) come first, in this order.
@@ -170,6 +184,9 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(DATA_ENDED, _S.WARN, False, "each fund has bars up to the panel's last session (less than "
                                           "data.ended_after sessions missing at the end) and no configured "
                                           "delisting date (pool.delisted) on or before it"),
+    CheckSpec(DATA_STARTS_LATE, _S.INFO, False, "each fund has bars from the panel's first session (the earliest "
+                                                "first bar of the pool, or data.start); a fund listed later is "
+                                                "not selected before its first bar"),
 )
 CHECKS_BY_NAME: dict[str, CheckSpec] = {c.name: c for c in CHECKS}
 
@@ -685,10 +702,12 @@ def check_prices(raw: Mapping[str, RawPrices], calendar: TradingCalendar, qualit
 
 
 def check_jumps(symbol: str, clean: pd.DataFrame, adjusted: pd.DataFrame, adjustment: Adjustment,
-                threshold: float, file: str | None = None) -> list[Finding]:
+                threshold: float, file: str | None = None, jumps: pd.DataFrame | None = None) -> list[Finding]:
     """Findings for close-to-close moves beyond ``threshold`` (see
-    :func:`rotation_platform.data.corporate_actions.detect_jumps`)."""
-    jumps = detect_jumps(symbol, clean, adjusted, adjustment, threshold)
+    :func:`rotation_platform.data.corporate_actions.detect_jumps`; ``jumps``: its result when the caller
+    has it already)."""
+    if jumps is None:
+        jumps = detect_jumps(symbol, clean, adjusted, adjustment, threshold)
     out: list[Finding] = []
     labels = {"explained": EXPLAINED_JUMP, "unexplained": UNEXPLAINED_JUMP, "action_mismatch": ACTION_MISMATCH}
     for kind, check in labels.items():
@@ -821,6 +840,224 @@ def check_data_ended(closes: Mapping[str, pd.Series], sessions: pd.DatetimeIndex
         untraded = int((sessions > (last_bar if last_bar is not None else d_ts)).sum())
         out.append(_finding(DATA_ENDED, symbol, files.get(symbol), text, untraded, bar_dates))
     return out
+
+
+def check_data_starts_late(firsts: Mapping[str, pd.Timestamp], sessions: pd.DatetimeIndex,
+                           files: Mapping[str, str | None] | None = None, calendar: str = "") -> list[Finding]:
+    """``data_starts_late`` findings (INFO): funds whose first clean bar (``firsts[symbol]``) is after the
+    panel's first session -- a fund listed later than the others, or than ``data.start``. The finding's
+    date is that first bar; its count the panel sessions before it (on which the fund cannot be held)."""
+    files = dict(files or {})
+    if not len(sessions):
+        return []
+    start = pd.Timestamp(sessions[0])
+    where = f"{calendar} " if calendar else ""
+    out: list[Finding] = []
+    for symbol, first in firsts.items():
+        first = pd.Timestamp(first)
+        if first <= start:
+            continue
+        before = int((sessions < first).sum())
+        file = files.get(symbol)
+        label = f"fund {symbol} ({Path(file).name if file else 'no file'})"
+        text = (f"{label}: data starts late -- first bar {first.date()}, {before} {where}session(s) after the "
+                f"panel's first session {start.date()} (the earliest first bar of the pool's funds, or data.start); "
+                f"it cannot be selected before its first bar (a fund listed later is not an error)")
+        out.append(_finding(DATA_STARTS_LATE, symbol, file, text, before, [first]))
+    return out
+
+
+# -------------------------------------------------------------------------------------- universe
+#: checks whose ERROR is a limit on a share of sessions or rows: judged per session over the window
+_WINDOWED = (SHORT_HISTORY, MISSING_SESSIONS, ZERO_VOLUME)
+_ROW_CHECKS = tuple(c.name for c in CHECKS if c.quarantines)
+_EVERY = -(10 ** 9)  # the row of an event that concerns every session (nothing dates it)
+
+
+@dataclass(frozen=True, eq=False)
+class Universe:
+    """Which funds the decision at the close of each panel session may use (the universe policy).
+
+    ``excluded[t, i]`` is True when fund ``i`` has an ERROR finding on data through session ``t`` inside
+    the ``window`` sessions ending at ``t`` (``data.quality.exclusion_window``):
+
+    * a quarantined ERROR row (missing or non-positive price, broken OHLC, a date off the calendar, a
+      conflicting duplicate ...) dated in the window -- a row without a date is placed at the date of the
+      last dated line before it in its file;
+    * an unexplained jump or a jump a corporate action does not explain, dated in the window;
+    * a limit broken over the window: more than ``quality.max_missing_fraction`` of the sessions between
+      the fund's first bar and its last bar through ``t`` without a row, more than
+      ``quality.max_zero_volume_fraction`` of its rows with zero volume, or fewer than
+      ``quality.min_history_sessions`` valid rows through ``t``.
+
+    Everything is point-in-time: the exclusion at ``t`` reads rows dated ``<= t`` only, so data after ``t``
+    never changes it. An excluded fund cannot be bought or added to; a holding is sold at the next
+    rebalance, like a fund leaving the selection. Older findings (before the window) do not exclude.
+    """
+
+    sessions: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+    window: int
+    excluded: np.ndarray
+    detail: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, sessions: pd.DatetimeIndex, symbols: Sequence[str], window: int) -> "Universe":
+        return cls(sessions, tuple(symbols), int(window), np.zeros((len(sessions), len(symbols)), np.bool_))
+
+    def reasons(self, row: int) -> dict[str, str]:
+        """Excluded fund -> why, for the decision at the close of panel row ``row``."""
+        out: dict[str, str] = {}
+        day = self.sessions[row].date()
+        for i in np.flatnonzero(self.excluded[row]):
+            symbol = self.symbols[i]
+            d = self.detail.get(symbol, {})
+            parts = []
+            ev_rows = np.asarray(d.get("event_rows", ()), dtype=np.int64)
+            texts = list(d.get("event_texts", ()))
+            inside = np.flatnonzero(((ev_rows <= row) & (ev_rows > row - self.window)) | (ev_rows == _EVERY))
+            if inside.size:
+                latest = inside[::-1][:3]
+                parts.append("; ".join(texts[k] for k in latest)
+                             + (f" (+{inside.size - 3} more)" if inside.size > 3 else ""))
+            for key in ("short", "missing", "zero"):
+                flags = d.get(key)
+                if flags is not None and flags[row]:
+                    parts.append(d[f"{key}_text"](row))  # type: ignore[operator]
+            out[symbol] = (f"ERROR finding(s) in the {self.window} sessions through {day} "
+                           f"(data.quality.exclusion_window): " + "; ".join(parts))
+        return out
+
+
+def universe_exclusions(sessions: pd.DatetimeIndex, symbols: Sequence[str], calendar: TradingCalendar,
+                        quality: QualityConfig, *, clean: Mapping[str, pd.DataFrame],
+                        quarantine: pd.DataFrame, raw: Mapping[str, RawPrices] | None = None,
+                        jumps: Mapping[str, pd.DataFrame] | None = None,
+                        findings: Iterable[Finding] = ()) -> Universe:
+    """The :class:`Universe` of a loaded pool (see its docstring for the rules).
+
+    ``clean``: each fund's clean rows (date, volume, ...); ``quarantine``: the quarantine table;
+    ``raw``: the raw records (to place undated rows by their line); ``jumps``: per fund the
+    :func:`~rotation_platform.data.corporate_actions.detect_jumps` table; ``findings``: the load's other
+    findings -- an ERROR finding of another check is an event on its dates (on every session when it has
+    none).
+    """
+    window = int(quality.exclusion_window)
+    symbols = tuple(symbols)
+    n_s, n_f = len(sessions), len(symbols)
+    uni = Universe.empty(sessions, symbols, window)
+    if n_s == 0:
+        return uni
+    excluded = uni.excluded
+    detail: dict[str, dict[str, object]] = {}
+    start = pd.Timestamp(sessions[0])
+    rows = np.arange(n_s)
+
+    def row_of(day: pd.Timestamp) -> int:
+        """The panel row where data dated ``day`` is first seen (the session on or after it; negative before
+        the panel's first session, counted in sessions of the calendar)."""
+        if day >= start:
+            return int(sessions.searchsorted(day, side="left"))
+        return -len(calendar.sessions(day, start - pd.Timedelta(days=1))) or -1
+
+    events: dict[str, list[tuple[int, str]]] = {s: [] for s in symbols}
+    q = quarantine[quarantine["severity"].astype(str).isin([s.name for s in Severity if s >= Severity.ERROR])]
+    for rec in q.itertuples(index=False):
+        symbol = str(rec.symbol)
+        if symbol not in events:
+            continue
+        day = pd.Timestamp(rec.date) if pd.notna(rec.date) else None
+        where = f"data row {int(rec.line)}" if pd.notna(rec.line) else "no data row"
+        if day is None:
+            frame = raw[symbol].frame if raw is not None and symbol in raw else None
+            day = None
+            if frame is not None and len(frame):
+                known = frame[frame["date"].notna()]
+                before = known[known["line"] < rec.line]
+                if len(before):
+                    day = pd.Timestamp(before["date"].iloc[-1])
+                elif len(known):
+                    day = pd.Timestamp(known["date"].min())
+            text = f"{rec.reason} ({where}, undated: placed at {day.date() if day is not None else 'every session'})"
+            events[symbol].append((row_of(day) if day is not None else _EVERY, text))
+            if day is None:  # nothing to place it by: it concerns every session
+                excluded[:, symbols.index(symbol)] = True
+            continue
+        events[symbol].append((row_of(day), f"{rec.reason} on {day.date()} ({where})"))
+    for symbol, table in (jumps or {}).items():
+        if symbol not in events or table is None or table.empty:
+            continue
+        for kind, check in (("unexplained", UNEXPLAINED_JUMP), ("action_mismatch", ACTION_MISMATCH)):
+            if CHECKS_BY_NAME[check].severity < Severity.ERROR:
+                continue
+            for day, ret in zip(table.loc[table["kind"] == kind, "date"],
+                                table.loc[table["kind"] == kind, "adjusted_return"]):
+                events[symbol].append((row_of(pd.Timestamp(day)),
+                                       f"{check} on {pd.Timestamp(day).date()} (adjusted {ret:+.1%})"))
+    handled = set(_ROW_CHECKS) | set(_WINDOWED) | {UNEXPLAINED_JUMP, ACTION_MISMATCH}
+    for f in findings:
+        if f.symbol not in events or f.severity < Severity.ERROR or f.check in handled:
+            continue
+        if f.dates:
+            for d in f.dates:
+                events[f.symbol].append((row_of(pd.Timestamp(d)), f"{f.check} on {d}"))
+        else:
+            excluded[:, symbols.index(f.symbol)] = True
+            events[f.symbol].append((_EVERY, f"{f.check} (undated: every session): {f.message}"))
+
+    for i, symbol in enumerate(symbols):
+        d: dict[str, object] = {}
+        ev = sorted(events[symbol])
+        ev_rows = np.array([r for r, _ in ev], dtype=np.int64)
+        d["event_rows"], d["event_texts"] = ev_rows, [t for _, t in ev]
+        for r in ev_rows:
+            if r >= n_s:
+                continue
+            lo = max(int(r), 0)
+            hi = min(int(r) + window, n_s)  # rows t with r <= t < r + window
+            if hi > lo:
+                excluded[lo:hi, i] = True
+        fund = clean.get(symbol)
+        if fund is not None and len(fund):
+            dates = pd.DatetimeIndex(fund["date"])
+            through = dates.searchsorted(sessions, side="right")  # valid rows dated <= t
+            short = (through > 0) & (through < quality.min_history_sessions)
+            has = sessions.isin(dates)
+            vol = pd.Series(fund["volume"].to_numpy(dtype=np.float64), index=dates).reindex(sessions).to_numpy()
+            zero = has & (vol == 0)
+            cum_has = np.concatenate([[0], np.cumsum(has)])
+            cum_zero = np.concatenate([[0], np.cumsum(zero)])
+            first_row = int(np.argmax(has)) if has.any() else n_s
+            if len(dates) and dates[0] < start:
+                first_row = 0
+            last = np.where(has, rows, -1)
+            last = np.maximum.accumulate(last)  # last row with a bar, through t
+            lo = np.maximum(rows - window + 1, first_row)
+            expected = np.where(last >= lo, last - lo + 1, 0)
+            have = np.where(last >= lo, cum_has[np.maximum(last, 0) + 1] - cum_has[lo], 0)
+            n_missing = expected - have
+            with np.errstate(invalid="ignore", divide="ignore"):
+                miss_frac = np.where(expected > 0, n_missing / np.maximum(expected, 1), 0.0)
+            missing = (expected > 0) & (miss_frac > quality.max_missing_fraction)
+            w_lo = np.maximum(rows - window + 1, 0)
+            n_rows = cum_has[rows + 1] - cum_has[w_lo]
+            n_zero = cum_zero[rows + 1] - cum_zero[w_lo]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                zero_frac = np.where(n_rows > 0, n_zero / np.maximum(n_rows, 1), 0.0)
+            zeros = (n_rows > 0) & (zero_frac > quality.max_zero_volume_fraction)
+            excluded[:, i] |= short | missing | zeros
+            d["short"], d["missing"], d["zero"] = short, missing, zeros
+            d["short_text"] = (lambda t, through=through: f"{SHORT_HISTORY}: only {int(through[t])} valid row(s) "
+                               f"through {sessions[t].date()} (quality.min_history_sessions "
+                               f"{quality.min_history_sessions})")
+            d["missing_text"] = (lambda t, m=n_missing, e=expected, fr=miss_frac: f"{MISSING_SESSIONS}: {int(m[t])} of "
+                                 f"{int(e[t])} {calendar.code} session(s) in the window have no row ({fr[t]:.1%}; "
+                                 f"limit quality.max_missing_fraction {quality.max_missing_fraction:.1%})")
+            d["zero_text"] = (lambda t, z=n_zero, n=n_rows, fr=zero_frac: f"{ZERO_VOLUME}: {int(z[t])} of {int(n[t])} "
+                              f"row(s) in the window with zero volume ({fr[t]:.1%}; limit "
+                              f"quality.max_zero_volume_fraction {quality.max_zero_volume_fraction:.1%})")
+        detail[symbol] = d
+    return Universe(sessions, symbols, window, excluded, detail)
 
 
 def enforce(report: QualityReport, fail_on: str = "fatal") -> None:

@@ -28,7 +28,10 @@ into the asset check result of that pool-session partition. ``ERROR`` fuses stop
    data hash present and non-empty.
 
 Plus the backtest thresholds (annual return, drawdown, Sharpe, win rate, turnover) and the capacity
-check (no held position above its ADV limit) as WARN fuses.
+check (no held position above its ADV limit) as WARN fuses, and the data-quality gate
+(:func:`quality_gate`, ERROR): it fails at a session only on a FATAL finding or when fewer than
+``pools[].min_funds`` funds remain tradeable there; ERROR findings exclude their fund from the universe
+of the sessions whose ``data.quality.exclusion_window`` holds them, and a passing gate lists those funds.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ import pandas as pd
 
 from rotation_platform.factors.lookahead import perturb_after, scan_source_for_lookahead
 from rotation_platform.production.pool_run import PoolRun
+from rotation_platform.reports.prices import quality_check_summary
 from rotation_platform.reports.tables import markdown_table
 
-__all__ = ["FuseResult", "SessionVerdict", "FUSES", "combine", "REQUIRED_METADATA", "t_plus_one", "coverage", "effective_factors",
+__all__ = ["FuseResult", "SessionVerdict", "FUSES", "combine", "REQUIRED_METADATA", "quality_gate", "t_plus_one",
+           "coverage", "effective_factors",
            "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
            "metadata_completeness", "backtest_thresholds", "capacity", "static_scan"]
 
@@ -126,6 +131,61 @@ def _md(frame: pd.DataFrame, max_rows: int = 30) -> str:
 
 def _d(t: pd.Timestamp) -> str:
     return str(pd.Timestamp(t).date())
+
+
+# ------------------------------------------------------------------------------------- quality gate
+def _left_out(universe: Mapping[str, object]) -> str:
+    parts = [f"{s} ({why})" for s, why in {**universe["ended"], **universe["excluded"]}.items()]  # type: ignore[dict-item]
+    return "; ".join(parts)
+
+
+def quality_gate(run: PoolRun) -> FuseResult:
+    """The data-quality gate per session: FATAL findings (the load raises on them, so a run rarely sees
+    one) fail every session; otherwise a session fails only when fewer than ``pools[].min_funds`` funds
+    are tradeable there (:meth:`PoolRun.universe_at`). A passing session names the funds the universe
+    policy leaves out (an ERROR finding inside ``data.quality.exclusion_window``, or data ended)."""
+    report = run.prices.report
+    summary = quality_check_summary(report)
+    fatal = [f for f in report.findings if f.severity.name == "FATAL"]
+    n_funds = len(run.pool.symbols)
+    per: dict[str, SessionVerdict] = {}
+    failed: list[str] = []
+    universes = {}
+    for t in run.sessions:
+        u = run.universe_at(t)
+        universes[_d(t)] = u
+        n = len(u["tradeable"])  # type: ignore[arg-type]
+        need = int(u["min_funds"])  # type: ignore[arg-type]
+        excluded = u["excluded"]
+        left = _left_out(u)
+        values = _finite(tradeable=n, min_funds=need, excluded=len(excluded))  # type: ignore[arg-type]
+        if fatal:
+            line = f"QUALITY GATE FAILED at {_d(t)}: {len(fatal)} FATAL finding(s): " + "; ".join(
+                f"{f.check} {f.symbol}: {f.message}" for f in fatal[:3])
+            ok = False
+        elif n < need:
+            line = (f"QUALITY GATE FAILED at {_d(t)}: only {n} of {n_funds} funds tradeable, pools[{run.pool.name}]."
+                    f"min_funds is {need}" + (f"; left out: {left}" if left else ""))
+            ok = False
+        else:
+            line = f"data quality gate passed at {_d(t)}: {n} of {n_funds} funds tradeable (min_funds {need})"
+            if excluded:
+                line += f"; WARN {len(excluded)} fund(s) excluded from the universe"  # type: ignore[arg-type]
+            if left:
+                line += f"; left out: {left}"
+            ok = True
+        if not ok:
+            failed.append(_d(t))
+        per[_d(t)] = SessionVerdict(ok, line, values)
+    last = per[_d(run.sessions[-1])]
+    passed = not failed
+    head = last.summary if passed else per[failed[0]].summary
+    details = {k: v for k, v in summary.items() if k != "findings"}
+    u = universes[_d(run.sessions[-1])]
+    details.update({"tradeable": u["tradeable"], "excluded": u["excluded"], "ended": u["ended"],
+                    "min_funds": u["min_funds"], "exclusion_window": u["exclusion_window"],
+                    "failed_sessions": failed[:50]})
+    return FuseResult("quality_gate", passed, "ERROR", head, details, str(summary["findings"]), per)
 
 
 # ------------------------------------------------------------------------------------------ 1. T+1

@@ -19,7 +19,11 @@ run of that session alone produces (the backfill-equals-daily guarantee):
 * the target portfolio decided at the close of ``t`` uses the screen as of ``t``, the factor row
   of the next session (data through ``t``) and the book at ``t``: the actual positions of ``t`` when
   they are given (``positions.*``), else the backtest's simulated holdings; it trades only when the
-  next session is a rebalance (scheduled, or a new live parameter set).
+  next session is a rebalance (scheduled, or a new live parameter set);
+* the universe of ``t`` (:meth:`PoolRun.universe_at`): the funds the decision at ``t`` may use -- a bar at
+  ``t``, data not ended, and no ERROR finding on data through ``t`` inside
+  ``data.quality.exclusion_window``; the others are listed with the reason. Fewer than
+  ``pools[].min_funds`` of them fail the pool's quality gate at ``t``.
 
 Values for a session therefore never depend on which other sessions share the run. Stored values
 carry no wall-clock time; run metadata (with ``generated_at``) is separate.
@@ -177,6 +181,38 @@ class PoolRun:
             keep = dates.isna() | (dates <= t)
             out[t] = q[keep.to_numpy()].reset_index(drop=True)
         return out
+
+    def universe_at(self, session: object) -> dict[str, object]:
+        """The universe of the decision at the close of ``session``: ``tradeable`` (symbols with a bar then,
+        data not ended, not excluded), ``excluded`` (symbol -> reason: an ERROR finding inside the
+        exclusion window), ``ended`` (symbol -> reason: the data ended) and ``no_bar`` (symbols without a
+        bar that session: not listed yet or suspended)."""
+        t = pd.Timestamp(session)
+        row = int(self.panel.sessions.get_loc(t))
+        market = self.market
+        symbols = tuple(self.panel.symbols)
+        nxt = self.calendar.next_session(t)
+        can = market.tradeable_next(row, nxt)
+        out = market.out_of_universe[row]
+        has_bar = np.isfinite(market.close[row]) & (market.close[row] > 0)
+        reasons = self.prices.universe.reasons(row)
+        bars = np.isfinite(market.close[: row + 1]) & (market.close[: row + 1] > 0)
+        seen = bars.any(axis=0)
+        gap = np.argmax(bars[::-1], axis=0)  # sessions since the last bar, through the session
+        ended: dict[str, str] = {}
+        for i, s in enumerate(symbols):
+            gone = self.pool.delisted.get(s)
+            if gone is not None and pd.Timestamp(gone) <= pd.Timestamp(nxt):
+                ended[s] = f"delisted on {gone} (pool.delisted)"
+            elif seen[i] and not has_bar[i] and int(gap[i]) >= market.ended_after:
+                last = self.panel.sessions[row - int(gap[i])]
+                ended[s] = (f"data ended: last bar {last.date()}, no bar on the last {int(gap[i])} "
+                            f"session(s), data_ended")
+        tradeable = [s for i, s in enumerate(symbols) if can[i] and not out[i]]
+        no_bar = [s for i, s in enumerate(symbols) if not has_bar[i] and s not in ended and s not in reasons]
+        return {"session": str(t.date()), "tradeable": tradeable, "excluded": reasons, "ended": ended,
+                "no_bar": no_bar, "min_funds": int(self.pool.min_funds),
+                "exclusion_window": int(self.config.data.quality.exclusion_window)}
 
     # --------------------------------------------------------------------------------------- factors
     @cached_property
@@ -535,6 +571,11 @@ class PoolRun:
             table["cash"] = cash
             table["cash_after"] = tp.cash_after
             table["invested_after"] = float(table["target_value"].sum() / tp.equity) if tp.equity > 0 else float("nan")
+            # the universe: funds an ERROR finding inside the exclusion window or the end of their data leaves out
+            universe = self.universe_at(t)
+            left_out = {**universe["ended"], **universe["excluded"]}  # type: ignore[dict-item]
+            table["excluded"] = table["excluded"].to_numpy() | np.array([s in left_out for s in symbols])
+            table["excluded_reason"] = [left_out.get(s, "") for s in symbols]
             table.index = pd.MultiIndex.from_product([[t], table.index], names=["session", "symbol"])
             frames.append(table)
         return pd.concat(frames, axis=0)

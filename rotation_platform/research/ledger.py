@@ -15,7 +15,10 @@ statement would show them:
 
 Along the way it enforces what an exchange and a broker enforce: a purchase is a whole number of the
 fund's board lots, an order needs a trade price (a liquidation needs a last price), nothing is sold that
-is not held, and cash never goes below zero. A violation raises
+is not held, and cash never goes below zero. It also enforces the universe policy on its own: nothing is
+bought in a fund out of the session's universe (``market.excluded``), and on a rebalance session (a row of
+target weights) such a fund with a trade price is sold out -- unless its sale cannot even pay the
+commission. A violation raises
 :class:`~rotation_platform.errors.ResearchError` naming the session, fund and rule.
 """
 
@@ -108,6 +111,9 @@ def replay_ledger(plan) -> Ledger:
                         raise ResearchError(f"{where(t, i)}: {kind} order without the session's trade price")
                     if market.ended[t, i]:
                         raise ResearchError(f"{where(t, i)}: {kind} order in a fund whose data has ended")
+                    if q > 0 and market.excluded[t, i]:
+                        raise ResearchError(f"{where(t, i)}: buys a fund out of the session's universe (an ERROR "
+                                            f"finding inside data.quality.exclusion_window)")
                     executed = price * (1.0 + slip) if q > 0 else price * (1.0 - slip)
                 if q > 0:
                     lot = float(market.lots[i])
@@ -125,6 +131,14 @@ def replay_ledger(plan) -> Ledger:
                 out_traded[t, i] = abs(q) * price
                 if cash < -1e-6:
                     raise ResearchError(f"{where(t, i)}: the {kind} order leaves cash at {cash:,.2f} CNY")
+        if np.isfinite(plan.weights[t]).any():  # a rebalance: excluded funds that can trade are sold out
+            for i in range(n_f):
+                price = float(market.trade_price[t, i])
+                if pos[i] > 0.0 and market.excluded[t, i] and price > 0.0 and not market.ended[t, i]:
+                    proceeds = pos[i] * price * (1.0 - slip)
+                    if proceeds - _fee(proceeds, rate, minimum) >= 0.0:
+                        raise ResearchError(f"{where(t, i)}: {pos[i]:g} shares kept at a rebalance although the "
+                                            f"fund is out of the session's universe")
         total = cash
         for i in range(n_f):
             if pos[i] != 0.0:

@@ -15,6 +15,11 @@ the simulated book, orders, holdings, capacity, the target portfolio -- uses a :
 * ``ended[t, i]``: known at the close of ``t - 1``: the fund had no bar for the last ``ended_after``
   sessions through ``t - 1``, or its configured delisting date is on or before ``t``. An ended fund is
   liquidated at its last price at ``t`` and cannot be bought;
+* ``out_of_universe[t, i]``: the universe policy for a decision at the close of ``t``
+  (:class:`~rotation_platform.data.quality.Universe`): an ERROR finding on data through ``t`` inside
+  ``data.quality.exclusion_window``. ``excluded[t, i]`` is the same known at the close of ``t - 1``, for
+  the orders of ``t``: an excluded fund cannot be bought or added to, and a holding is sold at the
+  rebalance (it keeps its shares between rebalances, like a fund leaving the selection);
 * ``lots[i]``: the exchange's board lot of fund ``i`` (buys are whole lots on top of the holding).
 
 Without raw prices (:meth:`Market.from_panel`, research on a panel alone) the panel's own prices are
@@ -102,9 +107,18 @@ class Market:
     ended_after: int = 5
     actions: pd.DataFrame | None = None
     delisted: Mapping[str, pd.Timestamp] | None = None
+    out_of_universe: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.sessions), len(self.symbols))
+        out = (np.zeros(shape, np.bool_) if self.out_of_universe is None
+               else np.ascontiguousarray(self.out_of_universe, dtype=np.bool_))
+        if out.shape != shape:
+            raise ResearchError(f"market field out_of_universe has shape {out.shape}, expected {shape}")
+        excluded = np.zeros(shape, np.bool_)
+        excluded[1:] = out[:-1]
+        object.__setattr__(self, "out_of_universe", out)
+        object.__setattr__(self, "excluded", np.ascontiguousarray(excluded))
         for name in ("trade_price", "mark", "close", "split", "dividend", "ended"):
             arr = getattr(self, name)
             if arr.shape != shape:
@@ -128,7 +142,7 @@ class Market:
     def build(cls, raw: PricePanel, *, trade_at: str, lots: np.ndarray, split: np.ndarray | None = None,
               dividend: np.ndarray | None = None, ended_after: int = 5,
               delisted: Mapping[str, dt.date | str | pd.Timestamp] | None = None, reinvest: bool = False,
-              actions: pd.DataFrame | None = None) -> "Market":
+              actions: pd.DataFrame | None = None, out_of_universe: np.ndarray | None = None) -> "Market":
         """A market from a raw (unadjusted) panel and its corporate-action arrays."""
         price = trade_prices(raw, trade_at)  # type: ignore[arg-type]
         close = raw["close"].where(raw["close"] > 0.0)
@@ -140,7 +154,8 @@ class Market:
         ended = ended_flags(raw.sessions, raw.symbols, close_arr, int(ended_after), delisted)
         gone = {str(k): pd.Timestamp(v) for k, v in (delisted or {}).items()}
         return cls(raw.sessions, tuple(raw.symbols), price, mark, close_arr, split, dividend, ended,
-                   np.ascontiguousarray(lots, dtype=np.float64), bool(reinvest), int(ended_after), actions, gone)
+                   np.ascontiguousarray(lots, dtype=np.float64), bool(reinvest), int(ended_after), actions, gone,
+                   out_of_universe)
 
     @classmethod
     def from_panel(cls, panel: PricePanel, *, trade_at: str, lot_size: int = 100, ended_after: int = 5,
@@ -153,13 +168,16 @@ class Market:
     def from_prices(cls, prices: object, *, trade_at: str, lots: np.ndarray, ended_after: int = 5,
                     delisted: Mapping[str, object] | None = None, reinvest: bool = False) -> "Market":
         """A market from a loaded pool (:class:`~rotation_platform.data.pipeline.PoolPrices`): its raw
-        panel and corporate-action arrays."""
+        panel, corporate-action arrays and universe."""
         raw = prices.raw_panel  # type: ignore[attr-defined]
         acts = prices.actions  # type: ignore[attr-defined]
         if tuple(acts.symbols) != tuple(raw.symbols) or not pd.DatetimeIndex(acts.sessions).equals(raw.sessions):
             raise ResearchError("the corporate-action arrays are not aligned with the raw price panel")
+        universe = getattr(prices, "universe", None)
+        out = None if universe is None else universe.excluded
         return cls.build(raw, trade_at=trade_at, lots=lots, split=acts.split, dividend=acts.dividend,
-                         ended_after=ended_after, delisted=delisted, reinvest=reinvest, actions=acts.events)
+                         ended_after=ended_after, delisted=delisted, reinvest=reinvest, actions=acts.events,
+                         out_of_universe=out)
 
     def check_aligned(self, panel: PricePanel) -> None:
         if tuple(panel.symbols) != self.symbols or not panel.sessions.equals(self.sessions):

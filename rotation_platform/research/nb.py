@@ -34,6 +34,10 @@ Money is in real units: raw (unadjusted) prices, real shares, CNY (see
   ``reinvest``, whole shares are bought at the ex-dividend reference price and the rest is cash).
 * ``ended[t, i]``: the fund's data ended by the close of ``t - 1``: a holding is sold at its last mark
   (commission, no slippage) at ``t`` and the fund cannot be bought.
+* ``excluded[t, i]``: the fund is out of the universe of ``t`` (an ERROR finding on data through
+  ``t - 1`` inside the exclusion window): on a rebalance it is not eligible -- it cannot be bought or
+  added to and a holding gets weight 0, so it is sold like a fund leaving the selection; between
+  rebalances nothing changes.
 * ``adv_limit[t, i]``: the largest position (CNY) the liquidity rule allows (``max_adv_pct`` of the ADV
   before ``t``; ``inf`` without the rule, 0 without an ADV).
 * ``lots[i]``: board lot of fund ``i``. On a rebalance session the portfolio is valued at the trade
@@ -1024,8 +1028,8 @@ def corporate_actions_nb(t: int, shares: np.ndarray, cash: float, split: np.ndar
 
 @njit(cache=True)
 def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
-              ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool, scores: np.ndarray,
-              active: np.ndarray,
+              ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
+              scores: np.ndarray, active: np.ndarray,
               variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
               max_weight: float, init_cash: float, rate: float, min_fee: float,
               slippage: float, record: bool, equity: np.ndarray, shares_out: np.ndarray,
@@ -1091,7 +1095,7 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, divi
                     if shares[i] != 0.0:
                         book += shares[i] * vprice[i]
                 for i in range(n_f):
-                    eligible[i] = tradeable[i] and adv_limit[t, i] >= w_each * book
+                    eligible[i] = tradeable[i] and not excluded[t, i] and adv_limit[t, i] >= w_each * book
                 select_weights_nb(sc, eligible, held, top_n[p], buffer[p], w_each, w)
                 rebalance_targets_nb(w, shares, cash, trade_price[t], vprice, tradeable, lots, rate, min_fee,
                                      slippage, target)
@@ -1136,8 +1140,8 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, divi
 
 @njit(cache=True)
 def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
-                     ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
-                     scores: np.ndarray, active: np.ndarray,
+                     ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray,
+                     reinvest: bool, scores: np.ndarray, active: np.ndarray,
                      variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
                      max_weight: float, init_cash: float, rate: float, min_fee: float, slippage: float):
     """One portfolio whose parameter set may change by session (``active[t]``; -1: no trading).
@@ -1162,16 +1166,16 @@ def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
     price = np.full((n_s, n_f), np.nan)
     divs = np.zeros((n_s, n_f))
     liq = np.zeros((n_s, n_f), np.bool_)
-    _simulate(trade_price, mark, split, dividend, ended, lots, adv_limit, reinvest, scores, active, variant, top_n,
-              buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, True, equity, shares, orders, fees, slip,
+    _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active, variant,
+              top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, True, equity, shares, orders, fees, slip,
               weights, cash, price, divs, liq)
     return equity, shares, orders, fees, slip, weights, cash, price, divs, liq
 
 
 @njit(cache=True, parallel=True)
 def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
-                     ended: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
-                     scores: np.ndarray, variant: np.ndarray,
+                     ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray,
+                     reinvest: bool, scores: np.ndarray, variant: np.ndarray,
                      top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray, max_weight: float,
                      init_cash: float, rate: float, min_fee: float, slippage: float, start: int) -> np.ndarray:
     """Equity curves ``(P, S)`` of every parameter set, each traded from session ``start`` on."""
@@ -1186,8 +1190,8 @@ def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
         for t in range(start, n_s):
             active[t] = p
         eq = np.empty(n_s)
-        _simulate(trade_price, mark, split, dividend, ended, lots, adv_limit, reinvest, scores, active, variant,
-                  top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2,
+        _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active,
+                  variant, top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2,
                   dummy2, dummy1, dummy2, dummy2, dummyb)
         out[p] = eq
     return out

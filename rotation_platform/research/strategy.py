@@ -14,6 +14,9 @@ Decision rule at a rebalance session ``t`` (timing: :mod:`rotation_platform.rese
    ``backtest.slippage_bps`` and commission ``max(commission_rate * value, min_commission)`` per order.
    Between rebalances nothing trades, but corporate actions change the holdings (splits multiply the
    shares, cash dividends pay cash) and a fund whose data ended is sold at its last price.
+5. A fund out of the universe (``Market.excluded``: an ERROR finding on data through ``t - 1`` inside
+   ``data.quality.exclusion_window``) is neither scored nor eligible at ``t``: it cannot be bought or
+   added to, and a holding is sold at the rebalance like a fund leaving the selection.
 
 Signals (factors, labels, screens) use the adjusted panel; the book (shares, cash, orders, equity) uses
 the raw prices of the market, so every share count is an exchange share count.
@@ -192,7 +195,7 @@ class StrategyContext:
                                    annualisation=spec.backtest.annualisation)
         self.values = aligned.values
         self.universe = self.screen.universe
-        self.candidates = self.universe & ~market.ended
+        self.candidates = self.universe & ~market.ended & ~market.excluded
         self.adv_limit = np.ascontiguousarray(self.position_limit(self.adv()))
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
         self._selections: dict[int, tuple[np.ndarray, SelectionPath]] = {}
@@ -341,7 +344,8 @@ class StrategyContext:
 
     def _market_args(self) -> tuple:
         m = self.market
-        return m.trade_price, m.mark, m.split, m.dividend, m.ended, m.lots, self.adv_limit, bool(m.reinvest)
+        return (m.trade_price, m.mark, m.split, m.dividend, m.ended, m.excluded, m.lots, self.adv_limit,
+                bool(m.reinvest))
 
     def _cost_args(self) -> tuple[float, float, float, float, float]:
         bt = self.spec.backtest

@@ -7,6 +7,11 @@ ADV known at ``T`` and the book's value), the same selection and the same whole-
 :func:`nb.rebalance_targets_nb`) turn them into share counts. Prices default to the raw (tradable)
 close of ``T`` from the market, holdings are real shares and cash is CNY; the board lot is the fund's.
 
+A fund out of the universe of the decision (``Market.out_of_universe[T]``: an ERROR finding on data through
+``T`` inside ``data.quality.exclusion_window``) is neither scored nor selected: it cannot be bought or
+added to, and on a rebalance a holding's target is 0 shares (it is sold, like a fund leaving the
+selection); the ``excluded`` column marks it.
+
 The factor row of the next session is the factor input's row after ``T`` when the panel has one (a
 historical decision), otherwise ``next_factors`` (funds x factors) computed by the factor engine from
 data through ``T``.
@@ -110,7 +115,8 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
         bad = [symbols[i] for i in np.flatnonzero(held & ~np.isfinite(value_price))]
         raise ResearchError(f"held funds without any price to value them on {ctx.sessions[t].date()}: {bad} "
                             f"(their data ended: remove them from the holdings or give their prices)")
-    candidates = tradeable.copy()
+    out = market.out_of_universe[t]
+    candidates = tradeable & ~out
     adv = ctx.adv_known_at(t)
     path = ctx.selections(params.ic_lookback, np.array([t], np.int64))
     weight = np.abs(np.nan_to_num(path.icir)) if params.weighting == "ic" else np.where(path.kept >= 0, 1.0, 0.0)
@@ -122,7 +128,7 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     w_each = min(1.0 / params.top_n, spec.capital.max_single_weight)
     equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
     liquid = ctx.liquid(w_each * equity, adv)
-    eligible = tradeable & liquid
+    eligible = tradeable & liquid & ~out
     if np.isfinite(scores).any():
         nb.select_weights_nb(scores, eligible, held, params.top_n, params.buffer, w_each, w)
     else:
@@ -153,7 +159,7 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
         "order_shares": order, "side": np.where(order > 0, "buy", np.where(order < 0, "sell", "")),
         "order_value": np.where(order != 0, value, 0.0), "est_commission": commission,
         "est_slippage": np.abs(order) * safe_price * slip, "target_value": target_value,
-        "adv": adv, "adv_utilisation": util, "liquid": liquid,
+        "adv": adv, "adv_utilisation": util, "liquid": liquid, "excluded": out.copy(),
     }, index=pd.Index(list(symbols), name="symbol"))
     factors = tuple((path.names[int(k)], int(s), float(ic)) for k, s, ic in zip(path.kept[0], path.sign[0],
                                                                                  path.icir[0]) if k >= 0)

@@ -114,7 +114,8 @@ def test_fuse_fails_and_blocks_downstream(fuse, demo_env, monkeypatch) -> None:
 
 
 def test_quality_gate_blocks_everything_after_prices(demo_env, monkeypatch) -> None:
-    """An ERROR finding (too many missing sessions) fails the gate; no factor is computed."""
+    """ERROR findings (too many missing sessions) on all funds but one leave fewer than pools[].min_funds
+    tradeable funds: the gate fails; no factor is computed."""
     monkeypatch.setenv("ROTATION_DATA__QUALITY__MAX_MISSING_FRACTION", "0.0")
     original = pool_run_module.load_pool_prices
 
@@ -125,10 +126,10 @@ def test_quality_gate_blocks_everything_after_prices(demo_env, monkeypatch) -> N
 
             def read(self, symbols):
                 out = dict(source.read(symbols))
-                first = symbols[0]
-                raw = out[first]
-                frame = raw.frame.iloc[::2].reset_index(drop=True)  # every other row missing
-                out[first] = type(raw)(raw.symbol, frame, raw.file, raw.layout, raw.meta)
+                for symbol in symbols[:-1]:
+                    raw = out[symbol]
+                    frame = raw.frame.iloc[::2].reset_index(drop=True)  # every other row missing
+                    out[symbol] = type(raw)(raw.symbol, frame, raw.file, raw.layout, raw.meta)
                 return out
 
         return original(Dropping(), pool, data_cfg, asof=asof, **kwargs)

@@ -38,7 +38,7 @@ def run(market: Market, scores: np.ndarray, *, top_n: int = 1, cadence: int = 10
     cube[0, rows] = scores[rows]
     adv_limit = np.full((n_s, n_f), np.inf)
     out = nb.simulate_path_nb(market.trade_price, market.mark, market.split, market.dividend, market.ended,
-                              market.lots, adv_limit, market.reinvest, cube, active, np.zeros(1, np.int64),
+                              market.excluded, market.lots, adv_limit, market.reinvest, cube, active, np.zeros(1, np.int64),
                               np.array([top_n]), np.array([0]), np.array([cadence]), max_weight, cash,
                               costs.commission_rate, costs.min_commission, costs.slippage_bps / 1e4)
     equity, shares, orders, fees, slip, weights, cash_path, price, divs, liq = out
