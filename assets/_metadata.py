@@ -237,13 +237,32 @@ def retry_on_service_errors(attempts: int = 3, wait_s: float = 10.0) -> Iterator
 
 def pool_value(groups: Sequence[tuple[str, object, Sequence[object], Sequence[str]]], values: Sequence[object]) -> object:
     """The output of a run: one pool's value as it is (the IO manager splits it by session), or, for a
-    run over several pools, a dict of each partition's own value."""
+    run over several pools, a dict of each partition's own value. Each partition's value carries the
+    data hash and config hash it was computed from (:mod:`rotation_platform.storage.provenance`)."""
+    from rotation_platform.storage.provenance import stamp_partitions
+
     if len(values) == 1:
-        return values[0]
+        return stamp_partitions(values[0], provenance_records(groups[0]))
     out: dict[str, object] = {}
-    for (_, _, sessions, keys), value in zip(groups, values):
-        out.update(split_by_session(value, sessions, keys))
+    for group, value in zip(groups, values):
+        _, _, sessions, keys = group
+        records = provenance_records(group)
+        parts = split_by_session(value, sessions, keys)
+        out.update({k: stamp_partitions(v, {k: records[k]}) for k, v in parts.items()})
     return out
+
+
+def provenance_records(group: tuple[str, object, Sequence[object], Sequence[str]]) -> dict[str, dict[str, object]]:
+    """``{partition key: {data_hash, config_hash}}`` of one pool's partitions of the run (``group``:
+    pool, its ``PoolRun``, sessions, partition keys)."""
+    from rotation_platform.storage.provenance import record, results_config_hash
+
+    _, run, sessions, keys = group
+    config = getattr(run, "config", None)
+    if config is None or not hasattr(run, "data_hash"):
+        return {}
+    chash = results_config_hash(config)
+    return {str(key): record(run.data_hash(t), chash) for key, t in zip(keys, sessions)}
 
 
 def split_by_session(value: object, sessions: Sequence[object], keys: Sequence[str]) -> dict[str, object]:

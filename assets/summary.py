@@ -1,4 +1,10 @@
-"""Per session, across pools: the combined metrics summary and the session snapshot."""
+"""Per session, across pools: the combined metrics summary and the session snapshot.
+
+Both judge whether each pool's stored values are current (``rotation_platform.production.summary.
+pool_currency``): from the data and config hashes the values carry, the pool's run record in the store,
+and -- for the latest sessions of a run -- the Dagster instance, which also knows of a run that stopped
+before it wrote anything (e.g. its prices could not be loaded).
+"""
 
 from pathlib import Path
 
@@ -9,10 +15,16 @@ from assets._metadata import PER_PARTITION_METADATA, SINGLE_RUN, metadata_tail, 
 from assets.partitions import session_of, session_partitions
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
-from rotation_platform.production.summary import COMBINED, pool_metrics_summary as summarise
+from rotation_platform.production.summary import (
+    COMBINED,
+    CURRENCY_ASSETS,
+    pool_currency,
+    pool_metrics_summary as summarise,
+)
 from rotation_platform.reports.tables import markdown_table
 from rotation_platform.storage.base import Partition
 from rotation_platform.storage.errors import StorageNotFoundError
+from rotation_platform.storage.provenance import RUN_END_ASSET, read_run_record, results_config_hash
 from rotation_platform.storage.snapshots import SnapshotStore
 
 BY_SESSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
@@ -27,21 +39,62 @@ def _read(store, asset: str, pool: str, session: pd.Timestamp):
         return None
 
 
+def _run_failure(instance, pool: str, session: pd.Timestamp) -> str | None:
+    """Why the latest run planned to materialise the pool's target for the session has not (it failed,
+    was stopped, or is still going), when the Dagster instance knows of one newer than the stored target."""
+    key = f"{pool}|{session.date()}"
+    asset_key = dg.AssetKey(RUN_END_ASSET)
+    try:
+        planned = instance.get_latest_planned_materialization_info(asset_key, partition=key)
+        if planned is None:
+            return None
+        done = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]),
+                                               limit=1).records
+        if done and done[0].storage_id >= planned.storage_id:
+            return None
+        run = instance.get_run_by_id(planned.run_id)
+    except Exception:  # noqa: BLE001 - the instance is a second opinion; the store's evidence stands alone
+        return None
+    status = run.status.value.lower() if run is not None else "unknown"
+    if status == "success":
+        return None
+    return f"the latest run {planned.run_id[:8]} ({status}) did not materialise {RUN_END_ASSET}"
+
+
+def _currency(store, config_hash: str, pool: str, session: pd.Timestamp, values: dict | None = None,
+              instance=None) -> dict:
+    """:func:`pool_currency` of one pool and session from the store (``values``: what was read already)."""
+    values = dict(values or {})
+    for asset in CURRENCY_ASSETS:
+        if asset not in values:
+            values[asset] = _read(store, asset, pool, session)
+    run = read_run_record(store, Partition.multi({"pool": pool, "session": str(session.date())}))
+    failure = _run_failure(instance, pool, session) if instance is not None else None
+    return pool_currency(config_hash, values, run, failure)
+
+
 @dg.asset(
-    partitions_def=session_partitions, group_name="summary", backfill_policy=SINGLE_RUN, code_version="1",
+    partitions_def=session_partitions, group_name="summary", backfill_policy=SINGLE_RUN, code_version="2",
     deps=[dg.AssetDep("backtest", partition_mapping=BY_SESSION)],
-    description="Every pool's metrics as of the session with the threshold verdicts, and the combined view "
-                "weighted by each pool's summary_weight (index session x pool; COMBINED is the weighted row).",
+    description="Every pool's metrics as of the session with the threshold verdicts and its status (ok, stale, "
+                "failed, missing) with the reason, and the combined view weighted by each pool's summary_weight "
+                "over the pools current for the session (index session x pool; COMBINED is the weighted row and "
+                "names the pools it leaves out).",
 )
 def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
     config = platform.config
     sessions = session_of(context)
     frames = []
+    asked = set(sessions[-PER_PARTITION_METADATA:])  # the instance is asked about the latest sessions only
+    current_hash = results_config_hash(config)
     with retry_on_service_errors():
         store = storage.open_store()
         try:
             for t in sessions:
-                frames.append(summarise(config, t, {p: _read(store, "backtest", p, t) for p in config.pool_names}))
+                backtests = {p: _read(store, "backtest", p, t) for p in config.pool_names}
+                currency = {p: _currency(store, current_hash, p, t, {"backtest": backtests[p]},
+                                         context.instance if t in asked else None) for p in config.pool_names}
+                frames.append(summarise(config, t, backtests, currency))
         finally:
             store.close()
     table = pd.concat(frames)
@@ -57,14 +110,19 @@ def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformRe
                      if pd.notna(comb[k])})
         meta["all_thresholds_ok"] = dg.MetadataValue.bool(bool(comb["all_thresholds_ok"]))
         meta["missing_pools"] = dg.MetadataValue.json(list(frame.index.get_level_values("pool")[frame["status"] == "missing"]))
+        pools = frame.droplevel("session").drop(index=COMBINED)
+        meta["not_current_pools"] = dg.MetadataValue.json({p: f"{r['status']}: {r['reason']}"
+                                                           for p, r in pools.iterrows()
+                                                           if r["status"] in ("stale", "failed")})
         context.add_asset_metadata(meta, partition_key=t.strftime("%Y-%m-%d"))
     return table
 
 
 @dg.asset(
-    partitions_def=session_partitions, group_name="summary", backfill_policy=SINGLE_RUN, code_version="1",
+    partitions_def=session_partitions, group_name="summary", backfill_policy=SINGLE_RUN, code_version="2",
     deps=[dg.AssetDep(a, partition_mapping=BY_SESSION) for a in POOL_ASSETS] + ["pool_metrics_summary"],
-    description="Content hashes and the config hash of everything produced for the session, with copies of the "
+    description="Content hashes and the config hash of everything produced for the session, each value's data and "
+                "config hash and whether it was current or superseded, with copies of the "
                 "values of the last orchestration.keep_snapshots sessions (restore one with "
                 "`python -m jobs.snapshots restore <session>`).",
 )
@@ -85,24 +143,46 @@ def session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResour
                         if v is not None:
                             values.setdefault(asset, {})[pool] = v
                 summary = store.read(("pool_metrics_summary",), Partition.single(str(t.date())))
+                currency = _snapshot_currency(store, results_config_hash(config), config.pool_names, t, values,
+                                              summary)
                 values["pool_metrics_summary"] = {"_session": summary}
                 day = str(t.date())
                 if i >= keep_from:
-                    manifest = snapshots.save(day, values, platform.config_hash)
+                    manifest = snapshots.save(day, values, platform.config_hash, currency)
                 else:
-                    manifest = SnapshotStore.manifest_of(day, values, platform.config_hash)
+                    manifest = SnapshotStore.manifest_of(day, values, platform.config_hash, currency)
                 manifests[day] = manifest
                 n_values = sum(len(v) for v in manifest["assets"].values())
                 if i < len(sessions) - PER_PARTITION_METADATA:
                     continue
+                superseded = SnapshotStore.superseded_of(manifest)
                 context.add_asset_metadata({"values": dg.MetadataValue.int(n_values),
                                             "config_hash": dg.MetadataValue.text(platform.config_hash),
-                                            "kept": dg.MetadataValue.bool(i >= keep_from)},
+                                            "kept": dg.MetadataValue.bool(i >= keep_from),
+                                            "pool_status": dg.MetadataValue.json(
+                                                {p: c["status"] for p, c in currency.items()}),
+                                            "superseded": dg.MetadataValue.json(
+                                                {p: sorted(a) for p, a in superseded.items()})},
                                            partition_key=day)
         finally:
             store.close()
     context.add_output_metadata({"snapshots_kept": dg.MetadataValue.json(snapshots.sessions())})
     return manifests if len(sessions) > 1 else manifests[str(sessions[-1].date())]
+
+
+def _snapshot_currency(store, config_hash: str, pools, t: pd.Timestamp, values: dict, summary) -> dict:
+    """Each pool's currency for the snapshot: every stored value judged by its hashes; the pool's status and
+    reason as the session's summary gave them (it also knows of runs that failed before writing)."""
+    rows = summary.droplevel("session") if isinstance(summary, pd.DataFrame) and "session" in summary.index.names \
+        else None
+    out = {}
+    for pool in pools:
+        by_asset = {asset: values.get(asset, {}).get(pool) for asset in POOL_ASSETS}
+        judged = _currency(store, config_hash, pool, t, by_asset)
+        if rows is not None and pool in rows.index and "reason" in rows.columns:
+            judged["status"], judged["reason"] = str(rows.loc[pool, "status"]), str(rows.loc[pool, "reason"])
+        out[pool] = judged
+    return out
 
 
 SUMMARY_ASSETS = [pool_metrics_summary, session_snapshot]

@@ -10,6 +10,13 @@ value is split per partition on write and the partitions are combined on load
 data went, rows, checksum and the health of the servers involved (checked at most once a minute);
 never a secret.
 
+Currency of what is stored (:mod:`rotation_platform.storage.provenance`): each partition's value keeps
+the data and config hash it was computed from inside itself (an output of a step that carries none,
+such as the quarantine beside the prices, takes the record of the step's earlier output for the same
+partition); and the pool's chain is bracketed by run records -- ``started`` written before a run's
+``prices``, ``complete`` after its ``target_portfolio`` -- so a reader of the store sees whether the
+latest run of a partition got to its target.
+
 What the UI shows first (Dagster 1.13, ``dagster._core.execution.plan.execute_step``):
 
 * A materialisation lists its metadata in the order it was recorded: the output's own metadata, then
@@ -27,6 +34,7 @@ What the UI shows first (Dagster 1.13, ``dagster._core.execution.plan.execute_st
 
 from __future__ import annotations
 
+import os
 import time
 from abc import abstractmethod
 from typing import Any
@@ -35,12 +43,21 @@ import dagster as dg
 from dagster._core.definitions.partitions.subset.default import DefaultPartitionsSubset
 from pydantic import PrivateAttr
 
-from resources.stores import RedisCacheResource, StoreResource
+from resources.stores import FileStoreResource, RedisCacheResource, StoreResource
+from rotation_platform.production.runlock import RunLock, scope_of_partition
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.cache import CachedStore
 from rotation_platform.storage.errors import StorageUnavailableError
 from rotation_platform.storage.files import FileStore
 from rotation_platform.storage.partitioning import PartitionSlice, combine_values, split_value
+from rotation_platform.storage.provenance import (
+    RUN_END_ASSET,
+    RUN_START_ASSET,
+    provenance_of,
+    run_record,
+    with_provenance,
+    write_run_record,
+)
 
 __all__ = ["StoreIOManager", "LocalFilesIOManager", "partition_slices"]
 
@@ -146,6 +163,13 @@ def _record_after_asset_metadata(context: dg.OutputContext, metadata: dict[str, 
     step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=recorded)
 
 
+def _run_id(context: dg.OutputContext) -> str | None:
+    try:
+        return str(context.run_id)
+    except Exception:  # noqa: BLE001 - an output context built outside a run
+        return None
+
+
 def _code_version(context: dg.OutputContext | dg.InputContext) -> str:
     try:
         out = context if isinstance(context, dg.OutputContext) else context.upstream_output
@@ -173,7 +197,13 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
 
     step_retries: int = 0
     step_retry_wait_s: float = 30.0
+    #: folder whose run locks (rotation_platform.production.runlock) guard the writes; the file stores'
+    #: base_dir when unset, no lock for a database store without it
+    lock_dir: str | None = None
+    lock_wait_s: float = 0.0
     _store: Store | None = PrivateAttr(default=None)
+    _locks: dict = PrivateAttr(default_factory=dict)
+    _step_provenance: dict = PrivateAttr(default_factory=dict)
 
     def _retry_step(self, exc: StorageUnavailableError) -> None:
         if self.step_retries > 0:
@@ -188,7 +218,27 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
             self._store = self._make_store()
         return self._store
 
+    def _lock_folder(self) -> str | None:
+        return self.lock_dir
+
+    def _take_run_locks(self, context: dg.OutputContext) -> None:
+        """Hold the run lock of every pool (or the summary) the output writes, from its first write until
+        the run ends, so a run of another process (the command line, another launched run) cannot
+        interleave its writes with this run's; a lock held by another process fails the step with a line
+        naming that run."""
+        folder = self._lock_folder()
+        if folder is None:
+            return
+        scopes = {scope_of_partition(dict(s.partition.dims)) for s in partition_slices(context)} - {None}
+        for scope in sorted(scopes - set(self._locks)):
+            lock = RunLock(folder, scope, run_id=context.run_id, config=os.environ.get("ROTATION_CONFIG", ""))
+            lock.acquire(self.lock_wait_s)
+            self._locks[scope] = lock
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -203,6 +253,8 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         return cached[1]
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is not None:
+            self._take_run_locks(context)
         try:
             self._handle_output(context, obj)
         except StorageUnavailableError as exc:
@@ -224,15 +276,21 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             _emit_in_session_order(context)
         slices = partition_slices(context)
-        pieces = split_value(obj, slices, f"asset {_asset_label(context)}")
+        pieces = self._with_step_provenance(context, split_value(obj, slices, f"asset {_asset_label(context)}"))
         version, kind = _code_version(context), _cache_kind(context)
         receipts = []
         with store.logging_to(context.log):
+            if asset == (RUN_START_ASSET,) and context.has_asset_partitions:
+                for piece_slice, value in pieces:  # before the prices: a run that stops later stays "started"
+                    write_run_record(store, piece_slice.partition, run_record("started", provenance_of(value)))
             for piece_slice, value in pieces:
                 if isinstance(store, CachedStore):
                     receipts.append(store.write(asset, piece_slice.partition, value, version=version, kind=kind))
                 else:
                     receipts.append(store.write(asset, piece_slice.partition, value))
+            if asset == (RUN_END_ASSET,) and context.has_asset_partitions:
+                for piece_slice, value in pieces:
+                    write_run_record(store, piece_slice.partition, run_record("complete", provenance_of(value)))
         metadata: dict[str, Any] = {
             "storage_backend": dg.MetadataValue.text(store.backend),
             "storage_location": dg.MetadataValue.text(receipts[0].location if len(receipts) == 1 else store.location),
@@ -249,6 +307,26 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
             metadata["cache"] = dg.MetadataValue.json({**store.cache.stats, "available": store.cache.available,
                                                        "last_error": store.cache.last_error})
         _record_after_asset_metadata(context, metadata)
+
+    def _with_step_provenance(self, context: dg.OutputContext, pieces: list) -> list:
+        """Pieces without a provenance record take the one an earlier output of the same step recorded for
+        their partition (the outputs of one step are computed from the same inputs)."""
+        try:
+            step = (_run_id(context), context.step_key)
+        except Exception:  # noqa: BLE001 - an output context built outside a run
+            step = (None, None)
+        if step not in self._step_provenance:
+            self._step_provenance = {step: {}}  # one step at a time: forget the earlier ones
+        seen = self._step_provenance[step]
+        out = []
+        for piece_slice, value in pieces:
+            prov = provenance_of(value)
+            if prov is None and piece_slice.key in seen:
+                value = with_provenance(value, seen[piece_slice.key])
+            elif prov is not None:
+                seen[piece_slice.key] = prov
+            out.append((piece_slice, value))
+        return out
 
     def _load_input(self, context: dg.InputContext) -> object:
         store = self._get_store()
@@ -272,6 +350,9 @@ class StoreIOManager(_StoreBackedIOManager):
     store: StoreResource
     cache: RedisCacheResource | None = None
 
+    def _lock_folder(self) -> str | None:
+        return self.lock_dir or (self.store.base_dir if isinstance(self.store, FileStoreResource) else None)
+
     def _make_store(self) -> Store:
         inner = self.store.open_store()
         if self.cache is None:
@@ -287,6 +368,9 @@ class LocalFilesIOManager(_StoreBackedIOManager):
     """
 
     base_dir: str
+
+    def _lock_folder(self) -> str | None:
+        return self.lock_dir or self.base_dir
 
     def _make_store(self) -> Store:
         return FileStore(self.base_dir)

@@ -1,4 +1,10 @@
-"""The main job's console report: the pools' summary, fuse verdicts and target portfolios."""
+"""The main job's console report: the pools' summary, fuse verdicts and target portfolios.
+
+A pool is shown with the status the session's summary gives it (``ok``, ``stale``, ``failed``,
+``missing``), and as ``failed`` when this run of it failed, whatever the summary says; only ``ok``
+pools show figures, and a line under the table says why each other pool is not current and what the
+combined row leaves out.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,28 @@ def fuse_table(checks: Mapping[str, Sequence[tuple]]) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("-")
 
 
+def _current_only(s: pd.DataFrame, failed: Mapping[str, str]) -> pd.DataFrame:
+    """The session's summary rows with every pool this run failed shown as failed (no figures)."""
+    s = s.copy()
+    if "reason" not in s.columns:
+        s["reason"] = ""
+    figures = [c for c in ("equity", "annual_return", "max_drawdown", "sharpe", "monthly_win_rate",
+                           "annual_turnover", "var_95", "benchmark_annual_return") if c in s.columns]
+    for pool, why in failed.items():
+        if pool in s.index and s.loc[pool, "status"] != "failed":
+            if s.loc[pool, "status"] == "ok" and float(s.loc[pool, "weight"]) > 0 and "COMBINED" in s.index:
+                # the combined figures counted it as current: they are not shown either
+                s.loc["COMBINED", figures] = np.nan
+                s.loc["COMBINED", "all_thresholds_ok"] = False
+                s.loc["COMBINED", "status"] = "partial"
+                s.loc["COMBINED", "reason"] = f"counted {pool} as current, which this run failed; not shown"
+            s.loc[pool, "status"], s.loc[pool, "reason"] = "failed", f"this run failed ({why})"
+            s.loc[pool, figures] = np.nan
+            s.loc[pool, "params"] = ""
+            s.loc[pool, "all_thresholds_ok"] = False
+    return s
+
+
 def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd.DataFrame | None,
                       checks: Mapping[str, Sequence[tuple]],
                       targets: Mapping[str, pd.DataFrame], failed: Mapping[str, str],
@@ -49,7 +77,9 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
     lines = [f"Session {session.date()}"]
     if summary is not None and not summary.empty:
         s = summary.xs(session, level="session") if "session" in summary.index.names else summary
+        s = _current_only(s, failed)
         cap = pd.Series(capacity or {}, dtype=float).reindex(s.index)
+        cap[s["status"] != "ok"] = np.nan  # this run's capacity of a pool the summary does not show as current
         view = pd.DataFrame({
             "weight": s["weight"].map(lambda v: f"{v:.0%}"),
             "status": s["status"],
@@ -69,6 +99,8 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
                   f"win rate >= {f.min_monthly_win_rate:.0%}, turnover <= {f.max_annual_turnover}/yr; capacity: CNY "
                   f"before a holding exceeds its ADV limit)",
                   view.to_string()]
+        lines += [f"  {pool}: {str(rec['status']).upper()} - {rec['reason']}" for pool, rec in s.iterrows()
+                  if rec["status"] != "ok" and str(rec.get("reason", "") or "")]
     if checks:
         grid = fuse_table(checks)
         lines += ["", "Fuses (ERROR fuses stop the pool's later steps; WARN only report)",

@@ -159,9 +159,22 @@ def _fuses(checks: Sequence[tuple[str, str, bool, str, str]]) -> list[dict[str, 
 
 def run_result(config_name: str, config_hash: str, sessions: Iterable[object], pools: Sequence[dict[str, object]],
                summary: Mapping[str, object] | None = None, *, generated_at: dt.datetime | None = None,
-               config_file: str | None = None) -> dict[str, object]:
+               config_file: str | None = None,
+               currency: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, object]:
+    """The run's result. ``summary``: the session summary's combined row (over the pools current for the
+    session; its ``reason`` names the pools left out); ``currency``: pool -> the summary's ``status`` and
+    ``reason`` for every configured pool (``ok``, ``stale``, ``failed``, ``missing``), written as
+    ``currency`` when given. A pool this run failed is ``failed`` there whatever the summary said."""
     days = [_day(s) for s in sessions]
     status = "ok" if pools and all(p["status"] == "ok" for p in pools) else "failed"
+    extra: dict[str, object] = {}
+    if currency is not None:
+        run_failed = {str(p["pool"]): str(p.get("reason") or "") for p in pools if p["status"] == "failed"}
+        extra["currency"] = {
+            str(pool): ({"status": "failed", "reason": f"this run failed ({run_failed[str(pool)]})"}
+                        if str(pool) in run_failed and rec.get("status") != "failed" else
+                        {"status": str(rec.get("status")), "reason": str(rec.get("reason") or "") or None})
+            for pool, rec in currency.items()}
     return {
         "schema": SCHEMA_ID,
         "schema_version": SCHEMA_VERSION,
@@ -173,6 +186,7 @@ def run_result(config_name: str, config_hash: str, sessions: Iterable[object], p
         "pools": list(pools),
         "summary": None if summary is None else {k: (_num(v) if isinstance(v, (float, int, np.floating)) else v)
                                                  for k, v in summary.items()},
+        **extra,
     }
 
 

@@ -6,7 +6,8 @@ Stored types
   per session and symbol with a close; :meth:`PricePanel.to_long`) plus ``meta``, ``sessions`` and
   ``symbols`` so sessions or funds with no data survive;
 * :class:`pandas.DataFrame` -- kind ``frame``: ``pyarrow.Table.from_pandas(preserve_index=True)``;
-  the pandas metadata in the Arrow schema restores index, dtypes and column names;
+  the pandas metadata in the Arrow schema restores index, dtypes, column names and ``frame.attrs``
+  (where a value keeps its provenance, :mod:`.provenance`);
 * JSON-able ``dict`` / ``list`` -- kind ``json``: the text ``json.dumps(indent=2, sort_keys=True,
   default=str)`` in chunks of at most :data:`JSON_CHUNK_CHARS` characters.
 
@@ -153,15 +154,35 @@ def _panel_from(table: pa.Table, meta: dict[str, Any]) -> PricePanel:
 
 
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
+    """The frame as a table; ``frame.attrs`` (e.g. the value's provenance, :mod:`.provenance`) travel in
+    the pandas metadata of the schema, which every store keeps, and come back on ``to_pandas``."""
+    attrs = dict(frame.attrs)
+    if attrs:
+        frame = frame.copy(deep=False)
+        frame.attrs = {}
     try:
         if isinstance(frame.index, pd.MultiIndex) and all(isinstance(n, str) for n in frame.index.names) \
                 and len(set(frame.index.names)) == frame.index.nlevels \
                 and all(isinstance(c, str) for c in frame.columns) and frame.columns.nlevels == 1 \
                 and not set(frame.index.names) & set(frame.columns):
-            return _multiindex_frame_table(frame)
-        return pa.Table.from_pandas(frame, preserve_index=True)
+            table = _multiindex_frame_table(frame)
+        else:
+            table = pa.Table.from_pandas(frame, preserve_index=True)
     except (pa.ArrowException, TypeError, ValueError) as exc:
         raise StorageInputError(f"cannot convert the DataFrame to a table: {exc}") from exc
+    return _with_attrs(table, attrs) if attrs else table
+
+
+def _with_attrs(table: pa.Table, attrs: dict[str, Any]) -> pa.Table:
+    """``table`` whose pandas metadata restores ``attrs`` (JSON-able) on ``to_pandas``."""
+    metadata = dict(table.schema.metadata or {})
+    meta = json.loads(metadata.get(b"pandas", b"{}"))
+    try:
+        meta["attributes"] = json.loads(json.dumps(attrs, default=str))
+    except (TypeError, ValueError) as exc:
+        raise StorageInputError(f"the DataFrame's attrs are not JSON-able: {exc}") from exc
+    metadata[b"pandas"] = json.dumps(meta).encode()
+    return table.replace_schema_metadata(metadata)
 
 
 _SCHEMA_CACHE: dict[tuple, pa.Schema] = {}

@@ -19,6 +19,10 @@ Rules
 
 Combining: price panels are joined over sessions and funds, frames concatenated in partition order,
 other values returned as ``{partition key: value}``.
+
+Provenance (:mod:`.provenance`): a frame or panel covering several partitions carries every partition's
+record; each part written carries only its own, and a combined frame or panel carries the records of
+the partitions it was combined from.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.storage.base import Partition
 from rotation_platform.storage.codec import time_axis
 from rotation_platform.storage.errors import StorageInputError
+from rotation_platform.storage.provenance import PROVENANCE_KEY, provenance_of, with_provenance
 
 __all__ = ["PartitionSlice", "split_value", "combine_values"]
 
@@ -106,6 +111,23 @@ def _labels(frame: pd.DataFrame, name: str) -> np.ndarray | None:
 
 def split_value(value: Any, slices: Sequence[PartitionSlice], what: str) -> list[tuple[PartitionSlice, Any]]:
     """``(slice, part)`` for each partition; see the module docstring."""
+    records = _partition_records(value)
+    if records is None:
+        return _split(value, slices, what)
+    # cut the value without the records (pandas would copy them into every part), then give each part its own
+    bare = with_provenance(value, None)
+    return [(s, with_provenance(part, records.get(s.key))) for s, part in _split(bare, slices, what)]
+
+
+def _partition_records(value: Any) -> Mapping[str, Any] | None:
+    """``{partition key: provenance record}`` of a frame or panel covering several partitions, else None."""
+    prov = value.attrs.get(PROVENANCE_KEY) if isinstance(value, pd.DataFrame) else \
+        value.meta.get(PROVENANCE_KEY) if isinstance(value, PricePanel) else None
+    parts = prov.get("partitions") if isinstance(prov, Mapping) else None
+    return parts if isinstance(parts, Mapping) else None
+
+
+def _split(value: Any, slices: Sequence[PartitionSlice], what: str) -> list[tuple[PartitionSlice, Any]]:
     if len(slices) == 1:
         return [(slices[0], value)]
     keys = [s.key for s in slices]
@@ -200,10 +222,20 @@ def combine_values(parts: Sequence[tuple[PartitionSlice, Any]]) -> Any:
                 dup = joined.index[joined.index.duplicated()][0]
                 raise StorageInputError(f"partitions {[s.key for s, _ in parts]} overlap on session {dup}")
             frames[f] = joined.sort_index()
-        metas = [v.meta for v in values]
+        records = _combined_records(parts)
+        metas = [{k: x for k, x in v.meta.items() if k != PROVENANCE_KEY} for v in values]
         meta = metas[0] if all(m == metas[0] for m in metas) else {**metas[-1],
                                                                    "partitions": [s.key for s, _ in parts]}
-        return PricePanel(frames, meta)
+        return with_provenance(PricePanel(frames, meta), records)
     if all(isinstance(v, pd.DataFrame) for v in values):
-        return pd.concat(values, axis=0)
+        records = _combined_records(parts)
+        combined = pd.concat([with_provenance(v, None) if PROVENANCE_KEY in v.attrs else v for v in values], axis=0)
+        return with_provenance(combined, records) if records is not None else combined
     return {s.key: v for s, v in parts}
+
+
+def _combined_records(parts: Sequence[tuple[PartitionSlice, Any]]) -> dict[str, Any] | None:
+    records = {s.key: provenance_of(v) for s, v in parts}
+    if all(r is None for r in records.values()):
+        return None
+    return {"partitions": records}

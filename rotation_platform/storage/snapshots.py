@@ -3,17 +3,27 @@ for the last ``keep`` sessions, and restoring one into any store.
 
 Layout under ``root``::
 
-    <session>/manifest.json                 session, config hash, {asset: {pool: hash}}
+    <session>/manifest.json                 session, config hash, {asset: {pool: hash}}, each value's
+                                            currency (``values``) and the pools' statuses (``pools``)
     <session>/<asset>/<pool>.<suffix>       the value (the embedded file format)
 
 A snapshot is written to a temporary folder and renamed into place, so a reader sees a whole snapshot or
 none; saving a session again replaces it. :meth:`SnapshotStore.restore` verifies every hash before it
 writes anything back.
+
+The temporary folder ``.<session>.<uuid>`` is held with an OS advisory lock (``fcntl.flock`` on the
+folder) while it is written, so a save killed half-way (``SIGKILL``, a power cut) leaves a folder nobody
+holds: the next save removes every such folder (:meth:`SnapshotStore.clean_staging`, logged, the names in
+``removed_staging``) and keeps the folder of a save still in progress.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -29,6 +39,9 @@ from rotation_platform.storage.errors import StorageIntegrityError, StorageNotFo
 from rotation_platform.storage.files import read_value, write_value
 
 __all__ = ["SnapshotStore", "value_hash", "Restored"]
+
+log = logging.getLogger(__name__)
+_STAGING = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.[0-9a-f]{32}$")
 
 
 def value_hash(value: Any) -> str:
@@ -49,6 +62,36 @@ class SnapshotStore:
             raise ValueError("keep must be at least 1")
         self.root = Path(root)
         self.keep = int(keep)
+        self.removed_staging: list[str] = []
+
+    def clean_staging(self) -> list[str]:
+        """Remove the temporary folders of saves that did not finish (their owner is gone: nobody holds
+        the folder's lock); return their names. A save in progress keeps its folder."""
+        removed = []
+        if not self.root.exists():
+            return removed
+        for path in sorted(self.root.iterdir()):
+            if not (path.is_dir() and _STAGING.match(path.name)):
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue  # gone meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a save in progress holds it
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                if not path.exists():
+                    removed.append(path.name)
+            finally:
+                os.close(fd)
+        if removed:
+            log.warning("snapshots under %s: removed %d unfinished save(s) left by a process that ended "
+                        "mid-save: %s", self.root, len(removed), ", ".join(removed))
+        self.removed_staging += removed
+        return removed
 
     def sessions(self) -> list[str]:
         if not self.root.exists():
@@ -56,17 +99,42 @@ class SnapshotStore:
         return sorted(p.name for p in self.root.iterdir() if (p / "manifest.json").exists())
 
     @staticmethod
-    def manifest_of(session: str, values: Mapping[str, Mapping[str, Any]], config_hash: str) -> dict[str, object]:
-        return {"session": session, "config_hash": config_hash,
-                "assets": {asset: {pool: value_hash(v) for pool, v in sorted(by_pool.items())}
-                           for asset, by_pool in sorted(values.items())}}
+    def manifest_of(session: str, values: Mapping[str, Mapping[str, Any]], config_hash: str,
+                    currency: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, object]:
+        """The manifest; ``currency``: pool -> ``rotation_platform.production.summary.pool_currency`` (its
+        ``status`` / ``reason`` and each asset's hashes and status: ``current`` or ``superseded``)."""
+        manifest: dict[str, Any] = {"session": session, "config_hash": config_hash,
+                                    "assets": {asset: {pool: value_hash(v) for pool, v in sorted(by_pool.items())}
+                                               for asset, by_pool in sorted(values.items())}}
+        if currency is not None:
+            manifest["pools"] = {pool: {"status": c["status"], "reason": c["reason"], "data_hash": c["data_hash"]}
+                                 for pool, c in sorted(currency.items())}
+            manifest["values"] = {asset: {pool: dict(currency[pool]["assets"][asset]) for pool in sorted(by_pool)
+                                          if asset in currency.get(pool, {}).get("assets", {})}
+                                  for asset, by_pool in sorted(values.items())}
+        return manifest
 
-    def save(self, session: str, values: Mapping[str, Mapping[str, Any]], config_hash: str) -> dict[str, object]:
+    @staticmethod
+    def superseded_of(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        """``{pool: {asset: reason}}`` of the snapshot's values that were not current when it was taken
+        (kept readable as the previous values, never as the session's current ones)."""
+        out: dict[str, dict[str, str]] = {}
+        for asset, by_pool in (manifest.get("values") or {}).items():
+            for pool, entry in by_pool.items():
+                if entry.get("status") == "superseded":
+                    out.setdefault(pool, {})[asset] = str(entry.get("reason", ""))
+        return out
+
+    def save(self, session: str, values: Mapping[str, Mapping[str, Any]], config_hash: str,
+             currency: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, object]:
         """Store ``values`` ({asset: {pool: value}}) as the snapshot of ``session``; prune to ``keep``."""
-        manifest = self.manifest_of(session, values, config_hash)
+        manifest = self.manifest_of(session, values, config_hash, currency)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.clean_staging()
         tmp = self.root / f".{session}.{uuid.uuid4().hex}"
         tmp.mkdir()
+        owner = os.open(tmp, os.O_RDONLY)
+        fcntl.flock(owner, fcntl.LOCK_EX)  # held until the folder is renamed or removed: see clean_staging
         try:
             for asset, by_pool in values.items():
                 for pool, value in by_pool.items():
@@ -79,6 +147,7 @@ class SnapshotStore:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            os.close(owner)
         self.prune()
         return manifest
 
@@ -111,7 +180,11 @@ class SnapshotStore:
         return out
 
     def restore(self, session: str, store: Store) -> Restored:
-        """Write the snapshot of ``session`` back into ``store`` (all values verified first)."""
+        """Write the snapshot of ``session`` back into ``store`` (all values verified first). The values
+        carry their own data and config hashes, so a superseded value stays superseded; each restored
+        pool's run record says where its values came from."""
+        from rotation_platform.storage.provenance import provenance_of, run_record, write_run_record
+
         values = self.load(session)
         n = 0
         day = str(pd.Timestamp(session).date())
@@ -121,4 +194,7 @@ class SnapshotStore:
                     Partition.multi({"pool": pool, "session": day})
                 store.write((asset,), partition, value)
                 n += 1
+        for pool, value in values.get("prices", {}).items():
+            write_run_record(store, Partition.multi({"pool": pool, "session": day}),
+                             run_record("restored", provenance_of(value), from_snapshot=day))
         return Restored(session, n, tuple(sorted(values)))
