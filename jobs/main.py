@@ -2,20 +2,27 @@
 summary, the fuse verdicts and tomorrow's target portfolios.
 
     python -m jobs.main [--config configs/demo.yaml] [--pools A_SHARE QDII] [--session 2024-12-31] [--sessions 5]
-                        [--force] [--json out.json]
+                        [--force] [--json out.json] [--wait SECONDS]
 
 ``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill). The
 definitions are built from ``--config`` (or ``ROTATION_CONFIG``): its pools, sessions and storage. A
 session that has not closed yet (its close plus ``orchestration.data_delay_minutes``) is refused unless
 ``--force`` (the runs then carry the tag ``rotation/force=true``). ``--json FILE`` writes the run's result
 for an execution desk (schema ``docs/run-result.schema.json``, described in ``docs/orders.md``).
+One run at a time writes a pool of a data folder (and the summary): the run locks under
+``<storage.data_dir>/.locks/`` (:mod:`rotation_platform.production.runlock`); a second run fails at once
+with a line naming the holder (exit code 5), or with ``--wait SECONDS`` waits for it. The run's alert
+(DingTalk, e-mail; ``notifications``) is sent once for the whole invocation when the runs end.
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default: ``.dagster_home`` in the
 repository), so the UI started with ``scripts/ui.sh`` shows them and the stored assets.
+The price, factor, split/dividend and positions files are read before any run starts, so a bad one is
+refused with nothing stored. Every error is one line on stderr with an exit code by kind: 2 usage,
+3 configuration, 4 data, 5 service, 1 a failed pool or anything else (``jobs/cli.py``); ``--debug`` or
+``ROTATION_DEBUG=1`` prints the traceback too.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -80,78 +87,173 @@ def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwar
     return result
 
 
+def build_parser():
+    from jobs.cli import parser
+
+    p = parser("python -m jobs.main", __doc__.splitlines()[0])
+    p.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
+    p.add_argument("--pools", nargs="*", help="pools to run (default: all configured pools)")
+    p.add_argument("--session", help="the session to run, YYYY-MM-DD (default: the latest with data)")
+    p.add_argument("--sessions", type=int, default=1, help="run the latest N sessions in one run per pool")
+    p.add_argument("--force", action="store_true",
+                   help="run sessions that have not closed yet (close + orchestration.data_delay_minutes)")
+    p.add_argument("--json", metavar="FILE", help="write the run's result as JSON (docs/orders.md)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="when another run is writing these pools (or the summary) of the data folder, wait up "
+                        "to SECONDS for it (default: fail at once, exit code 5)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.main", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
-    parser.add_argument("--pools", nargs="*", help="pools to run (default: all configured pools)")
-    parser.add_argument("--session", help="the session to run (default: the latest with data)")
-    parser.add_argument("--sessions", type=int, default=1, help="run the latest N sessions in one run per pool")
-    parser.add_argument("--force", action="store_true",
-                        help="run sessions that have not closed yet (close + orchestration.data_delay_minutes)")
-    parser.add_argument("--json", metavar="FILE", help="write the run's result as JSON (docs/orders.md)")
-    args = parser.parse_args(argv)
+    """Parse the arguments and :func:`run`; every error is one line on stderr and an exit code by kind
+    (see ``jobs/cli.py``: 2 usage, 3 configuration, 4 data, 5 service, 1 other; ``--debug`` for the trace)."""
+    from jobs.cli import run_main
+
+    return run_main(build_parser(), run, argv)
+
+
+def _check_arguments(args) -> None:
+    """Refuse wrong flags before anything is read (UsageError: exit code 2)."""
+    from jobs.cli import parse_date
+    from rotation_platform.errors import UsageError
+
+    if args.sessions < 1:
+        raise UsageError(f"--sessions {args.sessions}: must be at least 1")
+    if args.session is not None:
+        args.session = parse_date(args.session, "--session")
     if args.json:
         target_file = Path(args.json)
         if target_file.is_dir():
-            parser.error(f"--json {args.json} is a folder; give a file name such as {Path(args.json) / 'orders.json'}")
+            raise UsageError(f"--json {args.json} is a folder; give a file name such as "
+                             f"{Path(args.json) / 'orders.json'}")
         if not target_file.resolve().parent.exists():
-            parser.error(f"--json {args.json}: the folder {target_file.resolve().parent} does not exist")
+            raise UsageError(f"--json {args.json}: the folder {target_file.resolve().parent} does not exist")
+    if args.config:
+        config_file = Path(args.config)
+        if not config_file.is_file():
+            from rotation_platform.errors import ConfigError
+
+            what = "is a folder, not a config file" if config_file.is_dir() else "config file not found"
+            raise ConfigError(str(config_file.resolve()), [("<file>", f"{what}: {config_file}")],
+                              hint="give an existing YAML file with --config")
+
+
+def _last_session(args, config, calendar):
+    """``--session`` (UsageError when it is not a session), else the latest session with data whose data
+    is complete by now (this reads the price files: a bad one is a data error)."""
+    from rotation_platform.errors import CalendarError, UsageError
+    from rotation_platform.production import latest_session
+
+    if args.session is not None:
+        try:
+            return calendar.require_session(args.session)
+        except CalendarError as exc:
+            raise UsageError(f"--session {args.session.date()}: {exc.one_line()}") from None
+    delay = config.orchestration.data_delay_minutes
+    return min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
+
+
+def _sessions(args, config, calendar, last) -> list:
+    """The sessions to run, ``last`` last; UsageError when ``--session`` / ``--sessions`` do not fit the
+    partitions or ``last`` has not closed (without ``--force``)."""
+    import pandas as pd
+
+    from assets.partitions import partitions_for, refuse_unclosed
+    from rotation_platform.calendars import SessionNotClosedError
+    from rotation_platform.errors import UsageError
+
+    try:
+        for pool in args.pools:
+            refuse_unclosed(config, pool, [last], forced=args.force)
+    except SessionNotClosedError as exc:
+        raise UsageError(f"{str(exc).split('; to run it anyway')[0]}; add --force to run it anyway") from None
+    sessions = [last]
+    first = pd.Timestamp(config.orchestration.first_session)
+    while len(sessions) < args.sessions and sessions[0] > first:
+        sessions.insert(0, calendar.previous_session(sessions[0]))
+    if sessions[0] < first or len(sessions) < args.sessions:
+        flag = f"--session {last.date()}" if len(sessions) == 1 else f"--sessions {args.sessions}"
+        raise UsageError(f"{flag}: the session partitions start at orchestration.first_session = "
+                         f"{first.date()} (config {config.name}); pick later sessions or set an earlier first_session")
+    if not partitions_for(config).session.has_partition_key(str(last.date())):
+        raise UsageError(f"--session {last.date()} is not a session partition yet: the partitions end at "
+                         f"today's session")
+    return sessions
+
+
+def _preflight(config, pools: list[str], last, prices_read: bool) -> None:
+    """Read the inputs the run will read -- the price files (unless finding the latest session read them
+    already), the factor, split and dividend tables and the positions files of ``last`` -- so that a bad
+    file is refused (one line, exit code 4) before anything runs or is stored."""
+    symbols = [s for pool in pools for s in config.pool(pool).symbols]
+    if config.data.source == "directory":
+        from rotation_platform.data.sources import make_source
+
+        source = make_source(config)
+        if not prices_read:
+            source.read(symbols)
+        source.corporate_actions(symbols)
+    if config.positions.source == "directory":
+        from rotation_platform.production.positions import DirectoryPositions
+
+        reader = DirectoryPositions(config.positions.directory)
+        for pool in pools:
+            reader(pool, last, config.pool(pool).symbols)
+
+
+def run(args) -> int:
+    """The main job for parsed ``args``: check them, load the config, run every pool, print the report."""
+    _check_arguments(args)
     if args.config:
         # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
-    home = ensure_dagster_home()
 
-    import dagster as dg
-    import pandas as pd
-
-    from rotation_platform.calendars import SessionNotClosedError, get_calendar
+    from rotation_platform.calendars import get_calendar
     from rotation_platform.config import config_hash, load_config
-    from rotation_platform.errors import ConfigError, DataSourceError
-    from rotation_platform.production import latest_session
-    from rotation_platform.reports.console import render_run_report
+    from rotation_platform.errors import NotConfiguredError
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from assets.partitions import FORCE_TAG, partitions_for, pool_session_key, refuse_unclosed
-    from definitions import build_defs
-
+    config = load_config()
     pools = args.pools or list(config.pool_names)
     unknown = [p for p in pools if p not in config.pool_names]
     if unknown:
-        parser.error(f"unknown pools {unknown}; configured: {list(config.pool_names)} (config {config.name})")
-    if args.sessions < 1:
-        parser.error("--sessions must be at least 1")
+        raise NotConfiguredError(f"unknown pools {unknown}; configured: {list(config.pool_names)} "
+                                 f"(config {config.name})", key="pools",
+                                 hint="give --pools with configured names")
+    args.pools = pools
     calendar = get_calendar("XSHG")
-    delay = config.orchestration.data_delay_minutes
-    if args.session:
-        last = pd.Timestamp(args.session)
-    else:  # the latest session with data whose data is complete by now
-        try:
-            last = min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
-        except DataSourceError as exc:  # the files are read to find it: a bad file is a data error
-            print(f"error: {exc}", file=sys.stderr)
-            return 4
-    if not calendar.is_session(last):
-        parser.error(f"{last.date()} is not an XSHG trading session")
-    try:
-        for pool in pools:
-            refuse_unclosed(config, pool, [last], forced=args.force)
-    except SessionNotClosedError as exc:
-        print(f"error: {str(exc).split('; to run it anyway')[0]}; add --force to run it anyway", file=sys.stderr)
-        return 2
-    sessions = [last]
-    while len(sessions) < args.sessions:
-        sessions.insert(0, calendar.previous_session(sessions[0]))
-    first = config.orchestration.first_session
-    if sessions[0] < pd.Timestamp(first):
-        parser.error(f"sessions start at orchestration.first_session = {first}")
-    if not partitions_for(config).session.has_partition_key(str(last.date())):
-        parser.error(f"{last.date()} is not a session partition yet: the partitions end at today's session")
+    last = _last_session(args, config, calendar)
+    _preflight(config, pools, last, prices_read=args.session is None)
+    sessions = _sessions(args, config, calendar, last)
+
+    home = ensure_dagster_home()
+    import dagster as dg
+
+    from assets.partitions import FORCE_TAG, pool_session_key
+    from definitions import build_defs
+    from rotation_platform.reports.console import render_run_report
+
     defs = build_defs(os.environ.get("ROTATION_CONFIG") or None)
     force = {FORCE_TAG: "true"} if args.force else {}
+
+    # run locks: one writer per data folder and pool, and for the summary/snapshots, held until the runs
+    # end; another run holding one is RunLockBusy (exit code 5, a busy resource: retry later or --wait)
+    import contextlib
+
+    from jobs.sensors import alert_cli_run, cli_runs, degraded_service
+    from rotation_platform.errors import UsageError
+    from rotation_platform.notify import CLI_ALERT_TAG, CLI_RUN_TAG
+    from rotation_platform.production.runlock import SUMMARY_SCOPE, acquire_all, pool_scope
+
+    if args.wait < 0:
+        raise UsageError(f"--wait {args.wait:g}: must be 0 or more seconds")
+    cli_run = uuid.uuid4().hex[:12]
+    run_locks = contextlib.ExitStack()
+    run_locks.enter_context(acquire_all(
+        config.storage.data_dir, [*(pool_scope(p) for p in pools), SUMMARY_SCOPE], wait_s=args.wait,
+        run_id=f"jobs.main {cli_run}", config=os.environ.get("ROTATION_CONFIG", ""),
+        on_wait=lambda busy: print(f"waiting up to {args.wait:g}s: {busy.what}", file=sys.stderr, flush=True)))
+    # the command line alerts its runs itself (the sensors skip this tag) and groups them by cli_run
+    force = {**force, CLI_ALERT_TAG: "jobs.main", CLI_RUN_TAG: cli_run}
 
     span = f"{sessions[0].date()}..{last.date()}" if len(sessions) > 1 else str(last.date())
     print(f"rotation platform · config {config.name} ({config_hash(config)[:12]}) · storage {config.storage.backend} "
@@ -161,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, list[tuple[str, str, bool, str, str]]] = {}
     targets: dict[str, object] = {}
     failed: dict[str, str] = {}
+    codes: dict[str, int] = {}
     results: list[dict[str, object]] = []
     capacity: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
@@ -172,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, **kwargs)
             checks[pool] = _verdicts(result, str(keys[-1]))
             if not result.success:
-                failed[pool] = _failure_reason(result)
+                failed[pool], codes[pool] = _failure(result)
             outcome = _pool_outcome(result, pool, last, checks[pool], failed.get(pool))
             results.append(outcome)
             if outcome["status"] != "failed":
@@ -190,24 +293,47 @@ def main(argv: list[str] | None = None) -> int:
         if sresult.success:
             summary = sresult.output_for_node("pool_metrics_summary")
         else:
-            failed["summary"] = _failure_reason(sresult)
+            failed["summary"], codes["summary"] = _failure(sresult)
+        runs = cli_runs(instance, cli_run)
+        degraded = degraded_service(instance, list(runs.values())).lines()
+    run_locks.close()
     print()
+    for line in degraded:
+        print(line)
     print(render_run_report(config, last, summary, checks, targets, failed, capacity))
     if args.json:
         from rotation_platform.reports.orders import run_result, write_result
 
-        combined = None
+        combined, currency = None, None
         if summary is not None:
             rows = summary.xs(last, level="session") if "session" in summary.index.names else summary
             if "COMBINED" in rows.index:
                 combined = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.loc["COMBINED"].items()}
+            # every configured pool's standing for the session: ok, stale, failed or missing, with why
+            currency = {str(p): {"status": str(r["status"]), "reason": str(r.get("reason") or "")}
+                        for p, r in rows.drop(index="COMBINED", errors="ignore").iterrows()}
         doc = run_result(config.name, config_hash(config), sessions, results, combined,
-                         config_file=os.environ.get("ROTATION_CONFIG") or None)
+                         config_file=os.environ.get("ROTATION_CONFIG") or None, currency=currency)
         written = write_result(doc, args.json)
         print(f"\nResult written to {written} ({sum(len(r['orders']) for r in results)} orders; schema "
               f"docs/run-result.schema.json)")
     print(f"\nStored under {config.storage.data_dir}; Dagster instance: {home}  (open the UI on both: scripts/ui.sh)")
-    return 1 if failed else 0
+    alerts = alert_cli_run(os.environ.get("ROTATION_CONFIG") or None, cli_run=cli_run, span=span, pools=pools,
+                           failed=failed, runs=runs, degraded=degraded)
+    if alerts:
+        print("Alert: " + ", ".join(f"{channel} {outcome}" for channel, outcome in alerts.items()))
+    return _report_failures(failed, codes, span)
+
+
+def _report_failures(failed: dict[str, str], codes: dict[str, int], span: str) -> int:
+    """One line on stderr naming what failed (the pools; the summary only when no pool failed) and the
+    exit code of the first failure's kind: 4 data, 3 configuration, 5 service, 1 a fuse or anything else."""
+    if not failed:
+        return 0
+    shown = {k: v for k, v in failed.items() if k != "summary"} or failed
+    what = "; ".join(f"{name}: {reason}" for name, reason in shown.items())
+    print(f"error: the run of session {span} failed for {', '.join(shown)} -- {what}", file=sys.stderr, flush=True)
+    return next(iter(codes[k] for k in shown))
 
 
 def _verdicts(result, last_key: str) -> list[tuple[str, str, bool, str, str]]:
@@ -257,27 +383,66 @@ def _pool_outcome(result, pool: str, last, checks, reason: str | None) -> dict[s
     return out
 
 
-def _failure_reason(result) -> str:
-    """Why a run failed: the failed ERROR checks with their summary, else the step errors."""
+def _user_error(error):
+    """The first error of a step failure's chain that the platform raised on purpose (a
+    :class:`~rotation_platform.errors.RotationError`), else the deepest cause; with its exit code."""
+    from jobs.cli import EXIT_OTHER, error_classes
+
+    classes = error_classes()
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.cause or getattr(error, "context", None)
+    for item in chain:
+        if item.cls_name in classes:
+            return item, classes[item.cls_name]
+    return (chain[-1] if chain else None), EXIT_OTHER
+
+
+def _error_text(error) -> str:
+    """A serialised error's message on one line, without the ``module.Class:`` prefix."""
+    import re
+
+    from rotation_platform.errors import one_line
+
+    if error is None:
+        return "?"
+    text = re.sub(r"^[\w.]*" + re.escape(error.cls_name or "") + r":\s*", "", error.message.strip(), count=1)
+    return one_line(text) or error.cls_name
+
+
+def _failure(result) -> tuple[str, int]:
+    """Why a run failed and the exit code of its kind: the failed ERROR checks with their whole summary
+    (exit code 1: a fuse), else every step error's whole message (its error's kind)."""
+    from jobs.cli import EXIT_OTHER
+    from rotation_platform.errors import one_line
+
     failed: dict[tuple[str, str], list] = {}
     for c in result.get_asset_check_evaluations():  # one per check and partition
         if not c.passed and c.severity.value == "ERROR":
             failed.setdefault((c.asset_key.to_user_string(), c.check_name), []).append(c)
     reasons = []
+    code = None
     for (asset, name), items in failed.items():
         more = f" (and {len(items) - 1} more partition(s))" if len(items) > 1 else ""
-        reasons.append(f"check {asset}:{name} failed: {items[0].description or ''}{more}")
+        reasons.append(f"check {asset}:{name} failed: {one_line(items[0].description or '')}{more}")
+        code = EXIT_OTHER
     if not reasons:
         for event in result.all_events:
             if event.is_step_failure:
-                error = event.event_specific_data.error
-                while error is not None and error.cause is not None:
-                    error = error.cause
-                reasons.append(f"{event.step_key}: {error.message.strip().splitlines()[0] if error else '?'}")
+                error, kind = _user_error(event.event_specific_data.error)
+                reasons.append(f"{event.step_key}: {_error_text(error)}")
+                code = kind if code is None else code
     skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
     if skipped:
         reasons.append(f"not run: {', '.join(dict.fromkeys(skipped))}")
-    return "; ".join(reasons) or "the run failed"
+    return "; ".join(reasons) or "the run failed", EXIT_OTHER if code is None else code
+
+
+def _failure_reason(result) -> str:
+    """Why a run failed (see :func:`_failure`)."""
+    return _failure(result)[0]
 
 
 if __name__ == "__main__":

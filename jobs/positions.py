@@ -6,84 +6,85 @@
 
 ``check`` validates a CSV/Parquet table (symbol,shares,cash with one CASH row) against the pool; ``put``
 validates it and writes it to the store the assets read (``positions.source: store``); ``show`` prints
-what the run would use for that pool and session.
+what the run would use for that pool and session. Errors are one line on stderr with an exit code by
+kind (2 usage, 3 configuration, 4 data, 5 service, 1 other; ``--debug`` for the trace).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 
+def build_parser():
+    from jobs.cli import parser
+
+    p = parser("python -m jobs.positions", __doc__.splitlines()[0])
+    p.add_argument("command", choices=("check", "put", "show"))
+    p.add_argument("file", nargs="?", help="positions table (check, put)")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--session", required=True, help="YYYY-MM-DD: the holdings after this session's close")
+    p.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jobs.positions", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("check", "put", "show"))
-    parser.add_argument("file", nargs="?", help="positions table (check, put)")
-    parser.add_argument("--pool", required=True)
-    parser.add_argument("--session", required=True, help="YYYY-MM-DD: the holdings after this session's close")
-    parser.add_argument("--config", help="config file (default: $ROTATION_CONFIG or configs/demo.yaml)")
-    args = parser.parse_args(argv)
+    """Every error is one line on stderr and an exit code by kind (see ``jobs/cli.py``)."""
+    from jobs.cli import run_main
+
+    return run_main(build_parser(), run, argv)
+
+
+def run(args) -> int:
+    from jobs.cli import parse_date
+    from rotation_platform.errors import NotConfiguredError, UsageError
+
+    session = parse_date(args.session, "--session")
+    if args.command in ("check", "put") and not args.file:
+        raise UsageError(f"{args.command} needs the positions file; see python -m jobs.positions --help")
     if args.config:
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
 
-    import pandas as pd
-
     from resources.definitions import resolve_environment, store_resource
     from rotation_platform.config import load_config
-    from rotation_platform.errors import ConfigError, PositionsError
     from rotation_platform.production.positions import StorePositions, positions_provider, read_positions_file
-    from rotation_platform.storage.errors import StorageError
 
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config = load_config()
     if args.pool not in config.pool_names:
-        parser.error(f"unknown pool {args.pool!r}; configured: {list(config.pool_names)} (config {config.name})")
-    try:
-        session = pd.Timestamp(args.session)
-    except ValueError:
-        parser.error(f"--session {args.session!r} is not a date (YYYY-MM-DD)")
+        raise NotConfiguredError(f"unknown pool {args.pool!r}; configured: {list(config.pool_names)} "
+                                 f"(config {config.name})", key="pools", hint="give --pool a configured name")
     symbols = config.pool(args.pool).symbols
-    try:
-        if args.command in ("check", "put"):
-            if not args.file:
-                parser.error(f"{args.command} needs the positions file")
-            positions = read_positions_file(args.file, pool=args.pool, session=session, symbols=symbols)
-            held = {s: q for s, q in positions.shares.items() if q}
-            print(f"{args.file}: {len(held)} fund(s) held, cash {positions.cash:,.2f} CNY")
-            if args.command == "put":
-                store = store_resource(config.storage, resolve_environment()).open_store()
-                try:
-                    StorePositions(store).put(positions)
-                finally:
-                    store.close()
-                print(f"stored as positions {args.pool}|{session.date()} ({config.storage.backend} store)"
-                      + ("" if config.positions.source == "store" else
-                         "; note: positions.source is not 'store', so runs do not read it"))
-            return 0
-        store = store_resource(config.storage, resolve_environment()).open_store() \
-            if config.positions.source == "store" else None
-        try:
-            provider = positions_provider(config, store)
-            found = provider(args.pool, session, symbols) if provider is not None else None
-        finally:
-            if store is not None:
+    if args.command in ("check", "put"):
+        positions = read_positions_file(args.file, pool=args.pool, session=session, symbols=symbols)
+        held = {s: q for s, q in positions.shares.items() if q}
+        print(f"{args.file}: {len(held)} fund(s) held, cash {positions.cash:,.2f} CNY")
+        if args.command == "put":
+            store = store_resource(config.storage, resolve_environment()).open_store()
+            try:
+                StorePositions(store).put(positions)
+            finally:
                 store.close()
-        if found is None:
-            print(f"no actual positions for {args.pool} on {session.date()} (positions.source: "
-                  f"{config.positions.source}): the run uses the simulated book")
-            return 1
-        print(f"{found.source}: cash {found.cash:,.2f} CNY")
-        for symbol, q in found.shares.items():
-            print(f"  {symbol}  {q:,.0f}")
+            print(f"stored as positions {args.pool}|{session.date()} ({config.storage.backend} store)"
+                  + ("" if config.positions.source == "store" else
+                     "; note: positions.source is not 'store', so runs do not read it"))
         return 0
-    except (PositionsError, StorageError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    store = store_resource(config.storage, resolve_environment()).open_store() \
+        if config.positions.source == "store" else None
+    try:
+        provider = positions_provider(config, store)
+        found = provider(args.pool, session, symbols) if provider is not None else None
+    finally:
+        if store is not None:
+            store.close()
+    if found is None:
+        print(f"no actual positions for {args.pool} on {session.date()} (positions.source: "
+              f"{config.positions.source}): the run uses the simulated book")
+        return 1
+    print(f"{found.source}: cash {found.cash:,.2f} CNY")
+    for symbol, q in found.shares.items():
+        print(f"  {symbol}  {q:,.0f}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -61,11 +61,38 @@ class TradingCalendar:
     def last_session(self) -> pd.Timestamp:
         return self._cal.last_session
 
+    def _outside(self, day: pd.Timestamp) -> str | None:
+        """Why ``day`` lies outside the calendar, or None when it is inside."""
+        first, last = self._cal.first_session, self._cal.last_session
+        if day < first:
+            return (f"{day.date()} is outside the {self.code} calendar: before its first session {first.date()} "
+                    f"(the platform's history starts at {CALENDAR_START})")
+        if day > last:
+            return (f"{day.date()} is outside the {self.code} calendar: beyond its horizon, which ends at "
+                    f"{last.date()} (exchange holidays are published about a year ahead); pick a session up to "
+                    f"{last.date()}")
+        return None
+
     def _check(self, day: pd.Timestamp) -> pd.Timestamp:
-        if day < self._cal.first_session or day > self._cal.last_session:
-            raise CalendarError(f"{day.date()} is outside the {self.code} calendar "
-                                f"({self._cal.first_session.date()}..{self._cal.last_session.date()})")
+        why = self._outside(day)
+        if why:
+            raise CalendarError(why)
         return day
+
+    def require_session(self, value: DateLike) -> pd.Timestamp:
+        """``value`` as a session; :class:`CalendarError` saying why not otherwise: beyond the calendar's
+        horizon (giving it), before its start, or a weekend / holiday (naming the sessions either side)."""
+        day = self._check(_day(value))
+        if self._cal.is_session(day):
+            return day
+        kind = day.strftime("%A") if day.dayofweek >= 5 else "an exchange holiday"
+        around = []
+        if day > self._cal.first_session:
+            around.append(f"the previous session is {self._cal.date_to_session(day, direction='previous').date()}")
+        if day < self._cal.last_session:
+            around.append(f"the next is {self._cal.date_to_session(day, direction='next').date()}")
+        raise CalendarError(f"{day.date()} is not an {self.code} trading session ({kind})"
+                            + (f"; {', '.join(around)}" if around else ""), date=day)
 
     def is_session(self, value: DateLike) -> bool:
         day = _day(value)

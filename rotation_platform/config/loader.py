@@ -10,9 +10,11 @@ Rules
 * Secrets (fields typed ``SecretStr``) are read only from the environment, e.g.
   ``ROTATION_STORAGE__MYSQL_PASSWORD``; a secret in YAML is an error.
 * Relative paths (``data.directory``, ``storage.data_dir``, ``positions.directory``) are relative to the loaded file's folder.
+  Each must resolve under an allowed root (:mod:`.roots`; ``ROTATION_ALLOWED_ROOTS``).
 * ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` select the
   deployment and ``ROTATION_FACTORS_WORKERS`` / ``ROTATION_FACTORS_MALLOPT`` tune the factor engine's
-  runtime (see :data:`RESERVED_ENV`); none of them is an override.
+  runtime and ``ROTATION_DEBUG`` asks the command lines for full tracebacks (see :data:`RESERVED_ENV`);
+  none of them is an override.
 * Every error is a :class:`~rotation_platform.errors.ConfigError` naming the file (or environment
   variable), the key path and the reason.
 """
@@ -20,6 +22,7 @@ Rules
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import os
@@ -33,6 +36,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from rotation_platform.config.models import PlatformConfig
+from rotation_platform.config.roots import ALLOWED_ROOTS_ENV, check_paths
 from rotation_platform.errors import ConfigError
 
 __all__ = [
@@ -49,8 +53,8 @@ __all__ = [
 
 ENV_PREFIX = "ROTATION_"
 #: Variables that select a deployment or tune the runtime; they are not configuration overrides.
-RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME",
-                          "ROTATION_FACTORS_MALLOPT", "ROTATION_FACTORS_WORKERS"})
+RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME", "ROTATION_DEBUG",
+                          "ROTATION_FACTORS_MALLOPT", "ROTATION_FACTORS_WORKERS", ALLOWED_ROOTS_ENV})
 #: Prefixes of variables for test and CI tooling (server URLs, ports); never overrides.
 RESERVED_PREFIXES = ("ROTATION_TEST_", "ROTATION_CI_", "ROTATION_BENCH_")
 
@@ -91,16 +95,24 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(str(path), [("extends", "circular 'extends': " + " -> ".join(map(str, chain + (path,))))])
     if not path.is_file():
         where = str(chain[-1]) if chain else str(path)
-        raise ConfigError(where, [("extends" if chain else "<file>", f"config file not found: {path}")])
+        what = "is a folder, not a config file" if path.is_dir() else "config file not found"
+        hint = None if chain else "give an existing YAML file with --config or ROTATION_CONFIG"
+        raise ConfigError(where, [("extends" if chain else "<file>", f"{what}: {path}")], hint=hint)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - safe loader
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506  # nosec B506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), [(where, f"YAML syntax error: {problem}")]) from None
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context and context != problem else problem
+        raise ConfigError(str(path), [(where, f"YAML syntax error: {detail}")],
+                          hint="fix the YAML at that line") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [("<file>", f"not UTF-8 text: {exc}")]) from None
+        raise ConfigError(str(path), [("<file>", f"not UTF-8 text: {exc}")],
+                          hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(str(path), [("<file>", f"cannot read the file: {exc.strerror or exc}")]) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -170,7 +182,9 @@ def _parse_env_value(var: str, raw: str) -> Any:
     try:
         return yaml.safe_load(raw) if raw.strip() else raw
     except yaml.YAMLError as exc:
-        raise ConfigError(f"environment variable {var}", [(var, f"cannot parse value: {exc}")]) from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"environment variable {var}", [(var, f"cannot parse value {raw!r} as YAML: {problem}")],
+                          hint="give a number, a word or a flow list such as [1, 5, 20]") from None
 
 
 def _apply_override(doc: dict, parts: list[str], value: Any, var: str) -> None:
@@ -247,6 +261,56 @@ def _loc_to_path(loc: tuple, doc: dict) -> str:
     return "".join(parts)
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The configuration model holding the key at pydantic location ``loc`` (its last item)."""
+    model: Any = PlatformConfig
+    for item in loc[:-1]:
+        if isinstance(item, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or item not in model.model_fields:
+            return None
+        found = None
+        for arg in _unwrap(model.model_fields[item].annotation):
+            for inner in [arg, *typing.get_args(arg)]:
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    found = inner
+        model = found
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unknown_key_reason(loc: tuple) -> str:
+    model = _model_at(loc)
+    reason = "unknown key (not part of the configuration schema)"
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return reason
+    close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1, cutoff=0.6)
+    if close:
+        return f"{reason}; did you mean {close[0]!r}?"
+    return f"{reason}; known keys here: {', '.join(model.model_fields)}"
+
+
+def _norm_path(path: str) -> str:
+    """A key path as ``a.b.c`` in lower case (list items by name), to match it to an override."""
+    import re
+
+    path = re.sub(r"\[\d+:([^\]]+)\]", r".\1", path)
+    path = re.sub(r"\[\d+\]", "", path)
+    return path.strip(".").lower()
+
+
+def _override_of(key: str, env: Mapping[str, str]) -> str | None:
+    """The override variable that set ``key`` (or a section above it), if one did."""
+    target = _norm_path(key)
+    secrets = {_env_name(p) for p in secret_paths()}
+    for var in sorted(env):
+        if not _is_override(var):
+            continue
+        path = ".".join(p.lower() for p in var[len(ENV_PREFIX):].split("__"))
+        if target == path or target.startswith(path + "."):
+            return var if var in secrets else f"{var}={env[var]!r}"
+    return None
+
+
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> PlatformConfig:
     """Load and validate the platform configuration.
 
@@ -258,6 +322,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     _reject_secrets_in_yaml(doc, str(file))
     _resolve_paths(doc, file.resolve().parent)
     doc = _apply_env(doc, env)
+    check_paths(doc, PATH_KEYS, file, env, ENV_PREFIX)
     try:
         return PlatformConfig.model_validate(doc)
     except ValidationError as exc:
@@ -266,9 +331,12 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
             key = _loc_to_path(tuple(err["loc"]), doc)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (not part of the configuration schema)"
+                msg = _unknown_key_reason(tuple(err["loc"]))
             elif err["type"] == "missing":
                 msg = "required key is missing"
+            source = _override_of(key, env) if key else None
+            if source:
+                msg = f"{msg} (set by {source})"
             problems.append((key, msg))
         overridden = sorted(v for v in env if _is_override(v))
         where = str(file) + (f" (with overrides {', '.join(overridden)})" if overridden else "")

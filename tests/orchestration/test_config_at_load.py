@@ -99,13 +99,13 @@ def test_cli_messages_name_the_chosen_config(tmp_path) -> None:
     env = small_env(tmp_path)
     config = env.pop("ROTATION_CONFIG")
     proc = _cli(["--config", config, "--pools", "QDII"], env, timeout=120)
-    assert proc.returncode == 2
+    assert proc.returncode == 3  # a configuration error
     assert "unknown pools ['QDII']; configured: ['EQUITY', 'OVERSEAS', 'OTHERS'] (config small)" in proc.stderr
     # a broken file is reported as that file, not as the demo
     broken = tmp_path / "broken.yaml"
     broken.write_text(f"extends: {config}\nfactors:\n  lag: zero\n", encoding="utf-8")
     proc = _cli(["--config", str(broken)], env, timeout=120)
-    assert proc.returncode == 2 and str(broken) in proc.stderr and "factors.lag" in proc.stderr
+    assert proc.returncode == 3 and str(broken) in proc.stderr and "factors.lag" in proc.stderr
     assert "demo.yaml" not in proc.stdout + proc.stderr
 
 

@@ -221,13 +221,38 @@ def _parse_dates(values: pd.Series, column: str, bad: _Unreadable) -> pd.Series:
             out = out.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
         return out.dt.normalize().astype("datetime64[ns]")
     text, missing = _as_text(values)
-    parsed = pd.to_datetime(text.where(~missing), format="ISO8601", errors="coerce")
+    _refuse_zoned(text, missing, column, bad)
+    try:
+        parsed = pd.to_datetime(text.where(~missing), format="ISO8601", errors="coerce")
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. offsets pandas cannot put in one column
+        raise PriceDataError(f"column {column!r} holds dates that cannot be read together: {exc}",
+                             file=bad.file, symbol=bad.symbol,
+                             hint="write every date as YYYY-MM-DD (the exchange's local day)") from None
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
     unreadable = np.flatnonzero(parsed.isna().to_numpy() & ~missing)
     if len(unreadable):
         bad.add(unreadable, column, text)
     return parsed.dt.normalize().astype("datetime64[ns]")
+
+
+#: a time followed by a UTC offset or ``Z`` (``2025-06-03T15:00:00+08:00``)
+_ZONED = r"\d[T ]?\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?|UTC|GMT)$"
+
+
+def _refuse_zoned(text: pd.Series, missing: np.ndarray, column: str, bad: _Unreadable) -> None:
+    """Dates given with a time zone are refused: the session is the exchange's local day, and a file
+    that mixes offsets (or gives another zone's clock) cannot be read without guessing."""
+    zoned = np.flatnonzero(text.str.contains(_ZONED, case=False, regex=True).to_numpy(dtype=bool, na_value=False)
+                           & ~missing)
+    if not len(zoned):
+        return
+    i = int(zoned[0])
+    more = f" (and {len(zoned) - 1} more)" if len(zoned) > 1 else ""
+    line = int(bad.file_lines[i]) if bad.file_lines is not None else None
+    raise PriceDataError(f"{bad.where(i)}, column {column!r}: {text.iloc[i]!r} carries a time zone{more}",
+                         file=bad.file, symbol=bad.symbol, line=line,
+                         hint="write the exchange's local session date (YYYY-MM-DD) without a time or zone")
 
 
 def _parse_numbers(values: pd.Series, column: str, bad: _Unreadable) -> pd.Series:
@@ -257,6 +282,9 @@ def _decode(data: bytes, file: Path, symbol: str | None) -> str:
 
 def _csv_table(path: Path, data: bytes, symbol: str | None) -> tuple[pd.DataFrame, np.ndarray | None]:
     """All cells as text, plus the file line of each data row (None when it cannot be mapped)."""
+    if b"\x00" in data[:65536]:
+        raise PriceDataError("binary content (NUL bytes), not CSV text", file=str(path), symbol=symbol,
+                             hint="replace it with the fund's CSV export or a Parquet file named .parquet")
     text = _decode(data, path, symbol)
     if not text.strip():
         raise PriceDataError("file is empty (no header line)", file=str(path), symbol=symbol)
@@ -500,6 +528,15 @@ class DirectorySource(PriceSource):
     def __repr__(self) -> str:
         return f"DirectorySource({str(self.directory)!r})"
 
+    def _inside(self, path: Path) -> Path:
+        """``path`` when it resolves inside the price folder; a symbolic link out of it is refused (a
+        link within the folder is fine)."""
+        target = path.resolve()
+        if not target.is_relative_to(self.directory.resolve()):
+            raise DataSourceError(f"{path} is a link to {target}, outside the price folder {self.directory}",
+                                  file=path, hint="copy the file into the folder instead of linking to it")
+        return path
+
     def price_file(self, symbol: str) -> Path:
         """The price file of ``symbol``; DataSourceError when there is none or more than one."""
         found = [self.directory / f"{symbol}{suffix}" for suffix in PRICE_SUFFIXES
@@ -510,7 +547,7 @@ class DirectorySource(PriceSource):
         if len(found) > 1:
             raise DataSourceError(f"symbol {symbol} has several price files in folder {self.directory}: "
                                   f"{[p.name for p in found]}; keep one")
-        return found[0]
+        return self._inside(found[0])
 
     def read(self, symbols: Sequence[str]) -> dict[str, RawPrices]:
         paths = {s: self.price_file(s) for s in symbols}   # every missing file is reported before reading
@@ -528,20 +565,23 @@ class DirectorySource(PriceSource):
         for symbol in wanted:
             path = self.directory / f"{symbol}{FACTOR_SUFFIX}"
             if path.is_file():
-                factors[symbol] = read_factor_file(path, symbol)
+                factors[symbol] = read_factor_file(self._inside(path), symbol)
         kwargs: dict[str, object] = {"factors": factors}
         splits_path = self.directory / SPLITS_FILE
         if splits_path.is_file():
-            splits = read_splits_table(splits_path, self.calendar)
+            splits = read_splits_table(self._inside(splits_path), self.calendar)
             kwargs["splits"] = splits[splits["symbol"].isin(wanted)].reset_index(drop=True)
         dividends_path = self.directory / DIVIDENDS_FILE
         if dividends_path.is_file():
-            dividends = read_dividends_table(dividends_path)
+            dividends = read_dividends_table(self._inside(dividends_path))
             kwargs["dividends"] = dividends[dividends["symbol"].isin(wanted)].reset_index(drop=True)
         return CorporateActions(**kwargs)  # type: ignore[arg-type]
 
     def nav(self, symbol: str) -> pd.DataFrame | None:
         """Net asset values of ``symbol`` (see :func:`read_nav`)."""
+        path = self.directory / NAV_FOLDER / f"{symbol}.csv"
+        if path.is_file():
+            self._inside(path)
         return read_nav(self.directory, symbol)
 
     def describe(self) -> dict[str, object]:
