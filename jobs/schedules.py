@@ -4,6 +4,13 @@ runs the cross-pool summary once every weighted pool has its target portfolio fo
 Both read the configuration the definitions were built from (:func:`build_automation`, called by
 ``definitions.build_defs``) when they are evaluated. The module-level ``daily_after_close`` and
 ``summary_when_pools_done`` read the environment's config (``ROTATION_CONFIG``) at evaluation.
+
+Their runs carry the tag ``rotation/writes`` (``pool:<POOL>`` or ``summary``): the Dagster instance's run
+queue (configs/dagster.yaml, deploy/dagster.yaml) keeps one run per value in progress, so two runs that
+write the same pool's (or the summary's) partitions queue instead of interleaving. A run launched from
+the UI gets it by hand (Launchpad, "Edit tags"); a single pool-session partition is also held back by
+the instance's limit on ``dagster/partition/pool``, and every run's writes take the folder's run lock
+(:mod:`rotation_platform.production.runlock`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from assets.partitions import partitions_for, pool_session_key
 from jobs.daily import daily_job, summary_job
 from rotation_platform.calendars import get_calendar
 from rotation_platform.config import PlatformConfig, load_config
+from rotation_platform.production.runlock import SUMMARY_SCOPE, WRITE_SCOPE_TAG
 
 SCHEDULE_TZ = "Asia/Shanghai"
 SCHEDULE_CRON = "0 18 * * 1-5"
@@ -44,7 +52,8 @@ def session_run_requests(now: pd.Timestamp, config: PlatformConfig | str | None 
         requests.append(dg.RunRequest(
             run_key=f"{pool.name}|{day.date()}",
             partition_key=pool_session_key(pool.name, day),
-            tags={"rotation/session": str(day.date()), "rotation/pool": pool.name},
+            tags={"rotation/session": str(day.date()), "rotation/pool": pool.name,
+                  WRITE_SCOPE_TAG: f"pool:{pool.name}"},
         ))
     if not requests:
         if waiting:
@@ -92,7 +101,8 @@ def summary_requests(instance: dg.DagsterInstance, config: PlatformConfig,
                            _failed_partitions(instance, keys), recent, config)
     if not ready:
         return dg.SkipReason("no session has every weighted pool's target portfolio without a summary")
-    return [dg.RunRequest(run_key=f"summary|{s}", partition_key=s, tags={"rotation/session": s}) for s in ready]
+    return [dg.RunRequest(run_key=f"summary|{s}", partition_key=s,
+                          tags={"rotation/session": s, WRITE_SCOPE_TAG: SUMMARY_SCOPE}) for s in ready]
 
 
 def build_automation(config_path: str | None = None) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 from email.message import EmailMessage
 
 from rotation_platform.config.models import EmailConfig
@@ -34,7 +35,7 @@ def send_email(config: EmailConfig, notification: Notification, *, timeout: floa
     try:
         with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=timeout) as smtp:
             if config.starttls:
-                smtp.starttls()
+                smtp.starttls(context=ssl.create_default_context())  # verifies the server's certificate
             if config.username:
                 if config.password is None:
                     raise EmailError(f"SMTP login as {config.username} needs "
