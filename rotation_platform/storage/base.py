@@ -321,6 +321,19 @@ class Store(ABC):
     def health(self) -> list[HealthStatus]:
         """Health of every server this store uses."""
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        """The checksum of the stored value as the write that stored it reported it
+        (:attr:`WriteReceipt.checksum`, which the IO managers record in Dagster); None when nothing is
+        stored. This default reads the value: stores that keep the checksum in a catalog override it."""
+        from rotation_platform.storage import codec
+        from rotation_platform.storage.errors import StorageNotFoundError
+
+        try:
+            value = self.read(asset, partition)
+        except StorageNotFoundError:
+            return None
+        return codec.table_checksum(codec.encode(value).table)
+
     def close(self) -> None:
         """Release connections."""
 

@@ -296,6 +296,15 @@ class CachedStore(Store):
     def counts(self, asset: Sequence[str], partition: Partition) -> StoredCounts:
         return self.inner.counts(asset, partition)
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        return self.inner.checksum(asset, partition)
+
+    def invalidate(self, asset: Sequence[str], partition: Partition) -> None:
+        """Forget the cached entries of a partition (every code version) and the asset's partition list,
+        after the partition was changed in the store behind this cache's back."""
+        self.cache.delete_partition(asset, partition)
+        self.cache.delete(self._partitions_key(asset))
+
     def health(self) -> list[HealthStatus]:
         return [*self.inner.health(), self.cache.health()]
 

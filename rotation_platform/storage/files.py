@@ -195,6 +195,18 @@ class FileStore(Store):
             rows = 1
         return StoredCounts(rows, rows, rows)
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        """SHA-256 of the partition's file (what :meth:`write` reported)."""
+        path = _find(self.stem(asset, partition))
+        if path is None:
+            return None
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:  # removed since it was found
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+
     def temp_files(self, asset: Sequence[str], partition: Partition) -> list[Path]:
         """Temporary files left beside the partition's file (a writer killed mid-write)."""
         stem = self.stem(asset, partition)

@@ -1000,6 +1000,11 @@ class InfluxStore(Store):
     def exists(self, asset: Sequence[str], partition: Partition) -> bool:
         return self._catalog(asset_name(asset), partition, f"look up {self.describe(asset, partition)}") is not None
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        """The checksum the catalog recorded when the partition was committed."""
+        entry = self._catalog(asset_name(asset), partition, f"look up {self.describe(asset, partition)}")
+        return None if entry is None else entry.checksum
+
     def delete(self, asset: Sequence[str], partition: Partition) -> None:
         measurement = asset_name(asset)
         action = f"delete {self.describe(asset, partition)}"

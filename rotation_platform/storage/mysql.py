@@ -587,6 +587,13 @@ class MySQLStore(Store):
         self._ensure_schema(action)
         return self._run(lambda cur: self._catalog(cur, asset, partition), action) is not None
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        """The checksum the catalog recorded with the partition's rows."""
+        action = f"look up {self.describe(asset, partition)}"
+        self._ensure_schema(action)
+        entry = self._run(lambda cur: self._catalog(cur, asset, partition), action)
+        return None if entry is None else entry.checksum
+
     def delete(self, asset: Sequence[str], partition: Partition) -> None:
         action = f"delete {self.describe(asset, partition)}"
         self._ensure_schema(action)

@@ -73,6 +73,10 @@ class RoutedStore(Store):
         holder = self._holder(asset, partition) or self.timeseries
         return holder.counts(asset, partition)
 
+    def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
+        holder = self._holder(asset, partition)
+        return None if holder is None else holder.checksum(asset, partition)
+
     def health(self) -> list[HealthStatus]:
         return [*self.timeseries.health(), *self.tables.health()]
 
