@@ -15,6 +15,13 @@ COPY jobs ./jobs
 COPY configs ./configs
 COPY definitions.py workspace.yaml ./
 COPY deploy ./deploy
-RUN mkdir -p "$DAGSTER_HOME" "$NUMBA_CACHE_DIR" /opt/dagster/data \
-    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# the processes run as an unprivileged user with a fixed uid; the code stays root-owned (read-only to
+# them), only the instance home, the numba cache and the data folder (a volume) are theirs
+RUN groupadd --system --gid 10001 rotation \
+    && useradd --system --uid 10001 --gid rotation --home-dir /opt/dagster/home --no-create-home \
+       --shell /usr/sbin/nologin rotation \
+    && mkdir -p "$DAGSTER_HOME" "$NUMBA_CACHE_DIR" /opt/dagster/data \
+    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
+    && chown -R rotation:rotation "$DAGSTER_HOME" "$NUMBA_CACHE_DIR" /opt/dagster/data
+USER 10001:10001
 EXPOSE 3000 4000

@@ -3,7 +3,8 @@
 #   * InfluxDB 1.x (Debian's `influxdb` package, installed when missing) with its own config and data
 #     folder, on 127.0.0.1:${ROTATION_CI_INFLUX_PORT:-18086} (HTTP) and :${ROTATION_CI_INFLUX_RPC_PORT:-18088};
 #   * MariaDB on 127.0.0.1:3306, Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 when they are
-#     not answering already.
+#     not answering already;
+#   * nginx (Debian package) installed when missing, not started: the proxy test runs its own.
 # Usage: .ci/services.sh [start|stop|status]   (default: start). Exits non-zero when a server is not up.
 set -euo pipefail
 
@@ -97,6 +98,21 @@ stop_influx() {
   rm -f "$INFLUX_DIR/influxd.pid"
 }
 
+# ---------------------------------------------------------------------------------------------- nginx
+# only installed: tests/deploy/test_nginx_auth.py starts its own nginx on a free loopback port
+install_nginx() {
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && return 0
+  log "installing nginx (Debian package)"
+  # keep the package's own service from starting on port 80
+  local policy=/usr/sbin/policy-rc.d created=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"; created=1; fi
+  if [ -z "${_APT_UPDATED:-}" ]; then as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq; _APT_UPDATED=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  [ "$created" = 1 ] && as_root rm -f "$policy"
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]
+}
+
 # ------------------------------------------------------------------------------ MariaDB / Redis / PG
 mariadb_ping() { mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -uroot ping >/dev/null 2>&1; }
 redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" = PONG ]; }
@@ -119,6 +135,7 @@ case "${1:-start}" in
     mkdir -p "$STATE_DIR"
     status=0
     start_influx || status=1
+    install_nginx || status=1
     start_service mariadb mariadb mariadb_ping "" || status=1
     start_service redis redis-server redis_ping "redis-server --bind 127.0.0.1 --port 6379 --daemonize yes" || status=1
     start_service postgresql postgresql postgres_ping "" || status=1

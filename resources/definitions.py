@@ -23,6 +23,12 @@ that, the step itself is retried (Dagster ``RetryRequested``): once after 30 s l
 
 Secrets (``ROTATION_STORAGE__MYSQL_PASSWORD``, ``__INFLUX_TOKEN``, ``__INFLUX_PASSWORD``,
 ``__REDIS_PASSWORD``) reach resources only as ``dg.EnvVar``: read when a run starts, hidden in the UI.
+
+Every other setting of the resources :func:`build_resources` returns is fixed by the deployment (the
+config file and the environment), not by a run's config: :func:`fixed_by_deployment` leaves every
+field but the secrets out of the run config schema, so the launchpad has no ``io_manager.base_dir``,
+``platform.config_path``, server URL or cache namespace to change (a run config naming one is refused by
+Dagster's config check as an unexpected entry), and the files and servers stay what the config says.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -49,6 +56,31 @@ from rotation_platform.config.models import StorageConfig
 from rotation_platform.storage.codec import FORMAT_VERSION
 
 ENVIRONMENTS = ("local", "test", "prod")
+
+#: resource fields that stay run-config fields: secrets, given as ``dg.EnvVar`` (resolved at launch)
+SECRET_FIELDS = frozenset({"password", "token"})
+
+R = TypeVar("R", bound=dg.ConfigurableResource)
+
+
+def fixed_by_deployment(resource: R) -> R:
+    """``resource`` with every setting but its secrets left out of its run config schema, so a run's
+    config (the launchpad) cannot change them; the values stay the resource's fields, which the run
+    uses as constructed. Nested resources are not run-configurable in Dagster anyway.
+
+    Dagster has no public switch for this: the resource's config schema (Dagster 1.13,
+    ``ConfigurableResourceFactory._state__internal__``) is replaced by the one of its secret fields
+    only (``tests/deploy/test_confinement.py`` checks the job's run config schema)."""
+    from dagster._config.pythonic_config.config import infer_schema_from_config_class
+    from dagster._config.pythonic_config.conversion_utils import _curry_config_schema
+
+    cls = type(resource)
+    fixed = {name for name in cls.model_fields if name not in SECRET_FIELDS}
+    state = resource._state__internal__
+    schema = infer_schema_from_config_class(cls, fields_to_omit=fixed)
+    given = {k: v for k, v in state.resolved_config_dict.items() if k not in fixed}
+    resource._state__internal__ = state._replace(schema=schema, config_schema=_curry_config_schema(schema, given))
+    return resource
 
 
 @dataclass(frozen=True)
@@ -121,19 +153,23 @@ def storage_io_manager(storage: StorageConfig, env: str, namespace: str = "") ->
     if storage.redis_cache:
         cache = RedisCacheResource(url=storage.redis_url, password=_secret("redis_password"), namespace=namespace,
                                    code_version=f"{__version__}.{FORMAT_VERSION}")
-    return StoreIOManager(store=store_resource(storage, env), cache=cache, **retries)
+    # the run locks live in the configured data folder on every backend (the CLI takes the same ones)
+    return StoreIOManager(store=store_resource(storage, env), cache=cache, lock_dir=str(Path(storage.data_dir)),
+                          **retries)
 
 
 def build_resources(env: str | None = None, config_path: str | None = None) -> dict[str, object]:
     """The resources for the config at ``config_path`` (default: the file the environment names now). The
     platform resource keeps that file's absolute path, so every run loads the config the definitions were
-    built from, whatever its working directory or ``ROTATION_CONFIG``."""
+    built from, whatever its working directory, ``ROTATION_CONFIG`` or run config (every setting but the
+    secrets is fixed, see :func:`fixed_by_deployment`)."""
     env = resolve_environment(env)
     path = str(Path(config_path or default_config_path()).resolve())
     config = load_config(path)
-    return {
+    resources = {
         "platform": PlatformResource(config_path=path),
         "io_manager": storage_io_manager(config.storage, env, namespace=config_hash(config)[:16]),
         # the same backend, for assets that read other assets' partitions themselves (summary, snapshot)
         "storage": store_resource(config.storage, env),
     }
+    return {name: fixed_by_deployment(resource) for name, resource in resources.items()}

@@ -16,7 +16,8 @@ class PlatformResource(dg.ConfigurableResource):
     """Loads and validates the platform configuration once per run.
 
     ``config_path`` is the file the definitions were built from (``build_resources`` sets its absolute
-    path); left empty, the file ``ROTATION_CONFIG`` names when the run loads it (default
+    path and keeps it out of the run config schema, so the launchpad cannot pick another file); left
+    empty, the file ``ROTATION_CONFIG`` names when the run loads it (default
     ``configs/demo.yaml``). ``ROTATION_*`` environment overrides and secrets are applied by the loader.
 
     :meth:`pool_run` hands every step of a run the same :class:`PoolRun` for a pool and its sessions,

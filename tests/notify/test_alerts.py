@@ -106,6 +106,7 @@ def alert_env(robot, mailbox, monkeypatch):
         "ROTATION_NOTIFICATIONS__DINGTALK__SECRET": SECRET,
         "ROTATION_NOTIFICATIONS__EMAIL__ENABLED": "true",
         "ROTATION_NOTIFICATIONS__EMAIL__SMTP_PORT": str(mailbox.port),
+        "ROTATION_NOTIFICATIONS__EMAIL__STARTTLS": "false",  # the loopback test server speaks plain SMTP
         "ROTATION_NOTIFICATIONS__EMAIL__RECIPIENTS": "[ops@example.com, quant@example.com]",
         "ROTATION_NOTIFICATIONS__EMAIL__PASSWORD": SMTP_PASSWORD,
     }
@@ -206,9 +207,25 @@ def test_unreachable_channels_do_not_raise_or_leak(monkeypatch, caplog) -> None:
 def test_email_errors_name_the_server(mailbox) -> None:
     from rotation_platform.config.models import EmailConfig
 
-    cfg = EmailConfig(enabled=True, smtp_port=mailbox.port, recipients=("x@example.com",), username="bot")
+    cfg = EmailConfig(enabled=True, smtp_port=mailbox.port, starttls=False, recipients=("x@example.com",),
+                      username="bot")
     with pytest.raises(EmailError, match="needs ROTATION_NOTIFICATIONS__EMAIL__PASSWORD"):
         send_email(cfg, Notification("t", "b"))
+
+
+def test_email_uses_starttls_unless_told_otherwise(mailbox) -> None:
+    """STARTTLS is the default: a server that cannot upgrade the connection gets no message (and no
+    password); plain SMTP only when the configuration says starttls: false."""
+    from rotation_platform.config.models import EmailConfig
+
+    assert EmailConfig().starttls is True
+    assert load_config(CONFIG_DIR / "demo.yaml").notifications.email.starttls is True
+    cfg = EmailConfig(enabled=True, smtp_port=mailbox.port, recipients=("x@example.com",))
+    with pytest.raises(EmailError, match=f"SMTP server 127.0.0.1:{mailbox.port} refused the message"):
+        send_email(cfg, Notification("t", "b"))
+    assert mailbox.messages == []
+    send_email(cfg.model_copy(update={"starttls": False}), Notification("t", "b"))
+    assert len(mailbox.messages) == 1
 
 
 def test_a_fuse_that_stops_a_day_reaches_both_channels(alert_env, robot, mailbox, tmp_path, monkeypatch, caplog) -> None:

@@ -43,15 +43,16 @@ def _resolve(value: str, given: dict[str, str]) -> str:
 
 def _rotation_env() -> dict[str, str]:
     given = {"ROTATION_STORAGE__MYSQL_PASSWORD": "mysql-pw", "ROTATION_STORAGE__INFLUX_TOKEN": "influx-token",
-             "POSTGRES_PASSWORD": "pg-pw"}
+             "ROTATION_STORAGE__REDIS_PASSWORD": "redis-pw", "POSTGRES_PASSWORD": "pg-pw"}
     return {k: _resolve(v, given) for k, v in COMPOSE["x-rotation-env"].items()}
 
 
 def test_compose_services_and_ports() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "influxdb", "mysql", "redis", "user_code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "influxdb", "mysql", "redis", "user_code", "webserver", "daemon", "proxy"}
     env = _rotation_env()
-    ports = {name: [int(p.split(":")[-1]) for p in svc.get("ports", [])] for name, svc in services.items()}
+    # the servers publish nothing (docs/security.md); their container ports are listed under expose
+    ports = {name: [int(p) for p in svc.get("expose", [])] for name, svc in services.items()}
     for var, service in (("ROTATION_STORAGE__INFLUX_URL", "influxdb"), ("ROTATION_STORAGE__MYSQL_URL", "mysql"),
                          ("ROTATION_STORAGE__REDIS_URL", "redis")):
         url = urlsplit(env[var])
@@ -59,7 +60,10 @@ def test_compose_services_and_ports() -> None:
     assert int(env["DAGSTER_PG_PORT"]) == 5432 and env["DAGSTER_PG_HOST"] == "postgres"
     for name in ("user_code", "webserver", "daemon"):
         assert services[name]["environment"] == COMPOSE["x-rotation-env"]
-    assert services["webserver"]["ports"] == ["3000:3000"]
+    assert "ports" not in services["webserver"] and 3000 in ports["webserver"]
+    command = services["webserver"]["command"]
+    assert COMPOSE["services"]["proxy"]["environment"]["ROTATION_UI_UPSTREAM"] == \
+        f"webserver:{command[command.index('-p') + 1]}"
 
 
 def test_every_rotation_variable_is_a_valid_override_or_secret() -> None:
@@ -82,6 +86,8 @@ def test_every_rotation_variable_is_a_valid_override_or_secret() -> None:
     assert config.storage.backend == "influxdb" and config.storage.redis_cache is True
     assert config.storage.influx_token.get_secret_value() == "influx-token"
     assert config.storage.mysql_password.get_secret_value() == "mysql-pw"
+    assert config.storage.redis_password.get_secret_value() == "redis-pw"
+    assert Path(env["ROTATION_STORAGE__DATA_DIR"]).is_relative_to(env["ROTATION_ALLOWED_ROOTS"])
     assert env["ROTATION_ENV"] == "prod"
 
 
@@ -111,6 +117,7 @@ def test_prod_resources_from_the_compose_environment(monkeypatch) -> None:
     assert isinstance(manager.store.timeseries, InfluxStoreResource) and manager.store.timeseries.api == "v2"
     assert isinstance(manager.store.tables, MySQLStoreResource)
     assert isinstance(manager.store.tables.password, dg.EnvVar)
+    assert isinstance(manager.cache.password, dg.EnvVar)  # the Redis password the compose redis requires
     assert set(SECRET_ENV.values()) <= SECRET_VARS
 
 
