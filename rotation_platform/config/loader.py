@@ -343,9 +343,12 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         raise ConfigError(where, problems) from None
 
 
-def config_hash(config: PlatformConfig) -> str:
-    """SHA-256 of the resolved configuration, secrets excluded; recorded with every output."""
+def config_hash(config: PlatformConfig, without: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the resolved configuration, secrets and the top-level sections ``without`` excluded;
+    recorded with every output."""
     data = config.model_dump(mode="json")
+    for section in without:
+        data.pop(section, None)
     for path in secret_paths():
         node = data
         for part in path[:-1]:

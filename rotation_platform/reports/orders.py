@@ -20,7 +20,7 @@ import pandas as pd
 from rotation_platform.reports.tables import markdown_table
 
 __all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "SCHEMA_FILE", "pool_result", "run_result", "failed_pool_result",
-           "target_markdown", "target_lines", "write_result", "shown_rows"]
+           "target_markdown", "target_lines", "write_result", "shown_rows", "excluded_funds"]
 
 SCHEMA_ID = "rotation-platform/run-result"
 SCHEMA_VERSION = 1
@@ -63,6 +63,16 @@ def shown_rows(block: pd.DataFrame) -> pd.DataFrame:
     keep = (block["target_weight"] > 0) | (block["target_shares"] != 0) | (block["current_shares"] != 0) \
         | (block["order_shares"] != 0)
     return block[keep]
+
+
+def excluded_funds(block: pd.DataFrame) -> list[dict[str, str]]:
+    """The funds left out of the session's universe (data ended, or an ERROR finding inside the exclusion
+    window), with why, from a target table of one session (index symbol)."""
+    if "excluded" not in block.columns:
+        return []
+    rows = block[block["excluded"].astype(bool)]
+    reasons = rows["excluded_reason"] if "excluded_reason" in rows.columns else pd.Series("", index=rows.index)
+    return [{"symbol": str(s), "reason": str(r or "")} for s, r in reasons.items()]
 
 
 def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: Mapping[str, object] | None,
@@ -121,6 +131,7 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "cash_fraction_after": cash_after / equity if equity > 0 else None,
         "targets": targets,
         "orders": orders,
+        "excluded": excluded_funds(block),
         "metrics": metrics,
         "fuses": _fuses(checks),
     }
@@ -150,7 +161,7 @@ def failed_pool_result(pool: str, session: object, reason: str,
     return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "trade_session": None,
             "rebalance": False, "scheduled_rebalance": False, "next_rebalance": None, "params": None, "book": None,
             "equity": None, "cash": None, "cash_after": None, "invested_after": None, "cash_fraction_after": None,
-            "targets": [], "orders": [], "metrics": {}, "fuses": _fuses(checks)}
+            "targets": [], "orders": [], "excluded": [], "metrics": {}, "fuses": _fuses(checks)}
 
 
 def _fuses(checks: Sequence[tuple[str, str, bool, str, str]]) -> list[dict[str, object]]:
@@ -221,7 +232,11 @@ def target_markdown(block: pd.DataFrame) -> str:
     model = "weight" if bool(first["rebalance"]) else "model_weight"
     rows = rows.rename(columns={"target_weight": model, "target_value": "value"})
     body = markdown_table(rows) if len(rows) else "_all cash_"
-    return f"**Target {_header(first)}**\n\n{body}"
+    out = f"**Target {_header(first)}**\n\n{body}"
+    excluded = excluded_funds(block)
+    if excluded:
+        out += "\n\n**Left out of the universe**\n\n" + "\n".join(f"- `{e['symbol']}`: {e['reason']}" for e in excluded)
+    return out
 
 
 def target_lines(pool: str, block: pd.DataFrame) -> list[str]:
@@ -230,15 +245,17 @@ def target_lines(pool: str, block: pd.DataFrame) -> list[str]:
 
     first = block.iloc[0]
     lines = [f"{pool} target {_header(first)}:"]
+    excluded = excluded_funds(block)
     rows = shown_rows(block)
     if rows.empty:
         lines.append("  (all cash)")
-        return lines
-    view = rows[["target_weight", "price", "current_shares", "target_shares", "order_shares", "order_value"]]
-    text = format_frame(view, {"current_shares": "shares", "order_value": "cny"})
-    none = (view["order_shares"] == 0).to_numpy()
-    text.loc[none, ["order_shares", "order_value"]] = ""
-    model = "weight" if bool(first["rebalance"]) else "model weight"
-    text.columns = [model, "price", "hold", "target", "order", "order value"]
-    lines.append(text.to_string())
+    else:
+        view = rows[["target_weight", "price", "current_shares", "target_shares", "order_shares", "order_value"]]
+        text = format_frame(view, {"current_shares": "shares", "order_value": "cny"})
+        none = (view["order_shares"] == 0).to_numpy()
+        text.loc[none, ["order_shares", "order_value"]] = ""
+        model = "weight" if bool(first["rebalance"]) else "model weight"
+        text.columns = [model, "price", "hold", "target", "order", "order value"]
+        lines.append(text.to_string())
+    lines += [f"  left out of the universe: {e['symbol']} -- {e['reason']}" for e in excluded]
     return lines

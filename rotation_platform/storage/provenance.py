@@ -55,22 +55,9 @@ RESULT_FREE_SECTIONS = ("storage", "notifications")
 def results_config_hash(config: Any) -> str:
     """SHA-256 of the resolved configuration without :data:`RESULT_FREE_SECTIONS` (and without secrets):
     the config hash a computed value records and is checked against."""
-    import hashlib
-    import json
+    from rotation_platform.config.loader import config_hash
 
-    from rotation_platform.config.loader import secret_paths
-
-    data = config.model_dump(mode="json")
-    for section in RESULT_FREE_SECTIONS:
-        data.pop(section, None)
-    for path in secret_paths():
-        node = data
-        for part in path[:-1]:
-            node = node.get(part, {}) if isinstance(node, dict) else {}
-        if isinstance(node, dict):
-            node.pop(path[-1], None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return config_hash(config, without=tuple(RESULT_FREE_SECTIONS))
 
 
 def record(data_hash: str | None, config_hash: str | None) -> dict[str, str | None]:

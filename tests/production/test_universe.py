@@ -76,6 +76,19 @@ def test_other_trades_without_160520_and_the_gate_passes(real_run) -> None:
     assert "data_ended" in target.loc["160520", "excluded_reason"]
     assert target["target_weight"].sum() > 0
     assert set(target.index[target["target_weight"] > 0]) <= set(universe["tradeable"])
+    # what the desk reads: the result file, the console and the UI name every fund left out, with why
+    from rotation_platform.reports.orders import pool_result, target_lines, target_markdown
+
+    frame = real_run.target_frame()
+    doc = pool_result(POOL, t, frame, None)
+    left_out = {e["symbol"]: e["reason"] for e in doc["excluded"]}
+    assert set(left_out) == set(target.index[target["excluded"].astype(bool)]) and "160520" in left_out
+    assert "last bar 2021-04-28" in left_out["160520"]
+    assert all(o["symbol"] not in left_out or o["side"] == "sell" for o in doc["orders"])
+    block = frame.xs(t, level="session")
+    line = next(x for x in target_lines(POOL, block) if "160520" in x)
+    assert line.startswith("  left out of the universe: 160520 -- data ended: last bar 2021-04-28")
+    assert "- `160520`: data ended: last bar 2021-04-28" in target_markdown(block)
 
 
 def test_min_funds_blocks_the_pool(config, real_run) -> None:
