@@ -24,6 +24,15 @@ observations at the selection horizon and |ICIR| >= ``min_abs_icir``. They are d
 leaders are selected with the sign of their mean IC. In the report, every other eligible factor is
 placed in the cluster of the first selected factor it duplicates, or in its own (``cluster_size``
 counts the members of each selected factor's cluster).
+
+Selection horizon
+-----------------
+A strategy holds its picks for ``rebalance_sessions`` sessions, so the IC that matters is the one at
+that horizon: a factor may rank next-day returns at random and still rank 20-day returns. With
+``screening.selection_horizon: auto`` every parameter set selects on the horizon of
+``screening.horizons`` closest to its cadence (:func:`resolve_selection_horizon`); a number fixes one
+horizon for all. The as-of rule is the same at every horizon: a label row ``s`` at horizon ``h`` enters
+a screen as of ``t`` only when ``s + h <= t``, so a longer horizon sees its labels ``h`` sessions late.
 """
 
 from __future__ import annotations
@@ -54,8 +63,37 @@ __all__ = [
     "SelectionPath",
     "FactorScreen",
     "rank_ic",
+    "resolve_selection_horizon",
     "screen_factors",
 ]
+
+
+def resolve_selection_horizon(setting: int | str | None, horizons: tuple[int, ...] | list[int],
+                              rebalance_sessions: int) -> int:
+    """The label horizon a parameter set with cadence ``rebalance_sessions`` selects its factors on.
+
+    ``setting`` is ``screening.selection_horizon``: a number (it must be one of ``horizons``) is used as
+    is; ``"auto"`` takes the horizon closest to ``rebalance_sessions``, a tie going to the shorter one.
+    The shorter horizon wins a tie because its estimate is better on both counts that matter: a
+    lookback of ``n`` sessions holds about ``n / h`` independent ``h``-session labels, and its labels are
+    realised ``h`` sessions after their factor row, so the shorter horizon is both less noisy and less
+    stale. ``None`` means the first horizon (the screen's historical default).
+    """
+    hs = tuple(int(h) for h in horizons)
+    if not hs:
+        raise ResearchError("screening.horizons is empty: list the label horizons in sessions")
+    if setting is None:
+        return hs[0]
+    if setting == "auto":
+        c = int(rebalance_sessions)
+        return min(hs, key=lambda h: (abs(h - c), h))
+    if isinstance(setting, str) and not setting.isdigit():
+        raise ResearchError(f"screening.selection_horizon {setting!r} is neither auto nor a number of sessions")
+    h = int(setting)
+    if h not in hs:
+        raise ResearchError(f"screening.selection_horizon {h} is not among screening.horizons {list(hs)}: "
+                            f"use auto or add {h} to screening.horizons")
+    return h
 
 
 @dataclass(frozen=True)
@@ -322,7 +360,13 @@ class FactorScreen:
 def screen_factors(factors: FactorLike | tuple[np.ndarray, list[str]], panel: PricePanel, as_of: object,
                    config: ScreeningConfig, *, trade_at: Literal["open", "close"] = "close",
                    selection_horizon: int | None = None, min_obs: int = 5, annualisation: int = 252) -> ScreenResult:
-    """One screen of one pool as of ``as_of`` (see :class:`FactorScreen`)."""
+    """One screen of one pool as of ``as_of`` (see :class:`FactorScreen`).
+
+    Without ``selection_horizon`` a numeric ``config.selection_horizon`` is used, else (``auto``: no cadence
+    to match) the first of ``config.horizons``.
+    """
+    if selection_horizon is None and config.selection_horizon != "auto":
+        selection_horizon = int(config.selection_horizon)
     fs = FactorScreen(factors, panel, horizons=tuple(config.horizons), trade_at=trade_at, min_obs=min_obs,
                       annualisation=annualisation)
     return fs.screen(as_of, config, selection_horizon=selection_horizon)

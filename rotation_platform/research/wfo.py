@@ -17,6 +17,14 @@ sessions): the choice made at the end of a window never sees a later price. The 
 strategy is then simulated as one portfolio whose parameter set switches at each out-of-sample window's
 first session (with a rebalance there), paying the switching trades.
 
+Selection bias
+--------------
+Each window's table row also carries the selection horizon of the chosen set and the IC of the
+factors its screen as of the window's last in-sample session selected (:func:`selection_ic`): their
+mean sign-aligned rank IC at that horizon over the screen's own lookback (``is_ic``, what selected
+them) and over the out-of-sample window's label rows (``oos_ic``), counting only labels realised by the
+end of the sample (``s + h <= end``). A wide gap between the two is the selection bias of the screen.
+
 Diagnostics: WFO efficiency (mean out-of-sample over mean in-sample objective of the chosen sets),
 parameter stability across windows, PBO by CSCV over the grid's returns from ``start`` (None for a
 one-set grid), and the deflated Sharpe ratio of
@@ -39,7 +47,7 @@ from rotation_platform.research.metrics import objective_matrix
 from rotation_platform.research.overfitting import DSRResult, PBOResult, deflated_sharpe_ratio, pbo_cscv
 from rotation_platform.research.strategy import StrategyContext, StrategyParams, TradePlan
 
-__all__ = ["Window", "WFOResult", "grid_params", "split_windows", "walk_forward"]
+__all__ = ["Window", "WFOResult", "grid_params", "selection_ic", "split_windows", "walk_forward"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +63,10 @@ class Window:
 
 def grid_params(grid: WFOGrid) -> list[StrategyParams]:
     """Every combination of the grid, in a fixed order."""
-    return [StrategyParams(top_n=n, rebalance_sessions=r, ic_lookback=lb, weighting=w, buffer=b)
-            for n, r, lb, w, b in product(grid.top_n, grid.rebalance_sessions, grid.ic_lookback, grid.weighting,
-                                          grid.buffer)]
+    filters = tuple(getattr(grid, "trend_filter", ("none",)) or ("none",))
+    return [StrategyParams(top_n=n, rebalance_sessions=r, ic_lookback=lb, weighting=w, buffer=b, trend_filter=tf)
+            for n, r, lb, w, b, tf in product(grid.top_n, grid.rebalance_sessions, grid.ic_lookback, grid.weighting,
+                                              grid.buffer, filters)]
 
 
 def split_windows(n_sessions: int, start: int, *, train: int, test: int, embargo: int,
@@ -114,9 +123,49 @@ class WFOResult:
         return self.params[int(self.chosen[int(done.index[-1])])]
 
 
+def selection_ic(ctx: StrategyContext, params: StrategyParams, as_of: int, oos_start: int, oos_end: int,
+                 known_at: int) -> dict[str, object]:
+    """In-sample and out-of-sample IC of the factors ``params``' screen as of row ``as_of`` selects.
+
+    At the set's selection horizon ``h``: ``is_ic`` is the selected factors' mean sign-aligned rank IC over
+    the label rows the screen used (``[as_of - h - lookback + 1, as_of - h]``), ``oos_ic`` the same over
+    the label rows ``[oos_start, oos_end]`` realised by ``known_at`` (``s + h <= known_at``; NaN before any
+    is), ``oos_sessions`` how many of those rows entered it. Each factor's mean is taken over its finite
+    ICs, then the factors are averaged with equal weight.
+    """
+    h = ctx.spec.horizon_for(params)
+    j = ctx.screen.horizons.index(h)
+    ic = ctx.screen.ic.ic
+    n_s = ic.shape[0]
+    path = ctx.selections(params.ic_lookback, np.array([as_of], np.int64), h)
+    chosen = path.at(0) if path.kept.shape[0] else []
+    out: dict[str, object] = {"selection_horizon": h, "n_selected": len(chosen), "factors": [f.name for f in chosen],
+                              "is_ic": float("nan"), "oos_ic": float("nan"), "oos_sessions": 0}
+    if not chosen:
+        return out
+    k = np.array([f.index for f in chosen], np.int64)
+    sign = np.array([f.sign for f in chosen], np.float64)
+
+    def mean_ic(lo: int, hi: int) -> tuple[float, int]:
+        lo, hi = max(lo, 0), min(hi, n_s - 1)
+        if hi < lo:
+            return float("nan"), 0
+        block = ic[lo: hi + 1, k, j] * sign[None, :]
+        ok = np.isfinite(block)
+        n = ok.sum(axis=0)
+        if not n.any():
+            return float("nan"), 0
+        per = np.where(n > 0, np.where(ok, block, 0.0).sum(axis=0) / np.maximum(n, 1), np.nan)
+        return float(np.nanmean(per)), int(ok.any(axis=1).sum())
+
+    out["is_ic"] = mean_ic(as_of - h - params.ic_lookback + 1, as_of - h)[0]
+    out["oos_ic"], out["oos_sessions"] = mean_ic(oos_start, min(oos_end, known_at - h))
+    return out
+
+
 def _stability(params: list[StrategyParams], chosen: np.ndarray) -> pd.DataFrame:
     rows = []
-    for name in ("top_n", "rebalance_sessions", "ic_lookback", "weighting", "buffer"):
+    for name in ("top_n", "rebalance_sessions", "ic_lookback", "weighting", "buffer", "trend_filter"):
         vals = pd.Series([getattr(params[c], name) for c in chosen])
         counts = vals.value_counts()
         changes = int((vals != vals.shift()).iloc[1:].sum()) if len(vals) > 1 else 0
@@ -132,7 +181,8 @@ def walk_forward(ctx: StrategyContext, config: WFOConfig, *, params: list[Strate
     """Walk-forward optimisation of ``ctx``'s strategy over ``config.grid`` (or ``params``).
 
     ``start`` (a row) is where the grid starts trading and the first in-sample window begins; by default
-    the first session on which the longest lookback of the grid has a screen. ``end`` (a row, default the
+    the first session on which the longest lookback of the grid has a screen at every selection horizon
+    the grid uses (:meth:`StrategyContext.grid_start_row`). ``end`` (a row, default the
     last) ends the sample: the result is the one of a panel cut after ``end`` -- every later row is
     ignored -- so one context serves re-optimisations as of many sessions. ``grid_equity`` may pass
     ``ctx.simulate_grid(params, start)`` computed once for all of them (it is causal: row ``t`` of it
@@ -142,7 +192,7 @@ def walk_forward(ctx: StrategyContext, config: WFOConfig, *, params: list[Strate
     if not plist:
         raise ResearchError("wfo.grid is empty")
     if start is None:
-        start = ctx.first_signal_row([max(p.ic_lookback for p in plist)])
+        start = ctx.grid_start_row(plist)
     n_use = ctx.n_sessions if end is None else int(end) + 1
     if not 0 < n_use <= ctx.n_sessions:
         raise ResearchError(f"walk-forward end row {end} is outside the panel ({ctx.n_sessions} sessions)")
@@ -185,12 +235,17 @@ def walk_forward(ctx: StrategyContext, config: WFOConfig, *, params: list[Strate
         seg = oos_rets.iloc[w.oos_start - first_oos: w.oos_end - first_oos + 1].to_numpy()[None, :]
         stitched_w.append(float(objective_matrix(seg, config.objective, ann, rf)[0]) if seg.shape[1] > 1 else np.nan)
     is_chosen = is_obj[np.arange(n_w), chosen]
+    sel_ic = [selection_ic(ctx, plist[chosen[w.index]], w.is_end, w.oos_start, w.oos_end, n_use - 1)
+              for w in windows]
     table = pd.DataFrame({
         "is_start": sessions[[w.is_start for w in windows]], "is_end": sessions[[w.is_end for w in windows]],
         "oos_start": sessions[[w.oos_start for w in windows]], "oos_end": sessions[[w.oos_end for w in windows]],
         "params": [plist[c].label for c in chosen],
         **{k: [getattr(plist[c], k) for c in chosen] for k in ("top_n", "rebalance_sessions", "ic_lookback",
                                                                "weighting", "buffer")},
+        "selection_horizon": [int(x["selection_horizon"]) for x in sel_ic],
+        "is_ic": [float(x["is_ic"]) for x in sel_ic], "oos_ic": [float(x["oos_ic"]) for x in sel_ic],
+        "oos_ic_sessions": [int(x["oos_sessions"]) for x in sel_ic],
         "is_objective": is_chosen, "oos_objective": stitched_w,
         "oos_return": [float(np.prod(1.0 + oos_rets.iloc[w.oos_start - first_oos: w.oos_end - first_oos + 1]) - 1.0)
                        for w in windows],

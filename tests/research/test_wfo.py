@@ -68,7 +68,8 @@ def test_choice_is_the_in_sample_best_and_oos_follows_it(wfo, context) -> None:
 
 def test_diagnostics_are_consistent(wfo) -> None:
     assert wfo.efficiency == pytest.approx(wfo.windows["oos_objective"].mean() / wfo.windows["is_objective"].mean())
-    assert set(wfo.stability.index) == {"top_n", "rebalance_sessions", "ic_lookback", "weighting", "buffer"}
+    assert set(wfo.stability.index) == {"top_n", "rebalance_sessions", "ic_lookback", "weighting", "buffer",
+                                       "trend_filter"}
     assert ((wfo.stability["mode_share"] > 0) & (wfo.stability["mode_share"] <= 1)).all()
     assert -1 <= wfo.rank_stability <= 1
     assert 0 <= wfo.pbo.pbo <= 1 and wfo.pbo.n_splits == 12870 and wfo.pbo.n_configs == 32
