@@ -27,6 +27,7 @@ __all__ = [
     "WFOGrid",
     "WFOConfig",
     "BacktestConfig",
+    "StrategyConfig",
     "FuseThresholds",
     "StorageConfig",
     "DingTalkConfig",
@@ -86,6 +87,13 @@ class PoolConfig(_Model):
         default=2, description="fewest tradeable funds (a bar, data not ended, not excluded by an ERROR finding) "
                                "the pool needs at a session; fewer blocks the pool's quality gate (a rotation "
                                "needs at least two funds to choose between)")
+    defensive: Annotated[str, Field(pattern=SYMBOL_PATTERN)] | None = Field(
+        default=None, description="a bond or money-market fund of the pool that takes what the strategy does not "
+                                  "invest in its picks (strategy.cash_policy, target_volatility, trend_filter); never "
+                                  "a pick of the rotation itself")
+    tracks: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict, description="fund -> the index it tracks; funds tracking the same index are one "
+                                          "cluster of the de-duplication (strategy.dedup_correlation)")
 
     @field_validator("calendar")
     @classmethod
@@ -129,6 +137,16 @@ class PoolConfig(_Model):
         if self.min_funds > len(self.symbols):
             raise ValueError(f"min_funds {self.min_funds} is more than the {len(self.symbols)} symbols of pool "
                              f"{self.name}; set pools[{self.name}].min_funds to at most {len(self.symbols)}")
+        return self
+
+    @model_validator(mode="after")
+    def _defensive_known(self) -> "PoolConfig":
+        if self.defensive is not None and self.defensive not in self.symbols:
+            raise ValueError(f"pools[{self.name}].defensive {self.defensive!r} is not a symbol of the pool; name one "
+                             f"of its funds (a bond or money-market ETF) or leave it out")
+        unknown = sorted(set(self.tracks) - set(self.symbols))
+        if unknown:
+            raise ValueError(f"pools[{self.name}].tracks names funds that are not in the pool: {unknown}")
         return self
 
     @model_validator(mode="after")
@@ -211,13 +229,25 @@ class FactorConfig(_Model):
 
 
 class ScreeningConfig(_Model):
-    horizons: tuple[PositiveInt, ...] = Field(default=(1, 5, 20), min_length=1)
+    horizons: tuple[PositiveInt, ...] = Field(default=(1, 5, 10, 20), min_length=1,
+                                              description="label horizons; one per wfo.grid.rebalance_sessions")
     ic_lookback: PositiveInt = Field(default=252, description="sessions of IC history per screen")
     top_k: PositiveInt = 10
     correlation_threshold: Fraction = 0.8
     min_abs_icir: float = Field(default=0.0, ge=0.0)
     min_coverage: Fraction = 0.8
     min_obs: int = Field(default=5, ge=3, description="fewest funds a cross-sectional rank IC needs")
+    selection_horizon: Literal["auto"] | PositiveInt = Field(
+        default="auto", description="label horizon the screen selects on: auto (the horizon of screening.horizons "
+                                    "closest to each parameter set's rebalance_sessions) or one of screening.horizons")
+
+    @model_validator(mode="after")
+    def _selection_horizon_computed(self) -> "ScreeningConfig":
+        h = self.selection_horizon
+        if h != "auto" and h not in self.horizons:
+            raise ValueError(f"screening.selection_horizon {h} is not among screening.horizons "
+                             f"{list(self.horizons)}: use auto or add {h} to screening.horizons")
+        return self
 
 
 class WFOGrid(_Model):
@@ -226,6 +256,9 @@ class WFOGrid(_Model):
     ic_lookback: tuple[PositiveInt, ...] = (60, 120, 252)
     weighting: tuple[Literal["equal", "ic"], ...] = ("equal", "ic")
     buffer: tuple[Annotated[int, Field(ge=0)], ...] = (0, 1)
+    trend_filter: tuple[Literal["none", "benchmark_sma", "composite_sign"], ...] = Field(
+        default=("none",), min_length=1, description="trend filters the grid tries; left out: "
+                                                    "[strategy.trend_filter]")
 
 
 class WFOConfig(_Model):
@@ -259,6 +292,35 @@ class BacktestConfig(_Model):
         default=True, description="a fund is eligible at a rebalance only when a position of the target weight "
                                   "at the book's value is within the pool's capital.max_adv_pct of its ADV")
     adv_window: PositiveInt = Field(default=20, description="sessions of the average daily turnover (ADV)")
+
+
+class StrategyConfig(_Model):
+    """Portfolio construction of every pool (see :func:`rotation_platform.research.nb.construct_weights_nb`)."""
+
+    cash_policy: Literal["pro_rata", "defensive", "cash"] = Field(
+        default="pro_rata",
+        description="what happens to the book the picks cannot hold when top_n x capital.max_single_weight < 1 or "
+                    "fewer funds are eligible: pro_rata widens the selection to the next-ranked funds "
+                    "(ceil(1 / max_single_weight) picks at least) and gives the picks equal weights up to the cap; "
+                    "defensive puts the remainder in pools[].defensive; cash keeps it in cash")
+    target_volatility: float | None = Field(
+        default=None, gt=0.0, le=2.0,
+        description="annualised volatility target of the picks (0.15 = 15%); the picks are scaled by "
+                    "min(1, target / ex-ante vol), the rest goes to pools[].defensive or cash; null: off")
+    vol_window: int = Field(default=60, ge=4, description="sessions of daily returns of the ex-ante covariance "
+                                                          "(the window fuse 4 measures with)")
+    trend_filter: Literal["none", "benchmark_sma", "composite_sign"] = Field(
+        default="none", description="the pool's trend signal: benchmark_sma (the pool's benchmark above its "
+                                    "trend_window-session average), composite_sign (the equal-weight pool's "
+                                    "trend_window-session return >= 0); negative: the book goes to "
+                                    "pools[].defensive (or cash); wfo.grid.trend_filter varies it")
+    trend_window: int = Field(default=200, ge=2, description="sessions of the trend filter")
+    dedup_correlation: float | None = Field(
+        default=0.98, gt=0.0, le=1.0,
+        description="funds whose daily returns correlate above this over dedup_window sessions (or that track the "
+                    "same pools[].tracks index) form a cluster; the strategy holds only its most liquid fund; "
+                    "null: only pools[].tracks clusters")
+    dedup_window: int = Field(default=250, ge=20, description="trailing sessions of the de-duplication correlation")
 
 
 class FuseThresholds(_Model):
@@ -383,11 +445,28 @@ class PlatformConfig(_Model):
     screening: ScreeningConfig = ScreeningConfig()
     wfo: WFOConfig = WFOConfig()
     backtest: BacktestConfig = BacktestConfig()
+    strategy: StrategyConfig = StrategyConfig()
     fuses: FuseThresholds = FuseThresholds()
     storage: StorageConfig = StorageConfig()
     notifications: NotificationConfig = NotificationConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     positions: PositionsConfig = PositionsConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_trend_filter(cls, data: object) -> object:
+        """``wfo.grid.trend_filter`` left out: the grid tries ``strategy.trend_filter`` only."""
+        if not isinstance(data, dict):
+            return data
+        strategy = data.get("strategy")
+        chosen = strategy.get("trend_filter") if isinstance(strategy, dict) else getattr(strategy, "trend_filter", None)
+        wfo = data.get("wfo", {})
+        if chosen is None or not isinstance(wfo, dict):
+            return data
+        grid = wfo.get("grid", {})
+        if isinstance(grid, dict) and "trend_filter" not in grid:
+            data = {**data, "wfo": {**wfo, "grid": {**grid, "trend_filter": (chosen,)}}}
+        return data
 
     @model_validator(mode="after")
     def _pools_consistent(self) -> "PlatformConfig":
@@ -400,6 +479,11 @@ class PlatformConfig(_Model):
                 if s in owner:
                     raise ValueError(f"symbol {s} is in pools {owner[s]} and {p.name}; a fund belongs to one pool")
                 owner[s] = p.name
+        for p in self.pools:
+            if p.defensive is None and self.strategy.cash_policy == "defensive":
+                raise ValueError(f"strategy.cash_policy is 'defensive' but pool {p.name} has no defensive fund; set "
+                                 f"pools[{p.name}].defensive to a bond or money-market fund of the pool or choose "
+                                 f"cash_policy pro_rata or cash")
         total = sum(p.summary_weight for p in self.pools)
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"pool summary weights must add up to 1, got {total:g}")

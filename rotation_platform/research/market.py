@@ -36,11 +36,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rotation_platform.config.models import StrategyConfig
 from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
+from rotation_platform.research import nb
 from rotation_platform.research.inputs import trade_prices
 
-__all__ = ["Market", "lot_array", "ended_flags", "bars_missing"]
+__all__ = ["Market", "lot_array", "ended_flags", "bars_missing", "Construction", "TREND_FILTERS", "daily_returns",
+           "composite_index", "trend_signals", "cluster_representatives"]
 
 
 def lot_array(symbols: Sequence[str], default: int, per_symbol: Mapping[str, int] | None = None) -> np.ndarray:
@@ -195,3 +198,183 @@ class Market:
             gone = np.array([s in self.delisted and self.delisted[s] <= nxt for s in self.symbols], dtype=bool)
             return has_bar & ~gone
         return has_bar
+
+
+# ------------------------------------------------------------------------------------ portfolio construction
+#: trend filters in the order of the rows of :attr:`Construction.risk_on`
+TREND_FILTERS = ("none", "benchmark_sma", "composite_sign")
+#: cash policies as the kernel's codes (:func:`rotation_platform.research.nb.construct_weights_nb`)
+CASH_POLICIES = {"cash": nb.POLICY_CASH, "pro_rata": nb.POLICY_PRO_RATA, "defensive": nb.POLICY_DEFENSIVE}
+
+
+def daily_returns(close: np.ndarray) -> np.ndarray:
+    """``close[t] / close[t - 1] - 1`` per fund (NaN where either close is missing or not positive): the
+    return known at the close of ``t``."""
+    c = np.where(np.isfinite(close) & (close > 0), close, np.nan)
+    out = np.full(c.shape, np.nan)
+    out[1:] = c[1:] / c[:-1] - 1.0
+    return np.ascontiguousarray(out)
+
+
+def composite_index(rets: np.ndarray) -> np.ndarray:
+    """The equal-weight pool rebalanced daily as an index (1.0 at row 0): each row multiplies by one plus
+    the mean return of the funds with a return (0 without any)."""
+    with np.errstate(invalid="ignore"):
+        n = np.isfinite(rets).sum(axis=1)
+        mean = np.where(n > 0, np.nansum(rets, axis=1) / np.maximum(n, 1), 0.0)
+    mean[0] = 0.0
+    return np.cumprod(1.0 + mean)
+
+
+def trend_signals(level: np.ndarray, composite: np.ndarray, window: int) -> np.ndarray:
+    """``risk_on[k, t]`` for the trend filter ``TREND_FILTERS[k]`` and a trade at row ``t`` (0 .. sessions,
+    the last row being the session after the panel), from data through ``t - 1``:
+
+    * ``none``: always True;
+    * ``benchmark_sma``: the benchmark level (``level``, NaN where unknown: the last known level counts)
+      at ``t - 1`` is at or above its mean over the ``window`` sessions through ``t - 1``;
+    * ``composite_sign``: the equal-weight pool (``composite``) gained or stayed flat over the ``window``
+      sessions through ``t - 1``.
+
+    Before ``window`` sessions of history the signal is True: no trend is measured yet, so the filter
+    does not act (the strategy trades as without it).
+    """
+    n_s = level.shape[0]
+    out = np.ones((len(TREND_FILTERS), n_s + 1), np.bool_)
+    lv = pd.Series(level).ffill()
+    sma = lv.rolling(window, min_periods=window).mean().to_numpy()
+    lv = lv.to_numpy()
+    with np.errstate(invalid="ignore"):
+        above = np.where(np.isfinite(sma) & np.isfinite(lv), lv >= sma, True)
+    out[1, 1:] = above
+    comp = np.asarray(composite, dtype=np.float64)
+    sign = np.ones(n_s, np.bool_)
+    sign[window:] = comp[window:] >= comp[:-window]
+    out[2, 1:] = sign
+    return out
+
+
+def cluster_representatives(labels: np.ndarray, candidates: np.ndarray, adv: np.ndarray) -> np.ndarray:
+    """``blocked[i]``: fund ``i`` is in a cluster (``labels``, see :func:`nb.correlation_clusters_nb`) with
+    a more liquid candidate -- the cluster's representative is its candidate with the highest ADV (NaN: the
+    least liquid; ties: the first column); non-candidates never represent a cluster."""
+    n_f = labels.shape[0]
+    blocked = np.zeros(n_f, np.bool_)
+    liq = np.where(np.isfinite(adv), adv, -np.inf)
+    for lab in np.unique(labels):
+        members = np.flatnonzero(labels == lab)
+        if members.size < 2:
+            continue
+        cand = members[candidates[members]]
+        if cand.size == 0:
+            continue
+        rep = cand[np.argmax(liq[cand])]
+        blocked[members[members != rep]] = True
+    return blocked
+
+
+class Construction:
+    """The portfolio-construction inputs of one pool (``strategy:`` of the configuration).
+
+    Built once per strategy context: the daily returns of the signal panel (adjusted closes, for the
+    volatility target and the de-duplication), the trend signals of every filter, the defensive fund, the
+    ``tracks`` groups, and a cache of the fund clusters by the last row of returns they use.
+    """
+
+    def __init__(self, config: StrategyConfig, symbols: Sequence[str], close: np.ndarray, *,
+                 benchmark: str = "equal_weight", defensive: str | None = None,
+                 tracks: Mapping[str, str] | None = None, annualisation: int = 252):
+        symbols = tuple(symbols)
+        self.config = config
+        self.symbols = symbols
+        self.annualisation = int(annualisation)
+        self.rets = daily_returns(np.asarray(close, dtype=np.float64))
+        self.composite = composite_index(self.rets)
+        if benchmark == "equal_weight":
+            level = self.composite
+        elif benchmark in symbols:
+            level = np.asarray(close, dtype=np.float64)[:, symbols.index(benchmark)]
+            level = np.where(level > 0, level, np.nan)
+        else:
+            raise ResearchError(f"benchmark {benchmark!r} is neither 'equal_weight' nor a symbol of the pool")
+        self.risk_on = trend_signals(level, self.composite, int(config.trend_window))
+        if defensive is not None and defensive not in symbols:
+            raise ResearchError(f"defensive fund {defensive!r} is not a symbol of the pool {list(symbols)}")
+        self.defensive = symbols.index(defensive) if defensive is not None else -1
+        self.policy = CASH_POLICIES[config.cash_policy]
+        if self.policy == nb.POLICY_DEFENSIVE and self.defensive < 0:
+            raise ResearchError("strategy.cash_policy is 'defensive' but the pool has no defensive fund: set "
+                                "pools[].defensive or choose cash_policy pro_rata or cash")
+        tracks = dict(tracks or {})
+        unknown = sorted(set(tracks) - set(symbols))
+        if unknown:
+            raise ResearchError(f"tracks names funds outside the pool: {unknown}")
+        index_ids = {name: k for k, name in enumerate(sorted(set(tracks.values())))}
+        self.group = np.array([index_ids[tracks[s]] if s in tracks else -1 for s in symbols], np.int64)
+        n_s, n_f = self.rets.shape
+        self._labels = np.tile(np.arange(n_f, dtype=np.int64), (n_s, 1))
+        self._done = np.zeros(n_s, np.bool_)
+        self.blocked = np.zeros((n_s, n_f), np.bool_)
+        self._blocked_done = np.zeros(n_s, np.bool_)
+
+    @property
+    def dedup(self) -> bool:
+        return self.config.dedup_correlation is not None or bool((self.group >= 0).any())
+
+    def clusters_through(self, end_rows: np.ndarray) -> np.ndarray:
+        """Cluster labels ``(len(end_rows), funds)`` from the returns through each row (cached)."""
+        ends = np.asarray(end_rows, dtype=np.int64)
+        todo = np.unique(ends[(ends >= 0) & ~self._done[np.clip(ends, 0, None)]])
+        if todo.size and self.dedup:
+            c = self.config
+            thr = float(c.dedup_correlation) if c.dedup_correlation is not None else 2.0  # > 1: no correlation link
+            self._labels[todo] = nb.correlation_clusters_nb(self.rets, todo, int(c.dedup_window), thr,
+                                                            max(int(c.dedup_window) // 2, 3), self.group)
+        self._done[todo] = True
+        n_f = self.rets.shape[1]
+        return np.array([self._labels[e] if e >= 0 else np.arange(n_f) for e in ends], dtype=np.int64).reshape(
+            len(ends), n_f)
+
+    def clusters(self, end_row: int) -> list[tuple[str, ...]]:
+        """The clusters of more than one fund, from the returns through ``end_row`` (for a decision at its
+        close), each a tuple of symbols in pool order."""
+        labels = self.clusters_through(np.array([end_row]))[0]
+        out = []
+        for lab in np.unique(labels):
+            members = np.flatnonzero(labels == lab)
+            if members.size > 1:
+                out.append(tuple(self.symbols[i] for i in members))
+        return out
+
+    def blocked_at(self, end_row: int, candidates: np.ndarray, adv: np.ndarray) -> np.ndarray:
+        """Funds a more liquid member of their cluster keeps out of a decision whose returns end at
+        ``end_row`` (``candidates`` and ``adv`` as known then; the defensive fund never represents)."""
+        if not self.dedup or end_row < 0:
+            return np.zeros(len(self.symbols), np.bool_)
+        cand = np.asarray(candidates, np.bool_).copy()
+        if self.defensive >= 0:
+            cand[self.defensive] = False
+        return cluster_representatives(self.clusters_through(np.array([end_row]))[0], cand, adv)
+
+    def fill_blocked(self, trade_rows: np.ndarray, candidates: np.ndarray, adv: np.ndarray) -> np.ndarray:
+        """Fill :attr:`blocked` on the trade rows (returns through the row before; ``candidates`` and ``adv``
+        are sessions x funds, by trade row) and return it."""
+        rows = np.unique(np.asarray(trade_rows, dtype=np.int64))
+        rows = rows[(rows >= 1) & (rows < self.rets.shape[0])]
+        rows = rows[~self._blocked_done[rows]]
+        if rows.size and self.dedup:
+            self.clusters_through(rows - 1)
+            for t in rows:
+                self.blocked[t] = self.blocked_at(int(t) - 1, candidates[t], adv[t])
+        self._blocked_done[rows] = True
+        return self.blocked
+
+    def kernel_args(self, trend: np.ndarray) -> tuple:
+        """The construction arguments of :func:`nb.simulate_path_nb` / :func:`nb.simulate_grid_nb` after
+        ``start``/``slippage``: returns, blocked, risk_on, trend rows, policy, defensive, target_vol,
+        vol_window, annualisation."""
+        c = self.config
+        n_s = self.rets.shape[0]
+        return (self.rets, self.blocked, np.ascontiguousarray(self.risk_on[:, :n_s]),
+                np.ascontiguousarray(trend, dtype=np.int64), int(self.policy), int(self.defensive),
+                float(c.target_volatility or 0.0), int(c.vol_window), int(self.annualisation))

@@ -47,6 +47,10 @@ Money is in real units: raw (unadjusted) prices, real shares, CNY (see
   buys add whole lots to the holding), sells execute before buys, a buy that the cash left cannot pay
   is cut lot by lot, and every order pays ``max(commission_rate * value, min_commission)`` on its value
   at the slipped price (``price * (1 +/- slippage)``).
+* Portfolio construction (:func:`construct_weights_nb`, the same call in the target portfolio): the
+  cash policy (``pro_rata`` widens the selection up to the cap), the trend filter (``risk_on``), the
+  volatility target on ``rets`` through ``t - 1`` and the defensive fund; ``blocked[t, i]`` (the
+  de-duplication, :func:`correlation_clusters_nb`) removes a fund from the eligible ones.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ __all__ = [
     "selection_path_nb",
     "composite_scores_nb",
     "select_weights_nb",
+    "ex_ante_vol_nb",
+    "construct_weights_nb",
+    "correlation_clusters_nb",
     "rebalance_targets_nb",
     "corporate_actions_nb",
     "simulate_path_nb",
@@ -937,6 +944,234 @@ def select_weights_nb(score: np.ndarray, tradeable: np.ndarray, held: np.ndarray
     return chosen
 
 
+# ---------------------------------------------------------------------------------------------- construction
+POLICY_CASH = 0
+POLICY_PRO_RATA = 1
+POLICY_DEFENSIVE = 2
+
+
+@njit(cache=True)
+def pick_count_nb(top_n: int, max_weight: float, policy: int) -> int:
+    """Funds a rebalance picks: ``top_n``, or with ``pro_rata`` at least ``ceil(1 / max_weight)``."""
+    n = top_n
+    if policy == POLICY_PRO_RATA and max_weight > 0.0:
+        need = int(np.ceil(1.0 / max_weight - 1e-9))
+        if need > n:
+            n = need
+    return n
+
+
+@njit(cache=True)
+def ex_ante_vol_nb(rets: np.ndarray, t_end: int, window: int, min_obs: int, w: np.ndarray, ann: int) -> float:
+    """Annualised ex-ante volatility ``sqrt(ann * w' C w)`` of the weights ``w`` (funds).
+
+    ``C`` is the sample covariance (ddof 1) of the daily returns ``rets`` on rows
+    ``t_end - window + 1 .. t_end``, pair by pair over the rows where both returns are finite (as
+    ``pandas.DataFrame.cov(min_periods=min_obs)``). A pair with fewer than ``min_obs`` common rows is taken
+    as perfectly correlated (``sd_i * sd_j``, an upper bound); a fund with fewer than ``min_obs`` returns
+    makes the result NaN. Point-in-time when ``t_end`` is the last row known at the decision.
+    """
+    n_f = w.shape[0]
+    lo = max(t_end - window + 1, 0)
+    idx = np.empty(n_f, np.int64)
+    m = 0
+    for i in range(n_f):
+        if w[i] != 0.0:
+            idx[m] = i
+            m += 1
+    if m == 0:
+        return 0.0
+    sd = np.empty(m)
+    for a in range(m):
+        i = idx[a]
+        n = 0
+        s = 0.0
+        for r in range(lo, t_end + 1):
+            x = rets[r, i]
+            if np.isfinite(x):
+                n += 1
+                s += x
+        if n < min_obs or n < 2:
+            return np.nan
+        mu = s / n
+        ss = 0.0
+        for r in range(lo, t_end + 1):
+            x = rets[r, i]
+            if np.isfinite(x):
+                ss += (x - mu) * (x - mu)
+        sd[a] = np.sqrt(ss / (n - 1))
+    var = 0.0
+    for a in range(m):
+        i = idx[a]
+        var += w[i] * w[i] * sd[a] * sd[a]
+        for b in range(a + 1, m):
+            j = idx[b]
+            n = 0
+            sx = 0.0
+            sy = 0.0
+            for r in range(lo, t_end + 1):
+                x = rets[r, i]
+                y = rets[r, j]
+                if np.isfinite(x) and np.isfinite(y):
+                    n += 1
+                    sx += x
+                    sy += y
+            if n < min_obs or n < 2:
+                c = sd[a] * sd[b]
+            else:
+                mx = sx / n
+                my = sy / n
+                sxy = 0.0
+                for r in range(lo, t_end + 1):
+                    x = rets[r, i]
+                    y = rets[r, j]
+                    if np.isfinite(x) and np.isfinite(y):
+                        sxy += (x - mx) * (y - my)
+                c = sxy / (n - 1)
+            var += 2.0 * w[i] * w[j] * c
+    if var < 0.0:
+        var = 0.0
+    return np.sqrt(var * ann)
+
+
+@njit(cache=True)
+def _has_history(rets: np.ndarray, t_end: int, window: int, min_obs: int, i: int) -> bool:
+    n = 0
+    for r in range(max(t_end - window + 1, 0), t_end + 1):
+        if np.isfinite(rets[r, i]):
+            n += 1
+    return n >= min_obs and n >= 2
+
+
+@njit(cache=True)
+def construct_weights_nb(score: np.ndarray, eligible: np.ndarray, held: np.ndarray, top_n: int, buffer: int,
+                         max_weight: float, policy: int, book: float, limit: np.ndarray, rets: np.ndarray,
+                         t_end: int, vol_window: int, target_vol: float, ann: int, risk_on: bool, defensive: int,
+                         defensive_ok: bool, out: np.ndarray) -> float:
+    """Target weights of one rebalance (written to ``out``); returns the exposure scale applied (0..1).
+
+    1. **Picks.** ``n = top_n`` funds (``policy`` cash or defensive) or, with ``pro_rata``,
+       ``n = max(top_n, ceil(1 / max_weight))`` -- the fewest funds that can be fully invested within the
+       cap -- are chosen by :func:`select_weights_nb` among ``eligible`` (the caller's eligibility at the
+       weight ``min(1 / n, max_weight)``; with a volatility target a fund also needs ``vol_window // 2``
+       returns through ``t_end``). Each pick gets ``min(1 / n, max_weight)``; with ``pro_rata`` the ``k``
+       picks share the whole book, ``min(1 / k, max_weight)`` each (so when fewer than ``n`` funds are
+       eligible the picks grow up to the cap, never beyond it), and never more than the liquidity
+       ``limit[i] / book``.
+    2. **Trend filter.** ``risk_on`` False (the pool's trend signal is negative): no pick is held.
+    3. **Volatility target.** ``target_vol > 0``: the picks are scaled by
+       ``min(1, target_vol / ex_ante_vol)`` (:func:`ex_ante_vol_nb` on the returns through ``t_end``).
+    4. **Remainder.** The defensive fund (``defensive >= 0``; never a pick) receives what the trend
+       filter and the volatility target removed and, with ``policy`` defensive or pro_rata, everything
+       not invested in picks; only when it can trade (``defensive_ok``) and within its own liquidity
+       limit. The rest is cash.
+    """
+    n_f = score.shape[0]
+    n = pick_count_nb(top_n, max_weight, policy)
+    w0 = min(1.0 / n, max_weight)
+    ok = np.empty(n_f, np.bool_)
+    min_obs = max(vol_window // 2, 2)
+    for i in range(n_f):
+        ok[i] = eligible[i] and i != defensive
+        if ok[i] and target_vol > 0.0:
+            ok[i] = _has_history(rets, t_end, vol_window, min_obs, i)
+    k = select_weights_nb(score, ok, held, n, buffer, w0, out)
+    if k > 0 and policy == POLICY_PRO_RATA:
+        w1 = min(1.0 / k, max_weight)
+        for i in range(n_f):
+            if out[i] > 0.0:
+                cap_i = limit[i] / book if book > 0.0 else 0.0
+                out[i] = min(w1, max(cap_i, w0))  # eligible at w0: never below it
+    pre = 0.0
+    for i in range(n_f):
+        pre += out[i]
+    scale = 1.0
+    if not risk_on:
+        scale = 0.0
+    elif target_vol > 0.0 and pre > 0.0:
+        vol = ex_ante_vol_nb(rets, t_end, vol_window, min_obs, out, ann)
+        if vol > target_vol:
+            scale = target_vol / vol
+    if scale < 1.0:
+        for i in range(n_f):
+            out[i] *= scale
+    if defensive >= 0:
+        total = 0.0
+        for i in range(n_f):
+            total += out[i]
+        rem = pre - total if policy == POLICY_CASH else 1.0 - total
+        if defensive_ok and rem > 1e-12:
+            cap_d = limit[defensive] / book if book > 0.0 else 0.0
+            out[defensive] = min(rem, cap_d)
+        else:
+            out[defensive] = 0.0
+    return scale
+
+
+@njit(cache=True)
+def _find(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+@njit(cache=True)
+def correlation_clusters_nb(rets: np.ndarray, ends: np.ndarray, window: int, threshold: float, min_obs: int,
+                            group: np.ndarray) -> np.ndarray:
+    """Fund clusters as of each row of ``ends``: ``out[q, i]`` is the lowest column of fund ``i``'s cluster.
+
+    Two funds are linked when the Pearson correlation of their daily returns over rows
+    ``ends[q] - window + 1 .. ends[q]`` (the rows where both are finite, at least ``min_obs``) exceeds
+    ``threshold``, or when they declare the same tracked index (``group[i] == group[j] >= 0``); clusters
+    are the connected components of the links. Uses returns through ``ends[q]`` only.
+    """
+    n_s, n_f = rets.shape
+    n_q = ends.shape[0]
+    out = np.empty((n_q, n_f), np.int64)
+    for q in prange(n_q):
+        e = ends[q]
+        lo = max(e - window + 1, 0)
+        parent = np.arange(n_f)
+        for a in range(n_f):
+            for b in range(a + 1, n_f):
+                linked = group[a] >= 0 and group[a] == group[b]
+                if not linked and threshold <= 1.0 and e >= 0:
+                    n = 0
+                    sx = 0.0
+                    sy = 0.0
+                    for r in range(lo, e + 1):
+                        x = rets[r, a]
+                        y = rets[r, b]
+                        if np.isfinite(x) and np.isfinite(y):
+                            n += 1
+                            sx += x
+                            sy += y
+                    if n >= min_obs and n >= 3:
+                        mx = sx / n
+                        my = sy / n
+                        sxy = 0.0
+                        sxx = 0.0
+                        syy = 0.0
+                        for r in range(lo, e + 1):
+                            x = rets[r, a]
+                            y = rets[r, b]
+                            if np.isfinite(x) and np.isfinite(y):
+                                sxy += (x - mx) * (y - my)
+                                sxx += (x - mx) * (x - mx)
+                                syy += (y - my) * (y - my)
+                        if sxx > 0.0 and syy > 0.0 and sxy / np.sqrt(sxx * syy) > threshold:
+                            linked = True
+                if linked:
+                    ra = _find(parent, a)
+                    rb = _find(parent, b)
+                    if ra != rb:
+                        parent[max(ra, rb)] = min(ra, rb)
+        for i in range(n_f):
+            out[q, i] = _find(parent, i)
+    return out
+
+
 @njit(cache=True)
 def _fee(value: float, rate: float, min_fee: float) -> float:
     f = value * rate
@@ -1034,7 +1269,9 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, divi
               max_weight: float, init_cash: float, rate: float, min_fee: float,
               slippage: float, record: bool, equity: np.ndarray, shares_out: np.ndarray,
               order_out: np.ndarray, fee_out: np.ndarray, slip_out: np.ndarray, weight_out: np.ndarray,
-              cash_out: np.ndarray, price_out: np.ndarray, div_out: np.ndarray, liq_out: np.ndarray) -> None:
+              cash_out: np.ndarray, price_out: np.ndarray, div_out: np.ndarray, liq_out: np.ndarray,
+              rets: np.ndarray, blocked: np.ndarray, risk_on: np.ndarray, trend: np.ndarray, policy: int,
+              defensive: int, target_vol: float, vol_window: int, ann: int) -> None:
     n_s, n_f = trade_price.shape
     shares = np.zeros(n_f)
     cash = init_cash
@@ -1089,14 +1326,18 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, divi
                         vprice[i] = mark[t - 1, i] if t > 0 and mark[t - 1, i] > 0.0 else 0.0
                 # liquidity: a fund is eligible when a position of the target weight at the book's value
                 # fits its ADV limit; a suspended holding keeps its shares but takes no slot
-                w_each = min(1.0 / top_n[p], max_weight)
+                w_each = min(1.0 / pick_count_nb(top_n[p], max_weight, policy), max_weight)
                 book = cash
                 for i in range(n_f):
                     if shares[i] != 0.0:
                         book += shares[i] * vprice[i]
                 for i in range(n_f):
-                    eligible[i] = tradeable[i] and not excluded[t, i] and adv_limit[t, i] >= w_each * book
-                select_weights_nb(sc, eligible, held, top_n[p], buffer[p], w_each, w)
+                    eligible[i] = (tradeable[i] and not excluded[t, i] and adv_limit[t, i] >= w_each * book
+                                   and not blocked[t, i])
+                d_ok = defensive >= 0 and tradeable[defensive] and not excluded[t, defensive]
+                construct_weights_nb(sc, eligible, held, top_n[p], buffer[p], max_weight, policy, book, adv_limit[t],
+                                     rets, t - 1, vol_window, target_vol, ann, risk_on[trend[p], t], defensive, d_ok,
+                                     w)
                 rebalance_targets_nb(w, shares, cash, trade_price[t], vprice, tradeable, lots, rate, min_fee,
                                      slippage, target)
                 for i in range(n_f):
@@ -1143,8 +1384,17 @@ def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
                      ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray,
                      reinvest: bool, scores: np.ndarray, active: np.ndarray,
                      variant: np.ndarray, top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray,
-                     max_weight: float, init_cash: float, rate: float, min_fee: float, slippage: float):
+                     max_weight: float, init_cash: float, rate: float, min_fee: float, slippage: float,
+                     rets=None, blocked=None, risk_on=None, trend=None, policy: int = 0, defensive: int = -1,
+                     target_vol: float = 0.0, vol_window: int = 60, ann: int = 252):
     """One portfolio whose parameter set may change by session (``active[t]``; -1: no trading).
+
+    The portfolio construction options (:func:`construct_weights_nb`; omitted: the plain top-N with the
+    rest in cash): ``rets`` daily returns (sessions x funds, for the volatility target), ``blocked``
+    (sessions x funds) funds a more liquid fund of their cluster keeps out of the selection, ``risk_on``
+    (filters x sessions) the trend filters' signals and ``trend[p]`` the filter row of set ``p``,
+    ``policy`` (0 cash, 1 pro_rata, 2 defensive), ``defensive`` the defensive fund's column (-1: none),
+    ``target_vol`` (0: off), ``vol_window`` and ``ann`` (sessions a year).
 
     A session rebalances when ``t % cadence == 0`` for the active set or when the active set changes.
     ``scores[variant[p], t]`` are the composite scores the set ``p`` trades on at ``t``.
@@ -1166,9 +1416,26 @@ def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
     price = np.full((n_s, n_f), np.nan)
     divs = np.zeros((n_s, n_f))
     liq = np.zeros((n_s, n_f), np.bool_)
+    if rets is None:
+        rets_ = np.zeros((1, 1))
+    else:
+        rets_ = rets
+    if blocked is None:
+        blocked_ = np.zeros((n_s, n_f), np.bool_)
+    else:
+        blocked_ = blocked
+    if risk_on is None:
+        risk_ = np.ones((1, n_s), np.bool_)
+    else:
+        risk_ = risk_on
+    if trend is None:
+        trend_ = np.zeros(top_n.shape[0], np.int64)
+    else:
+        trend_ = trend
     _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active, variant,
               top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, True, equity, shares, orders, fees, slip,
-              weights, cash, price, divs, liq)
+              weights, cash, price, divs, liq, rets_, blocked_, risk_, trend_, policy, defensive, target_vol,
+              vol_window, ann)
     return equity, shares, orders, fees, slip, weights, cash, price, divs, liq
 
 
@@ -1177,10 +1444,29 @@ def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
                      ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray,
                      reinvest: bool, scores: np.ndarray, variant: np.ndarray,
                      top_n: np.ndarray, buffer: np.ndarray, cadence: np.ndarray, max_weight: float,
-                     init_cash: float, rate: float, min_fee: float, slippage: float, start: int) -> np.ndarray:
-    """Equity curves ``(P, S)`` of every parameter set, each traded from session ``start`` on."""
+                     init_cash: float, rate: float, min_fee: float, slippage: float, start: int,
+                     rets=None, blocked=None, risk_on=None, trend=None, policy: int = 0, defensive: int = -1,
+                     target_vol: float = 0.0, vol_window: int = 60, ann: int = 252) -> np.ndarray:
+    """Equity curves ``(P, S)`` of every parameter set, each traded from session ``start`` on (construction
+    options as in :func:`simulate_path_nb`)."""
     n_s, n_f = trade_price.shape
     n_p = variant.shape[0]
+    if rets is None:
+        rets_ = np.zeros((1, 1))
+    else:
+        rets_ = rets
+    if blocked is None:
+        blocked_ = np.zeros((n_s, n_f), np.bool_)
+    else:
+        blocked_ = blocked
+    if risk_on is None:
+        risk_ = np.ones((1, n_s), np.bool_)
+    else:
+        risk_ = risk_on
+    if trend is None:
+        trend_ = np.zeros(n_p, np.int64)
+    else:
+        trend_ = trend
     out = np.empty((n_p, n_s))
     dummy2 = np.zeros((1, 1))
     dummy1 = np.zeros(1)
@@ -1192,6 +1478,7 @@ def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
         eq = np.empty(n_s)
         _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active,
                   variant, top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2,
-                  dummy2, dummy1, dummy2, dummy2, dummyb)
+                  dummy2, dummy1, dummy2, dummy2, dummyb, rets_, blocked_, risk_, trend_, policy, defensive,
+                  target_vol, vol_window, ann)
         out[p] = eq
     return out

@@ -2,13 +2,20 @@
 
 Decision rule at a rebalance session ``t`` (timing: :mod:`rotation_platform.research.inputs`)
 ------------------------------------------------------------------------------------------
-1. The screen as of ``t - 1`` (labels realised by ``t - 1``, lookback ``ic_lookback``) selects up to
-   ``screening.top_k`` factors with their signs and ICIRs.
+1. The screen as of ``t - 1`` (labels realised by ``t - 1``, lookback ``ic_lookback``, at the parameter
+   set's selection horizon: :meth:`StrategySpec.horizon_for`) selects up to ``screening.top_k`` factors
+   with their signs and ICIRs.
 2. Each selected factor's row ``t`` is z-scored across the funds that can trade at ``t`` (and pass the
    optional liquidity filter, see :class:`StrategySpec`); the composite score is the mean of the
    sign-aligned z-scores, equally weighted or weighted by |ICIR|.
 3. Held funds ranked within ``top_n + buffer`` stay; free slots go to the best-ranked others. Each chosen
-   fund gets ``min(1 / top_n, capital.max_single_weight)`` of the portfolio; the rest stays in cash.
+   fund gets ``min(1 / top_n, capital.max_single_weight)`` of the portfolio; what the picks do not hold
+   follows ``strategy.cash_policy`` (``pro_rata`` widens the selection to ``ceil(1 / max_single_weight)``
+   funds at least), the trend filter (``StrategyParams.trend_filter``) and the volatility target
+   (``strategy.target_volatility``), the remainder going to the pool's defensive fund or cash; of the
+   funds of a cluster (``strategy.dedup_correlation``, ``pools[].tracks``) only the most liquid is
+   eligible (:func:`~rotation_platform.research.nb.construct_weights_nb`,
+   :class:`~rotation_platform.research.market.Construction`).
 4. Orders execute at session ``t``'s raw trade price (``backtest.trade_at``) in whole board lots (per
    fund, :class:`~rotation_platform.research.market.Market`), sells first, with slippage
    ``backtest.slippage_bps`` and commission ``max(commission_rate * value, min_commission)`` per order.
@@ -34,13 +41,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from rotation_platform.config.models import BacktestConfig, CapitalConfig, ScreeningConfig
+from rotation_platform.config.models import BacktestConfig, CapitalConfig, ScreeningConfig, StrategyConfig
 from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
 from rotation_platform.research import nb
 from rotation_platform.research.inputs import FactorLike, align_factors, session_row
-from rotation_platform.research.market import Market
-from rotation_platform.research.screen import FactorScreen, SelectionPath
+from rotation_platform.research.market import TREND_FILTERS, Construction, Market
+from rotation_platform.research.screen import FactorScreen, SelectionPath, resolve_selection_horizon
 
 __all__ = ["StrategyParams", "StrategySpec", "TradePlan", "StrategyContext"]
 
@@ -56,6 +63,7 @@ class StrategyParams:
     ic_lookback: int
     weighting: Weighting = "equal"
     buffer: int = 0
+    trend_filter: Literal["none", "benchmark_sma", "composite_sign"] = "none"
 
     def __post_init__(self) -> None:
         problems = []
@@ -69,17 +77,21 @@ class StrategyParams:
             problems.append(f"weighting={self.weighting!r} (use 'equal' or 'ic')")
         if self.buffer < 0:
             problems.append(f"buffer={self.buffer} (needs >= 0)")
+        if self.trend_filter not in TREND_FILTERS:
+            problems.append(f"trend_filter={self.trend_filter!r} (use one of {', '.join(TREND_FILTERS)})")
         if problems:
             raise ResearchError("invalid strategy parameters: " + "; ".join(problems))
 
     @property
     def label(self) -> str:
+        suffix = {"none": "", "benchmark_sma": "_tfsma", "composite_sign": "_tfsign"}[self.trend_filter]
         return (f"top{self.top_n}_reb{self.rebalance_sessions}_lb{self.ic_lookback}_"
-                f"{self.weighting}_buf{self.buffer}")
+                f"{self.weighting}_buf{self.buffer}{suffix}")
 
     def as_dict(self) -> dict[str, object]:
         return {"top_n": self.top_n, "rebalance_sessions": self.rebalance_sessions,
-                "ic_lookback": self.ic_lookback, "weighting": self.weighting, "buffer": self.buffer}
+                "ic_lookback": self.ic_lookback, "weighting": self.weighting, "buffer": self.buffer,
+                "trend_filter": self.trend_filter}
 
 
 @dataclass(frozen=True)
@@ -92,18 +104,28 @@ class StrategySpec:
     a fund without turnover data is not eligible, and held funds that fail it are sold at the next
     rebalance. Scores and the screen (ICs) use every fund with a trade price. Both default to
     ``backtest.liquidity_filter`` / ``backtest.adv_window`` (``None``).
+
+    ``selection_horizon`` (default ``screening.selection_horizon``): ``"auto"`` -- each parameter set
+    selects on the screening horizon closest to its ``rebalance_sessions`` (:meth:`horizon_for`) -- or
+    one of ``screening.horizons`` for every set.
     """
 
     capital: CapitalConfig
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
-    selection_horizon: int | None = None
+    selection_horizon: int | Literal["auto"] | None = None
     min_obs: int = 5
     min_ic_obs: int | None = None
     liquidity_filter: bool | None = None
     adv_window: int | None = None
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    defensive: str | None = None
+    tracks: tuple[tuple[str, str], ...] = ()
+    benchmark: str = "equal_weight"
 
     def __post_init__(self) -> None:
+        if isinstance(self.tracks, dict):
+            object.__setattr__(self, "tracks", tuple(sorted(self.tracks.items())))
         if self.liquidity_filter is None:
             object.__setattr__(self, "liquidity_filter", bool(self.backtest.liquidity_filter))
         if self.adv_window is None:
@@ -111,9 +133,18 @@ class StrategySpec:
         if self.adv_window < 1:
             raise ResearchError(f"adv_window must be at least 1 session, got {self.adv_window}")
         h = self.selection_horizon
-        if h is not None and h not in self.screening.horizons:
+        if h is None:  # follow the configuration (screening.selection_horizon)
+            h = self.screening.selection_horizon
+            object.__setattr__(self, "selection_horizon", h)
+        if h != "auto" and h not in self.screening.horizons:
             raise ResearchError(f"selection_horizon {h} is not among screening.horizons "
                                 f"{list(self.screening.horizons)}")
+
+    def horizon_for(self, params: "StrategyParams | int") -> int:
+        """The label horizon the screens of ``params`` (or of a cadence in sessions) select on
+        (:func:`~rotation_platform.research.screen.resolve_selection_horizon`)."""
+        cadence = params if isinstance(params, int | np.integer) else params.rebalance_sessions
+        return resolve_selection_horizon(self.selection_horizon, tuple(self.screening.horizons), int(cadence))
 
 
 @dataclass(frozen=True)
@@ -168,6 +199,13 @@ class TradePlan:
     def equity_series(self) -> pd.Series:
         return pd.Series(self.equity, index=self.sessions, name="equity")
 
+    @property
+    def invested(self) -> np.ndarray:
+        """Share of the equity held in funds (the rest is cash) at each close, marked at ``market.mark``."""
+        value = np.where(self.shares != 0.0, self.shares * np.nan_to_num(self.market.mark), 0.0).sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.equity > 0, value / self.equity, np.nan)
+
     def params_by_session(self) -> pd.Series:
         labels = np.array([p.label for p in self.params] + [""], dtype=object)
         return pd.Series(labels[self.active], index=self.sessions, name="params")
@@ -198,7 +236,10 @@ class StrategyContext:
         self.candidates = self.universe & ~market.ended & ~market.excluded
         self.adv_limit = np.ascontiguousarray(self.position_limit(self.adv()))
         self._ranks: tuple[np.ndarray, np.ndarray] | None = None
-        self._selections: dict[int, tuple[np.ndarray, SelectionPath]] = {}
+        self.construction = Construction(spec.strategy, self.symbols, panel["close"].to_numpy(dtype=np.float64),
+                                         benchmark=spec.benchmark, defensive=spec.defensive, tracks=dict(spec.tracks),
+                                         annualisation=int(spec.backtest.annualisation))
+        self._selections: dict[tuple[int, int], tuple[np.ndarray, SelectionPath]] = {}
 
     # ------------------------------------------------------------------------------------ basics
     @property
@@ -243,19 +284,29 @@ class StrategyContext:
         return self._ranks
 
     # ------------------------------------------------------------------------------------ selections
-    def selections(self, lookback: int, as_of_rows: np.ndarray) -> SelectionPath:
-        """Selections as of ``as_of_rows`` for one lookback (computed once per row and lookback)."""
+    def _horizon(self, horizon: int | None) -> int:
+        if horizon is not None:
+            return int(horizon)
+        if self.spec.selection_horizon == "auto":
+            raise ResearchError("selection_horizon is auto: pass the horizon of the parameter set "
+                                "(StrategySpec.horizon_for(params))")
+        return int(self.spec.selection_horizon)
+
+    def selections(self, lookback: int, as_of_rows: np.ndarray, horizon: int | None = None) -> SelectionPath:
+        """Selections as of ``as_of_rows`` for one lookback and selection horizon (computed once per row,
+        lookback and horizon; ``horizon`` may be left out when the spec fixes one)."""
+        h_sel = self._horizon(horizon)
         rows = np.unique(np.asarray(as_of_rows, dtype=np.int64))
         rows = rows[rows >= 0]
         if rows.size == 0:
             k = int(self.spec.screening.top_k)
             return SelectionPath(rows, np.full((0, k), -1, np.int64), np.zeros((0, k)), np.full((0, k), np.nan),
                                  lookback, self.screen.names)
-        done_rows, done = self._selections.get(lookback, (np.empty(0, np.int64), None))
+        done_rows, done = self._selections.get((lookback, h_sel), (np.empty(0, np.int64), None))
         missing = np.setdiff1d(rows, done_rows)
         if missing.size:
             new = self.screen.selection_path(missing, self.spec.screening, lookback=lookback,
-                                             selection_horizon=self.spec.selection_horizon,
+                                             selection_horizon=h_sel,
                                              min_ic_obs=self.spec.min_ic_obs, ranks=(0, *self.ranks()))
             if done is None:
                 all_rows, kept, sign, icir = new.as_of, new.kept, new.sign, new.icir
@@ -266,17 +317,18 @@ class StrategyContext:
                 icir = np.concatenate([done.icir, new.icir])
             order = np.argsort(all_rows, kind="mergesort")
             done = SelectionPath(all_rows[order], kept[order], sign[order], icir[order], lookback, self.screen.names)
-            self._selections[lookback] = (done.as_of, done)
+            self._selections[(lookback, h_sel)] = (done.as_of, done)
         if done is None:
-            raise ResearchError(f"no selection computed for lookback {lookback}")
+            raise ResearchError(f"no selection computed for lookback {lookback} at horizon {h_sel}")
         pos = np.searchsorted(done.as_of, rows)
         return SelectionPath(rows, done.kept[pos], done.sign[pos], done.icir[pos], lookback, self.screen.names)
 
-    def scores(self, lookback: int, weighting: Weighting, trade_rows: np.ndarray) -> np.ndarray:
+    def scores(self, lookback: int, weighting: Weighting, trade_rows: np.ndarray,
+               horizon: int | None = None) -> np.ndarray:
         """Composite scores (sessions x funds) on ``trade_rows`` from the screens as of the row before."""
         rows = np.unique(np.asarray(trade_rows, dtype=np.int64))
         rows = rows[(rows >= 1) & (rows < self.n_sessions)]
-        path = self.selections(lookback, rows - 1)
+        path = self.selections(lookback, rows - 1, horizon)
         if weighting == "ic":
             weight = np.abs(np.nan_to_num(path.icir))
         else:
@@ -285,29 +337,37 @@ class StrategyContext:
         return nb.composite_scores_nb(self.values, self.candidates, rows, sel_row, path.kept,
                                       np.ascontiguousarray(path.sign), np.ascontiguousarray(weight))
 
-    def first_signal_row(self, lookbacks: Sequence[int]) -> int:
-        """The first session row on which some lookback has a selection (as of the row before), searched
-        on a 20-session grid and refined inside the first gap that ends with a selection."""
+    def first_signal_row(self, lookbacks: Sequence[int], horizons: Sequence[int] | None = None) -> int:
+        """The first session row on which some lookback (at some selection horizon of ``horizons``, by
+        default the spec's fixed one) has a selection (as of the row before), searched on a 20-session
+        grid and refined inside the first gap that ends with a selection."""
         best = self.n_sessions
         rows = np.arange(1, self.n_sessions, dtype=np.int64)
-        for lb in sorted(set(int(x) for x in lookbacks)):
+        hs = [self._horizon(None)] if horizons is None else sorted(set(int(h) for h in horizons))
+        for lb, h in ((int(x), h) for x in sorted(set(int(x) for x in lookbacks)) for h in hs):
             probe = rows[rows - 1 >= lb // 2]
             # the selection needs min_ic_obs realised ICs: probe coarse rows, then refine
             coarse = probe[::20]
-            path = self.selections(lb, coarse - 1)
+            path = self.selections(lb, coarse - 1, h)
             hit = np.flatnonzero(path.kept[:, 0] >= 0)
             if hit.size == 0:
                 continue
             hi = int(coarse[hit[0]])
             lo = int(coarse[hit[0] - 1]) if hit[0] > 0 else int(probe[0])
             fine = np.arange(lo, hi + 1, dtype=np.int64)
-            path = self.selections(lb, fine - 1)
+            path = self.selections(lb, fine - 1, h)
             first = fine[np.flatnonzero(path.kept[:, 0] >= 0)[0]]
             best = min(best, int(first))
         if best >= self.n_sessions:
             raise ResearchError("no screen selects any factor on this panel: check screening.min_coverage, "
                                 "min_abs_icir and that the factors have values on at least min_obs funds")
         return best
+
+    def grid_start_row(self, params: Sequence[StrategyParams]) -> int:
+        """The first row on which the grid's longest lookback has a selection at every selection horizon
+        the grid uses (so every parameter set can trade from it)."""
+        lb = max(p.ic_lookback for p in params)
+        return max(self.first_signal_row([lb], [h]) for h in sorted({self.spec.horizon_for(p) for p in params}))
 
     # ------------------------------------------------------------------------------------ simulation
     def _rows_for(self, params: Sequence[StrategyParams], start: int, extra: np.ndarray | None = None) -> np.ndarray:
@@ -320,12 +380,13 @@ class StrategyContext:
         return np.unique(np.concatenate(rows))
 
     def _score_cube(self, params: Sequence[StrategyParams], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        variants = sorted({(p.ic_lookback, p.weighting) for p in params})
+        keys = [(p.ic_lookback, self.spec.horizon_for(p), p.weighting) for p in params]
+        variants = sorted(set(keys))
         cube = np.empty((len(variants), self.n_sessions, len(self.symbols)))
-        for v, (lb, w) in enumerate(variants):
-            cube[v] = self.scores(lb, w, rows)
+        for v, (lb, h, w) in enumerate(variants):
+            cube[v] = self.scores(lb, w, rows, h)
         index = {key: v for v, key in enumerate(variants)}
-        variant = np.array([index[(p.ic_lookback, p.weighting)] for p in params], dtype=np.int64)
+        variant = np.array([index[key] for key in keys], dtype=np.int64)
         return cube, variant
 
     def _param_arrays(self, params: Sequence[StrategyParams]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -353,6 +414,12 @@ class StrategyContext:
         return (float(cap.max_single_weight), float(cap.target_capital), float(bt.commission_rate),
                 float(bt.min_commission), float(bt.slippage_bps) / 1e4)
 
+    def _construction_args(self, params: Sequence[StrategyParams], rows: np.ndarray) -> tuple:
+        """The kernel's portfolio-construction arguments, with the de-duplication filled on ``rows``."""
+        c = self.construction
+        c.fill_blocked(rows, self.candidates & (self.market.trade_price > 0), self.adv())
+        return c.kernel_args(np.array([TREND_FILTERS.index(p.trend_filter) for p in params], np.int64))
+
     def simulate_grid(self, params: Sequence[StrategyParams], start: int) -> np.ndarray:
         """Equity curves ``(len(params), sessions)`` of every parameter set traded from row ``start``."""
         if not params:
@@ -362,7 +429,7 @@ class StrategyContext:
         top_n, buffer, cadence = self._param_arrays(params)
         max_w, cash, rate, min_fee, slip = self._cost_args()
         return nb.simulate_grid_nb(*self._market_args(), cube, variant, top_n, buffer, cadence, max_w, cash,
-                                   rate, min_fee, slip, int(start))
+                                   rate, min_fee, slip, int(start), *self._construction_args(params, rows))
 
     def simulate_plan(self, params: Sequence[StrategyParams], active: np.ndarray) -> TradePlan:
         """One run whose parameter set is ``params[active[t]]`` at session ``t`` (-1: no trading)."""
@@ -380,14 +447,15 @@ class StrategyContext:
         top_n, buffer, cadence = self._param_arrays(params)
         max_w, cash, rate, min_fee, slip = self._cost_args()
         equity, shares, orders, fees, slip_cost, weights, cash_path, price, divs, liq = nb.simulate_path_nb(
-            *self._market_args(), cube, active, variant, top_n, buffer, cadence, max_w, cash, rate, min_fee, slip)
+            *self._market_args(), cube, active, variant, top_n, buffer, cadence, max_w, cash, rate, min_fee, slip,
+            *self._construction_args(params, rows))
         return TradePlan(self.sessions, self.symbols, self.market, orders, price, liq, shares, divs, fees, slip_cost,
                          weights, cash_path, equity, active, tuple(params), cash, self.spec.backtest)
 
     def run(self, params: StrategyParams, *, start: object | None = None) -> TradePlan:
         """Simulate one parameter set from ``start`` (a session or row; default the first signal row)."""
         if start is None:
-            first = self.first_signal_row([params.ic_lookback])
+            first = self.first_signal_row([params.ic_lookback], [self.spec.horizon_for(params)])
         else:
             first = session_row(self.sessions, start, what="strategy start")
         active = np.full(self.n_sessions, -1, np.int64)
@@ -399,4 +467,4 @@ class StrategyContext:
         t = session_row(self.sessions, trade_session, what="trade session")
         if t < 1:
             raise ResearchError("the first session has no screen before it")
-        return self.selections(params.ic_lookback, np.array([t - 1]))
+        return self.selections(params.ic_lookback, np.array([t - 1]), self.spec.horizon_for(params))

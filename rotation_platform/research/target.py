@@ -7,6 +7,12 @@ ADV known at ``T`` and the book's value), the same selection and the same whole-
 :func:`nb.rebalance_targets_nb`) turn them into share counts. Prices default to the raw (tradable)
 close of ``T`` from the market, holdings are real shares and cash is CNY; the board lot is the fund's.
 
+Portfolio construction is the kernel's (:func:`nb.construct_weights_nb`): the cash policy, the trend
+signal for the next session (data through ``T``), the volatility target on the returns through ``T``,
+the defensive fund, and the de-duplication clusters from the returns through ``T`` with the most liquid
+candidate by the ADV known at ``T``. ``risk_on`` and ``exposure_scale`` record the trend signal and the
+volatility scaling; the table's ``cluster``, ``deduplicated`` and ``defensive`` columns show the rest.
+
 A fund out of the universe of the decision (``Market.out_of_universe[T]``: an ERROR finding on data through
 ``T`` inside ``data.quality.exclusion_window``) is neither scored nor selected: it cannot be bought or
 added to, and on a rebalance a holding's target is 0 shares (it is sold, like a fund leaving the
@@ -28,6 +34,7 @@ import pandas as pd
 from rotation_platform.errors import ResearchError
 from rotation_platform.research import nb
 from rotation_platform.research.inputs import session_row
+from rotation_platform.research.market import TREND_FILTERS
 from rotation_platform.research.strategy import StrategyContext, StrategyParams
 
 __all__ = ["TargetPortfolio", "target_portfolio"]
@@ -44,6 +51,8 @@ class TargetPortfolio:
     cash_after: float
     table: pd.DataFrame
     rebalance: bool = True
+    risk_on: bool = True
+    exposure_scale: float = 1.0
 
     @property
     def orders(self) -> pd.DataFrame:
@@ -118,19 +127,30 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
     out = market.out_of_universe[t]
     candidates = tradeable & ~out
     adv = ctx.adv_known_at(t)
-    path = ctx.selections(params.ic_lookback, np.array([t], np.int64))
+    path = ctx.selections(params.ic_lookback, np.array([t], np.int64), spec.horizon_for(params))
     weight = np.abs(np.nan_to_num(path.icir)) if params.weighting == "ic" else np.where(path.kept >= 0, 1.0, 0.0)
     scores = nb.composite_scores_nb(np.ascontiguousarray(row[None, :, :]), candidates[None, :],
                                     np.zeros(1, np.int64), np.zeros(1, np.int64), path.kept,
                                     np.ascontiguousarray(path.sign), np.ascontiguousarray(weight))[0]
     w = np.zeros(n_f)
     bt = spec.backtest
-    w_each = min(1.0 / params.top_n, spec.capital.max_single_weight)
+    cons = ctx.construction
+    cap = float(spec.capital.max_single_weight)
+    w_each = min(1.0 / nb.pick_count_nb(params.top_n, cap, cons.policy), cap)
     equity = float(cash + np.nansum(shares * np.nan_to_num(value_price)))
     liquid = ctx.liquid(w_each * equity, adv)
-    eligible = tradeable & liquid & ~out
+    # de-duplication: the clusters from the returns through T, the most liquid candidate by the ADV known at T
+    blocked = cons.blocked_at(t, candidates, adv)
+    eligible = tradeable & liquid & ~out & ~blocked
+    d = cons.defensive
+    risk_on = bool(cons.risk_on[TREND_FILTERS.index(params.trend_filter), t + 1])
+    scale = 1.0
     if np.isfinite(scores).any():
-        nb.select_weights_nb(scores, eligible, held, params.top_n, params.buffer, w_each, w)
+        c = spec.strategy
+        scale = nb.construct_weights_nb(
+            scores, eligible, held, params.top_n, params.buffer, cap, cons.policy, equity,
+            np.ascontiguousarray(ctx.position_limit(adv), dtype=np.float64), cons.rets, t, int(c.vol_window),
+            float(c.target_volatility or 0.0), cons.annualisation, risk_on, d, bool(d >= 0 and candidates[d]), w)
     else:
         raise ResearchError(f"no fund has a composite score for the session after {ctx.sessions[t].date()}: "
                             f"the screen as of that date selected no factor, the factor row is empty or no "
@@ -160,9 +180,17 @@ def target_portfolio(ctx: StrategyContext, params: StrategyParams, *, decided_at
         "order_value": np.where(order != 0, value, 0.0), "est_commission": commission,
         "est_slippage": np.abs(order) * safe_price * slip, "target_value": target_value,
         "adv": adv, "adv_utilisation": util, "liquid": liquid, "excluded": out.copy(),
+        "defensive": np.arange(n_f) == d, "cluster": _cluster_column(cons.clusters(t), symbols),
+        "deduplicated": blocked,
     }, index=pd.Index(list(symbols), name="symbol"))
     factors = tuple((path.names[int(k)], int(s), float(ic)) for k, s, ic in zip(path.kept[0], path.sign[0],
                                                                                  path.icir[0]) if k >= 0)
     scheduled = (t + 1) % params.rebalance_sessions == 0
     return TargetPortfolio(ctx.sessions[t], trade_session, scheduled, params, factors, equity, cash_after, table,
-                           scheduled if rebalance is None else bool(rebalance))
+                           scheduled if rebalance is None else bool(rebalance), risk_on, float(scale))
+
+
+def _cluster_column(clusters: list[tuple[str, ...]], symbols: tuple[str, ...]) -> list[str]:
+    """Per fund, the members of its de-duplication cluster joined by commas ('' when it is alone)."""
+    of = {s: ",".join(c) for c in clusters for s in c}
+    return [of.get(s, "") for s in symbols]
