@@ -22,6 +22,7 @@ from rotation_platform.reports.plots import (
     ic_decay_png,
     markdown_image,
     monthly_heatmap_png,
+    pool_tear_sheet,
 )
 from rotation_platform.production.positions import positions_provider
 from rotation_platform.reports.orders import target_markdown
@@ -52,12 +53,16 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
             res = run.screens[t]
             h = res.selection_horizon
             sel = res.stats.loc[res.selected_names] if res.selected else res.stats.iloc[:0]
-            return {"selected": len(res.selected),
+            return {"selected": len(res.selected), "selection_horizon": int(h),
                     "mean_abs_ic": float(sel[f"ic_mean_{h}"].abs().mean()) if len(sel) else float("nan"),
                     "mean_abs_icir": float(sel[f"icir_{h}"].abs().mean()) if len(sel) else float("nan")}
 
         def tables(t, run=run):
-            return {"top_factors": markdown_table(run.screens[t].summary().rename_axis("factor"))}
+            out = {"top_factors": markdown_table(run.screens[t].summary().rename_axis("factor"))}
+            clusters = run.fund_clusters(t)  # funds that count as one bet: at most one of each is held
+            out["fund_clusters"] = dg.MetadataValue.md(
+                "\n".join(f"- {' ~ '.join(c)}" for c in clusters) if clusters else "_no two funds alike_")
+            return out
 
         last = run.screens[sessions[-1]]
         latest = {}
@@ -88,7 +93,9 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
             r = by_session[t]
             return {"efficiency": _num(r["efficiency"]), "pbo": _num((r["pbo"] or {}).get("pbo")),
                     "dsr": _num(r["dsr"]["dsr"]), "oos_objective": _num(r["oos_objective"]),
-                    "reoptimised": bool(r["reoptimised_this_session"])}
+                    "reoptimised": bool(r["reoptimised_this_session"]),
+                    "selection_is_ic": _num(r["selection_ic"]["mean_is_ic"]),
+                    "selection_oos_ic": _num(r["selection_ic"]["mean_oos_ic"])}
 
         def tables(t, by_session=by_session):
             r = by_session[t]
@@ -125,14 +132,18 @@ def _choice_text(record: dict) -> str:
     check_specs=[check_spec("monthly_returns", "backtest", "Fuse 5: every month's return finite and within "
                                                            "fuses.max_abs_monthly_return; equity positive.")]
     + [check_spec(f"{m}_threshold", "backtest", f"Backtest threshold on {m} (WARN).", blocking=False)
-       for m, _, _ in fuses.THRESHOLDS],
+       for m, _, _ in fuses.THRESHOLDS]
+    + [check_spec("beats_equal_weight", "backtest", "Value added (WARN): the strategy's Sharpe ratio above the "
+                  "equal-weight pool's (monthly, same costs and lots) at 5%, one-sided, by Jobson-Korkie with "
+                  "Memmel's correction.", blocking=False)],
 )
 def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
     groups = _groups(context, platform)
-    frames, monthly, thresholds = [], {}, {}
+    frames, monthly, thresholds, value_added = [], {}, {}, {}
     for pool, run, sessions, keys in groups:
         frame = run.backtest_frame()
         checks = fuses.backtest_thresholds(run, frame)
+        value_added[pool] = fuses.beats_equal_weight(run, frame)
 
         def row(t, frame=frame):
             return {**{k: float(frame.loc[t, k]) for k in ("equity", "sharpe", "max_drawdown", "annual_return",
@@ -161,6 +172,7 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
             "drawdown_chart": dg.MetadataValue.md(markdown_image(drawdown_png(eq, f"{pool}: drawdown"), "drawdown")),
             "monthly_returns": dg.MetadataValue.md(markdown_image(
                 monthly_heatmap_png(months, f"{pool}: monthly returns"), "monthly returns")),
+            "tear_sheet": dg.MetadataValue.md(pool_tear_sheet(pool, run, frame, value_added[pool].summary)),
         }
         per_partition(context, "backtest", pool, metadata_tail(keys, sessions), row, tables, latest)
         frames.append(frame)
@@ -168,7 +180,8 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
         for c in checks:
             thresholds.setdefault(c.name, {})[pool] = c
     yield dg.Output(pool_value(groups, frames))
-    yield from check_evaluations(context, "backtest", groups, {"monthly_returns": monthly, **thresholds})
+    yield from check_evaluations(context, "backtest", groups, {"monthly_returns": monthly, **thresholds,
+                                                               "beats_equal_weight": value_added})
 
 
 @dg.asset(

@@ -17,7 +17,9 @@ into the asset check result of that pool-session partition. ``ERROR`` fuses stop
 4. ``target_vol_scaling`` -- the target's weights are finite, long-only, within the single-fund cap (on
    rebalance sessions; between them the target is the book as it drifted, and has no orders), add
    up to at most 1, leave non-negative cash, and its ex-ante volatility is finite and below
-   ``fuses.max_target_volatility``;
+   ``fuses.max_target_volatility``; the pool's defensive fund is exempt from the cap, and with
+   ``strategy.target_volatility`` the picks' ex-ante volatility (the strategy's estimator) stays within 5%
+   of the target;
 5. ``monthly_returns`` -- every month of the backtest through the session has a finite return within
    ``fuses.max_abs_monthly_return``, and equity stays positive;
 6. ``index_normalisation`` -- sessions sorted, unique and on the pool's calendar; symbols exactly the
@@ -48,6 +50,7 @@ from rotation_platform.factors.lookahead import perturb_after, scan_source_for_l
 from rotation_platform.production.pool_run import PoolRun
 from rotation_platform.reports.prices import quality_check_summary
 from rotation_platform.reports.tables import markdown_table
+from rotation_platform.research import nb
 
 __all__ = ["FuseResult", "SessionVerdict", "FUSES", "combine", "REQUIRED_METADATA", "quality_gate", "t_plus_one",
            "coverage", "effective_factors",
@@ -326,6 +329,12 @@ def target_vol_scaling(run: PoolRun, targets: pd.DataFrame, *, window: int = 60)
     cap = run.pool.capital.max_single_weight
     close = run.panel["close"]
     rets = close / close.shift(1) - 1.0
+    # the volatility target (strategy.target_volatility): the picks' ex-ante volatility, by the strategy's own
+    # estimator on the returns through the decision, may not exceed it (5% for lot rounding)
+    defensive = run.pool.defensive
+    target_vol = run.config.strategy.target_volatility
+    vol_window = int(run.config.strategy.vol_window)
+    rets_np = np.ascontiguousarray(rets.to_numpy(dtype=np.float64))
     problems = []
     rows = []
     for t, table in targets.groupby(level="session", sort=True):
@@ -349,8 +358,18 @@ def target_vol_scaling(run: PoolRun, targets: pd.DataFrame, *, window: int = 60)
             issues.append("negative weight")
         # between rebalances the target is the book as it is: a rally may lift a holding above the cap
         # (the capacity table reports it); orders are sized to the cap
-        if trades and (real_w > cap + 0.01).any():
+        # the defensive fund holds what the picks do not: it is the cash substitute, not a capped bet
+        picks_w = real_w.drop(defensive) if defensive in real_w.index else real_w
+        if trades and (picks_w > cap + 0.01).any():
             issues.append(f"weight above cap {cap:.0%}")
+        picks_vol = float("nan")
+        if target_vol is not None:
+            risky = np.nan_to_num(picks_w.reindex(w.index).fillna(0.0).to_numpy(dtype=np.float64))
+            row = int(run.panel.sessions.get_loc(t))
+            picks_vol = float(nb.ex_ante_vol_nb(rets_np, row, vol_window, max(vol_window // 2, 2), risky,
+                                                int(run.config.backtest.annualisation)))
+            if trades and picks_vol > target_vol * 1.05:
+                issues.append(f"picks' ex-ante volatility {picks_vol:.1%} > target {target_vol:.0%}")
         if not trades and (table["order_shares"] != 0).any():
             issues.append("orders on a session that is not a rebalance")
         if real_w.sum() > 1.0 + 1e-9:
@@ -361,8 +380,8 @@ def target_vol_scaling(run: PoolRun, targets: pd.DataFrame, *, window: int = 60)
             issues.append("ex-ante volatility not finite")
         elif vol > fz.max_target_volatility:
             issues.append(f"ex-ante volatility {vol:.1%} > {fz.max_target_volatility:.0%}")
-        rows.append({"session": _d(t), "exposure": float(real_w.sum()), "max_weight": float(real_w.max()),
-                     "ex_ante_vol": vol, "issues": "; ".join(issues)})
+        rows.append({"session": _d(t), "exposure": float(real_w.sum()), "max_weight": float(picks_w.max()),
+                     "ex_ante_vol": vol, "picks_vol": picks_vol, "issues": "; ".join(issues)})
         if issues:
             problems.append((_d(t), issues))
     frame = pd.DataFrame(rows).set_index("session")
@@ -637,6 +656,39 @@ def backtest_thresholds(run: PoolRun, frame: pd.DataFrame) -> list[FuseResult]:
                               {"value": _num(value), "threshold": limit, "operator": op,
                                "session": _d(frame.index[-1])}, "", per))
     return out
+
+
+#: the value-added test's level: the strategy beats equal weight when the one-sided p-value is below it
+VALUE_ADDED_ALPHA = 0.05
+
+
+def beats_equal_weight(run: PoolRun, frame: pd.DataFrame) -> FuseResult:
+    """WARN unless the strategy's Sharpe ratio is significantly above the equal-weight pool's (monthly,
+    same costs and lots): the Jobson-Korkie test with Memmel's correction, one-sided at 5%, on the
+    returns through each session (:mod:`rotation_platform.research.value_added`)."""
+
+    def judge(rec: pd.Series, day: str) -> SessionVerdict:
+        diff, z, p = (float(rec.get(k, np.nan)) for k in ("sharpe_diff", "sharpe_diff_z", "sharpe_diff_p"))
+        ew, own = float(rec.get("ew_sharpe", np.nan)), float(rec.get("sharpe", np.nan))
+        if not np.isfinite(p):
+            return SessionVerdict(False, f"BEATS_EQUAL_WEIGHT FAILED at {day}: no Sharpe difference to test yet "
+                                         "(fewer than three common live sessions or a flat curve)")
+        ok = bool(p < VALUE_ADDED_ALPHA)
+        text = (f"Sharpe {own:.2f} vs equal weight {ew:.2f}: difference {diff:+.2f} a year, z {z:.2f}, one-sided "
+                f"p {p:.3f} as of {day}")
+        summary = (f"{text}: significantly better at {VALUE_ADDED_ALPHA:.0%}" if ok else
+                   f"BEATS_EQUAL_WEIGHT FAILED at {day}: {text}: "
+                   + ("significantly worse" if p > 1.0 - VALUE_ADDED_ALPHA else "not significantly better")
+                   + f" at {VALUE_ADDED_ALPHA:.0%}")
+        return SessionVerdict(ok, summary, _finite(sharpe_diff=diff, z=z, p_value=p, sharpe=own, ew_sharpe=ew))
+
+    per = {_d(t): judge(rec, _d(t)) for t, rec in frame.iterrows()}
+    last = per[_d(frame.index[-1])]
+    rec = frame.iloc[-1]
+    return FuseResult("beats_equal_weight", last.passed, "WARN", last.summary,
+                      {"sharpe_diff": _num(rec.get("sharpe_diff")), "z": _num(rec.get("sharpe_diff_z")),
+                       "p_value": _num(rec.get("sharpe_diff_p")), "alpha": VALUE_ADDED_ALPHA,
+                       "session": _d(frame.index[-1])}, "", per)
 
 
 def _num(x: object) -> float | None:

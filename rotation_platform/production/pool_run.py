@@ -71,7 +71,16 @@ from rotation_platform.research import (
     walk_forward,
 )
 
+from rotation_platform.research.baselines import BASELINES, Baselines, baselines
+from rotation_platform.research.baselines import PREFIX as BASELINE_PREFIX
+from rotation_platform.research.value_added import sharpe_difference
+from rotation_platform.research.wfo import selection_ic
+
 __all__ = ["PoolRun", "FactorFunction", "data_hash_chain"]
+
+#: the momentum baseline's lookback (sessions) and the metrics reported per baseline
+BASELINE_MOMENTUM_LOOKBACK = 20
+BASELINE_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "max_drawdown", "annual_turnover")
 
 FactorFunction = Callable[[PricePanel], FactorPanel]
 METRIC_FIELDS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
@@ -261,7 +270,10 @@ class PoolRun:
     @cached_property
     def spec(self) -> StrategySpec:
         return StrategySpec(capital=self.pool.capital, screening=self.config.screening, backtest=self.config.backtest,
-                            min_obs=self.config.screening.min_obs)
+                            min_obs=self.config.screening.min_obs,
+                            selection_horizon=self.config.screening.selection_horizon,
+                            strategy=self.config.strategy, defensive=self.pool.defensive,
+                            tracks=dict(self.pool.tracks), benchmark=self.pool.benchmark)
 
     @cached_property
     def ctx(self) -> StrategyContext:
@@ -273,8 +285,22 @@ class PoolRun:
         ranks = (0, *self.ctx.ranks())  # every row ranked once, shared with the walk-forward
         for t, row in zip(self.sessions, self.rows):
             out[t] = self.ctx.screen.screen(int(row), self.config.screening,
-                                            selection_horizon=self.spec.selection_horizon, ranks=ranks)
+                                            selection_horizon=self.screen_horizon(int(row)), ranks=ranks)
         return out
+
+    def screen_horizon(self, row: int) -> int:
+        """The selection horizon of the published screen as of ``row``: ``screening.selection_horizon`` when
+        it is a number; with ``auto`` the horizon of the live parameter set trading after ``row`` or, before
+        the first one, of the grid's shortest cadence."""
+        if self.spec.selection_horizon != "auto":
+            return int(self.spec.selection_horizon)
+        try:
+            live_r = self.live_row(row)
+        except ResearchError:  # no screen ever selects a factor: the grid cannot start (fuse 3 reports it)
+            live_r = None
+        if live_r is not None:
+            return self.spec.horizon_for(self.params[self.live_choices[live_r]])
+        return self.spec.horizon_for(min(p.rebalance_sessions for p in self.params))
 
     def screen_frame(self) -> pd.DataFrame:
         """Every factor's screen statistics as of each session: index (session, factor)."""
@@ -294,7 +320,7 @@ class PoolRun:
 
     @cached_property
     def start_row(self) -> int:
-        return self.ctx.first_signal_row([max(p.ic_lookback for p in self.params)])
+        return self.ctx.grid_start_row(self.params)
 
     @cached_property
     def grid_equity(self) -> np.ndarray:
@@ -338,6 +364,43 @@ class PoolRun:
         for r, choice in sorted(self.live_choices.items()):
             active[r + 1:] = choice
         return active
+
+    @cached_property
+    def _selection_ic_final(self) -> dict[int, dict[str, object]]:
+        """Re-optimisation row -> its :func:`selection_ic` once every label of its sessions is realised."""
+        return {}
+
+    def _selection_ic(self, r: int, row: int) -> dict[str, object]:
+        """:func:`selection_ic` of the live choice of re-optimisation ``r`` over the sessions it trades
+        (``r + 1`` to the next re-optimisation, at most ``row``), from the labels realised by ``row``."""
+        later = [x for x in sorted(self.live_choices) if x > r]
+        hi = min(later[0], row) if later else row
+        p = self.params[self.live_choices[r]]
+        cache = self._selection_ic_final
+        if later and later[0] + self.spec.horizon_for(p) <= row:  # every label realised: the final value
+            if r not in cache:
+                cache[r] = selection_ic(self.ctx, p, r, r + 1, later[0], later[0] + self.spec.horizon_for(p))
+            out = cache[r]
+        else:
+            out = selection_ic(self.ctx, p, r, r + 1, hi, row)
+        return {"chosen_at": str(self.panel.sessions[r].date()), "params": p.label, **out,
+                "is_ic": _f(out["is_ic"]), "oos_ic": _f(out["oos_ic"])}
+
+    def selection_ic_record(self, row: int) -> dict[str, object]:
+        """The selection bias of the screen as seen at ``row``: for the live choice and the one before it,
+        the selected factors' in-sample IC at the set's selection horizon beside their IC over the sessions
+        the choice traded (labels realised by ``row`` only), and both averaged over every re-optimisation
+        on or before ``row`` with an out-of-sample IC."""
+        done = [r for r in sorted(self.live_choices) if r <= row]
+        recs = [self._selection_ic(r, row) for r in done]
+        known = [x for x in recs if x["oos_ic"] is not None and x["is_ic"] is not None]
+        return {
+            "live": recs[-1] if recs else None,
+            "previous": recs[-2] if len(recs) > 1 else None,
+            "n_reoptimisations": len(known),
+            "mean_is_ic": _f(np.mean([x["is_ic"] for x in known])) if known else None,
+            "mean_oos_ic": _f(np.mean([x["oos_ic"] for x in known])) if known else None,
+        }
 
     def wfo(self, row: int) -> WFOResult:
         r = int(self.reopt_rows[row])
@@ -383,6 +446,7 @@ class PoolRun:
                     "sr0_per_session": _f(res.dsr.sr0)},
             "windows": _records(windows),
             "stability": _records(stability),
+            "selection_ic": self.selection_ic_record(row),
         }
 
     # -------------------------------------------------------------------------------------- backtest
@@ -404,7 +468,7 @@ class PoolRun:
             out.update({f"benchmark_{k}": float("nan") for k in ("annual_return", "sharpe", "max_drawdown")})
             out.update({"var_95": float("nan"), "cvar_95": float("nan"), "month_to_date": float("nan"),
                         "last_month_return": float("nan"), "max_abs_monthly_return": float("nan"),
-                        "live_sessions": 0.0})
+                        "live_sessions": 0.0, "mean_invested": float("nan")})
             return out
         ann, rf = int(self.config.backtest.annualisation), float(self.config.backtest.risk_free_rate)
         live = bt.returns.iloc[first: row + 1]
@@ -426,6 +490,64 @@ class PoolRun:
         out["last_month_return"] = float(complete.iloc[-1]) if len(complete) else float("nan")
         out["max_abs_monthly_return"] = float(np.abs(months).max())
         out["live_sessions"] = float(len(live))
+        out["mean_invested"] = float(np.nanmean(self._invested[first: row + 1]))  # share of equity in funds
+        return out
+
+    def fund_clusters(self, session: object) -> list[tuple[str, ...]]:
+        """The pool's clusters of near-identical funds (``strategy.dedup_*``, ``pools[].tracks``) for the
+        decision at the close of ``session``, from returns through it; the strategy holds at most one of
+        each (the most liquid by ADV)."""
+        row = int(self.rows[list(self.sessions).index(pd.Timestamp(session))])
+        return self.ctx.construction.clusters(row)
+
+    @cached_property
+    def _invested(self) -> np.ndarray:
+        """Share of the equity held in funds at each close (the rest is cash)."""
+        bt = self.backtest
+        value = bt.position_values.sum(axis=1).to_numpy(dtype=np.float64)
+        eq = bt.equity.to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(eq > 0, value / eq, np.nan)
+
+    @cached_property
+    def baselines(self) -> Baselines:
+        """Equal weight (monthly), the benchmark bought and held and 20-session momentum top-N (the live
+        parameter set's top_n in force at each session), from the strategy's first trade with its costs,
+        lots and corporate actions (:mod:`rotation_platform.research.baselines`)."""
+        bt = self.backtest
+        first = bt.plan.first_trade_row or 0
+        cfg = self.config.backtest
+        smallest = min(p.top_n for p in self.params)
+        top_n = np.array([self.params[a].top_n if a >= 0 else smallest for a in self.active], dtype=np.int64)
+        return baselines(self.market, self.panel, first, init_cash=float(bt.plan.init_cash),
+                         commission_rate=cfg.commission_rate, min_commission=cfg.min_commission,
+                         slippage_bps=cfg.slippage_bps, benchmark=self.pool.benchmark, top_n=top_n,
+                         lookback=BASELINE_MOMENTUM_LOOKBACK)
+
+    def baseline_metrics_at(self, row: int) -> dict[str, float]:
+        """Each baseline's equity, return and metrics with returns through ``row`` (the strategy's
+        period), and the Sharpe difference strategy - equal weight with its z and one-sided p-value."""
+        bt = self.backtest
+        first = bt.plan.first_trade_row
+        base = self.baselines
+        ann, rf = int(self.config.backtest.annualisation), float(self.config.backtest.risk_free_rate)
+        out: dict[str, float] = {}
+        live = first is not None and row >= first + 1
+        for name in BASELINES:
+            curve, px = base[name], BASELINE_PREFIX[name]
+            out[f"{px}_equity"] = float(curve.equity.iloc[row])
+            out[f"{px}_return"] = float(curve.returns.iloc[row])
+            m = curve.metrics(first, row, annualisation=ann, risk_free_rate=rf) if live else None
+            for k in BASELINE_METRICS:
+                out[f"{px}_{k}"] = float(getattr(m, k)) if m is not None else float("nan")
+        if live:
+            va = sharpe_difference(bt.returns.iloc[first: row + 1].to_numpy(),
+                                   base["equal_weight"].returns.iloc[first: row + 1].to_numpy(),
+                                   against="equal_weight", annualisation=ann, risk_free_rate=rf)
+            out.update({"sharpe_diff": float(va.difference_annualised), "sharpe_diff_z": float(va.z),
+                        "sharpe_diff_p": float(va.p_value)})
+        else:
+            out.update({"sharpe_diff": float("nan"), "sharpe_diff_z": float("nan"), "sharpe_diff_p": float("nan")})
         return out
 
     def backtest_frame(self) -> pd.DataFrame:
@@ -456,6 +578,7 @@ class PoolRun:
                 "params": str(labels.iloc[row]),
             }
             rec.update(self.metrics_at(row))
+            rec.update(self.baseline_metrics_at(row))
             rows.append(rec)
         return pd.DataFrame(rows, index=pd.DatetimeIndex(self.sessions, name="session"))
 

@@ -20,6 +20,14 @@ positive weight (pools of weight 0 are shown but not combined). When a weighted 
 combined row leaves it out and says so (status ``missing pools`` when every excluded pool is missing,
 ``partial`` otherwise; its ``weight`` is the weight it covers) and its thresholds are not all passed.
 The verdicts apply the backtest thresholds to each pool and to the combined row.
+
+Beside the strategy each pool row shows its baselines (same costs and lots, see
+:mod:`rotation_platform.research.baselines`): ``ew_*`` (equal weight, monthly), ``bench_*`` (the
+benchmark bought and held) and ``mom_*`` (20-session momentum top-N) annual return, Sharpe ratio and
+maximum drawdown, and the value-added test against equal weight: ``sharpe_diff`` (annualised),
+``sharpe_diff_z``, ``sharpe_diff_p`` (one-sided) and ``value_added`` (``significant`` when p < 5%,
+``not significant``, or ``untested``). The combined row averages the baselines' figures by weight like
+the strategy's; a Sharpe-difference test belongs to one pool, so its figures there are NaN.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from rotation_platform.config.models import PlatformConfig
 from rotation_platform.production.fuses import THRESHOLDS
 from rotation_platform.storage.provenance import RUN_END_ASSET, RUN_START_ASSET, provenance_of
 
-__all__ = ["pool_metrics_summary", "pool_currency", "COMBINED", "STATUSES", "CURRENCY_ASSETS"]
+__all__ = ["pool_metrics_summary", "pool_currency", "value_added_verdict", "COMBINED", "STATUSES", "CURRENCY_ASSETS",
+           "BASELINE_FIGURES", "VALUE_ADDED_FIGURES"]
 
 COMBINED = "COMBINED"
 STATUSES = ("ok", "stale", "failed", "missing")
@@ -42,6 +51,24 @@ STATUSES = ("ok", "stale", "failed", "missing")
 CURRENCY_ASSETS = (RUN_START_ASSET, "backtest", RUN_END_ASSET)
 FIGURES = ("equity", "annual_return", "max_drawdown", "sharpe", "monthly_win_rate", "annual_turnover", "var_95",
            "benchmark_annual_return")
+#: the baselines' figures (averaged by weight in the combined row) and the value-added test's (per pool only)
+BASELINE_FIGURES = tuple(f"{p}_{m}" for p in ("ew", "bench", "mom") for m in ("annual_return", "sharpe", "max_drawdown"))
+VALUE_ADDED_FIGURES = ("sharpe_diff", "sharpe_diff_z", "sharpe_diff_p")
+VALUE_ADDED_ALPHA = 0.05
+
+
+def value_added_verdict(p_value: object) -> str:
+    """``significant`` (one-sided p below 5%: the strategy's Sharpe ratio is higher), ``worse`` (p above
+    95%: the strategy's is significantly lower), ``not significant`` or ``untested`` (no p-value)."""
+    try:
+        p = float(p_value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "untested"
+    if not np.isfinite(p):
+        return "untested"
+    if p < VALUE_ADDED_ALPHA:
+        return "significant"
+    return "worse" if p > 1.0 - VALUE_ADDED_ALPHA else "not significant"
 
 
 def _short(h: object) -> str:
@@ -142,10 +169,13 @@ def pool_metrics_summary(config: PlatformConfig, session: object,
         if status == "ok":
             last = frame.loc[t]
             rec.update({k: float(last[k]) for k in FIGURES})
+            # a backtest stored before the baselines existed has none: NaN, "untested"
+            rec.update({k: float(last.get(k, np.nan)) for k in (*BASELINE_FIGURES, *VALUE_ADDED_FIGURES)})
             rec["params"] = str(last["params"])
         else:  # a stale or failed backtest is never shown as current
-            rec.update({k: float("nan") for k in FIGURES})
+            rec.update({k: float("nan") for k in (*FIGURES, *BASELINE_FIGURES, *VALUE_ADDED_FIGURES)})
             rec["params"] = ""
+        rec["value_added"] = value_added_verdict(rec["sharpe_diff_p"])
         rec.update({"status": status, "reason": reason})
         rec.update(_verdicts(rec, config))
         rows.append(rec)
@@ -154,7 +184,10 @@ def pool_metrics_summary(config: PlatformConfig, session: object,
     included = weighted[weighted["status"] == "ok"]
     excluded = weighted[weighted["status"] != "ok"]
     comb: dict[str, object] = {"pool": COMBINED, "weight": float(included["weight"].sum()), "params": ""}
-    for k in FIGURES:
+    for k in VALUE_ADDED_FIGURES:
+        comb[k] = float("nan")
+    comb["value_added"] = ""
+    for k in (*FIGURES, *BASELINE_FIGURES):
         if not len(included):
             comb[k] = float("nan")
         elif k == "equity":

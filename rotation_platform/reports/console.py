@@ -3,7 +3,9 @@
 A pool is shown with the status the session's summary gives it (``ok``, ``stale``, ``failed``,
 ``missing``), and as ``failed`` when this run of it failed, whatever the summary says; only ``ok``
 pools show figures, and a line under the table says why each other pool is not current and what the
-combined row leaves out.
+combined row leaves out. A second table puts each pool's strategy beside its baselines (equal weight
+monthly, the benchmark bought and held, 20-session momentum top-N; same costs and lots) with the
+value-added verdict against equal weight.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from rotation_platform.config import PlatformConfig
 
-__all__ = ["render_run_report", "fuse_table"]
+__all__ = ["render_run_report", "fuse_table", "baseline_view"]
 
 
 def _pct(x: object) -> str:
@@ -49,8 +51,11 @@ def _current_only(s: pd.DataFrame, failed: Mapping[str, str]) -> pd.DataFrame:
     s = s.copy()
     if "reason" not in s.columns:
         s["reason"] = ""
+    from rotation_platform.production.summary import BASELINE_FIGURES, VALUE_ADDED_FIGURES
+
     figures = [c for c in ("equity", "annual_return", "max_drawdown", "sharpe", "monthly_win_rate",
-                           "annual_turnover", "var_95", "benchmark_annual_return") if c in s.columns]
+                           "annual_turnover", "var_95", "benchmark_annual_return", *BASELINE_FIGURES,
+                           *VALUE_ADDED_FIGURES) if c in s.columns]
     for pool, why in failed.items():
         if pool in s.index and s.loc[pool, "status"] != "failed":
             if s.loc[pool, "status"] == "ok" and float(s.loc[pool, "weight"]) > 0 and "COMBINED" in s.index:
@@ -63,7 +68,33 @@ def _current_only(s: pd.DataFrame, failed: Mapping[str, str]) -> pd.DataFrame:
             s.loc[pool, figures] = np.nan
             s.loc[pool, "params"] = ""
             s.loc[pool, "all_thresholds_ok"] = False
+            if "value_added" in s.columns:
+                s.loc[pool, "value_added"] = "untested"
     return s
+
+
+def baseline_view(s: pd.DataFrame) -> pd.DataFrame:
+    """Each pool's strategy beside its baselines: annual return / Sharpe / max DD, the Sharpe difference
+    against equal weight (annualised) with z and one-sided p, and the verdict (summary rows, index pool)."""
+    def col(name: str) -> pd.Series:
+        return s[name] if name in s.columns else pd.Series(np.nan, index=s.index)
+
+    def trio(prefix: str) -> pd.Series:
+        a, sh, dd = (col(f"{prefix}{k}") for k in ("annual_return", "sharpe", "max_drawdown"))
+        return pd.Series([f"{_pct(x)} / {_num(y)} / {_pct(z)}" if np.isfinite(float(x)) else ""
+                          for x, y, z in zip(a, sh, dd)], index=s.index)
+
+    verdict = s["value_added"] if "value_added" in s.columns else pd.Series("untested", index=s.index)
+    return pd.DataFrame({
+        "strategy": trio(""),
+        "equal weight": trio("ew_"),
+        "benchmark B&H": trio("bench_"),
+        "momentum": trio("mom_"),
+        "Sharpe diff": col("sharpe_diff").map(lambda v: _num(v, "{:+.2f}")),
+        "z": col("sharpe_diff_z").map(_num),
+        "p": col("sharpe_diff_p").map(lambda v: _num(v, "{:.3f}")),
+        "beats EW": verdict.map(lambda v: {"significant": "yes", "not significant": "NO", "worse": "NO (worse)"}.get(str(v), "-")),
+    })
 
 
 def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd.DataFrame | None,
@@ -101,6 +132,9 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
                   view.to_string()]
         lines += [f"  {pool}: {str(rec['status']).upper()} - {rec['reason']}" for pool, rec in s.iterrows()
                   if rec["status"] != "ok" and str(rec.get("reason", "") or "")]
+        lines += ["", "Baselines (same costs, lots and corporate actions; annual / Sharpe / max DD) and the value "
+                  "added against equal weight (Sharpe difference a year, Jobson-Korkie-Memmel z, one-sided p; "
+                  "beats EW: p < 5%)", baseline_view(s).to_string()]
     if checks:
         grid = fuse_table(checks)
         lines += ["", "Fuses (ERROR fuses stop the pool's later steps; WARN only report)",

@@ -20,7 +20,8 @@ import pandas as pd
 from rotation_platform.reports.tables import markdown_table
 
 __all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "SCHEMA_FILE", "pool_result", "run_result", "failed_pool_result",
-           "target_markdown", "target_lines", "write_result", "shown_rows", "excluded_funds"]
+           "target_markdown", "target_lines", "write_result", "shown_rows", "excluded_funds", "baselines_of",
+           "value_added_of"]
 
 SCHEMA_ID = "rotation-platform/run-result"
 SCHEMA_VERSION = 1
@@ -28,7 +29,7 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-result.schema.
 
 METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
            "monthly_win_rate", "annual_turnover", "cost_drag", "var_95", "cvar_95", "benchmark_annual_return",
-           "benchmark_sharpe", "benchmark_max_drawdown", "live_sessions")
+           "benchmark_sharpe", "benchmark_max_drawdown", "live_sessions", "mean_invested")
 TARGET_COLUMNS = ("target_weight", "price", "lot", "current_shares", "target_shares", "order_shares", "side",
                   "target_value", "order_value", "est_commission", "simulated_shares", "adv_utilisation", "tradeable")
 
@@ -133,6 +134,8 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "orders": orders,
         "excluded": excluded_funds(block),
         "metrics": metrics,
+        "baselines": baselines_of(backtest_row),
+        "value_added": value_added_of(backtest_row),
         "fuses": _fuses(checks),
     }
     if wfo is not None:
@@ -141,6 +144,33 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
                              "pbo": _num((wfo.get("pbo") or {}).get("pbo")), "deflated_sharpe": _num(dsr.get("dsr")),
                              "oos_sharpe_annualised": _num(dsr.get("sharpe_annualised"))}
     return out
+
+
+BASELINE_KEYS = {"equal_weight": "ew", "benchmark": "bench", "momentum": "mom"}
+BASELINE_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "max_drawdown", "annual_turnover")
+
+
+def baselines_of(backtest_row: Mapping[str, object] | None) -> dict[str, dict[str, object]] | None:
+    """The baselines' equity (CNY) and metrics of the session from the backtest row (None without one, or
+    for a row stored before the baselines existed)."""
+    if backtest_row is None or "ew_equity" not in backtest_row:
+        return None
+    return {name: {"equity": _num(backtest_row.get(f"{px}_equity")),
+                   **{k: _num(backtest_row.get(f"{px}_{k}")) for k in BASELINE_METRICS}}
+            for name, px in BASELINE_KEYS.items()}
+
+
+def value_added_of(backtest_row: Mapping[str, object] | None) -> dict[str, object] | None:
+    """The Sharpe-difference test of the strategy against equal weight from the backtest row."""
+    if backtest_row is None or "sharpe_diff_p" not in backtest_row:
+        return None
+    from rotation_platform.production.summary import VALUE_ADDED_ALPHA, value_added_verdict
+
+    p = _num(backtest_row.get("sharpe_diff_p"))
+    return {"against": "equal_weight", "test": "jobson_korkie_memmel",
+            "sharpe_diff": _num(backtest_row.get("sharpe_diff")), "z": _num(backtest_row.get("sharpe_diff_z")),
+            "p_value": p, "alpha": VALUE_ADDED_ALPHA, "beats": bool(p is not None and p < VALUE_ADDED_ALPHA),
+            "verdict": value_added_verdict(p)}
 
 
 def _params_of(label: str) -> dict[str, object]:
@@ -161,7 +191,8 @@ def failed_pool_result(pool: str, session: object, reason: str,
     return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "trade_session": None,
             "rebalance": False, "scheduled_rebalance": False, "next_rebalance": None, "params": None, "book": None,
             "equity": None, "cash": None, "cash_after": None, "invested_after": None, "cash_fraction_after": None,
-            "targets": [], "orders": [], "excluded": [], "metrics": {}, "fuses": _fuses(checks)}
+            "targets": [], "orders": [], "excluded": [], "metrics": {}, "baselines": None, "value_added": None,
+            "fuses": _fuses(checks)}
 
 
 def _fuses(checks: Sequence[tuple[str, str, bool, str, str]]) -> list[dict[str, object]]:

@@ -16,6 +16,8 @@ from rotation_platform.research.attribution import (
     monthly_attribution,
 )
 from rotation_platform.research.backtest import BacktestResult, backtest, benchmark_returns, vectorbt_orders
+from rotation_platform.research.baselines import BASELINES, BaselineCurve, Baselines, baselines
+from rotation_platform.research.value_added import ValueAdded, sharpe_difference
 from rotation_platform.research.capacity import (
     CapacityReport,
     adv_frame,
@@ -130,4 +132,11 @@ __all__ = [
     "risk_report",
     "TargetPortfolio",
     "target_portfolio",
+    # baselines and the value-added test
+    "BASELINES",
+    "BaselineCurve",
+    "Baselines",
+    "baselines",
+    "ValueAdded",
+    "sharpe_difference",
 ]

@@ -68,7 +68,7 @@ def test_every_partition_has_its_own_check_results(two_pools) -> None:
     by_key = {}
     for e in evaluations:
         by_key.setdefault((e.asset_key.to_user_string(), e.check_name), []).append(e)
-    assert len(by_key) == 15
+    assert len(by_key) == 16  # the eight fuses, the gate, five thresholds, beats_equal_weight, capacity
     for (asset, check), evs in by_key.items():
         # one result per partition of the run, recorded in session order (pools in turn)
         assert [str(e.partition) for e in evs] == KEYS, (asset, check)
@@ -205,7 +205,7 @@ def test_a_long_range_records_its_latest_sessions_and_every_error(tmp_path, monk
     by_check: dict[str, list[str]] = {}
     for e in result.get_asset_check_evaluations():
         by_check.setdefault(e.check_name, []).append(str(e.partition))
-    assert len(by_check) == 15
+    assert len(by_check) == 16
     for check, keys in by_check.items():
         want = [f"{BAD_POOL}|{BAD_SESSION}", *latest] if check == "metadata_completeness" else latest
         assert keys == want, (check, keys)
