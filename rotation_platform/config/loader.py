@@ -329,7 +329,7 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         problems = []
         for err in exc.errors(include_url=False):
             key = _loc_to_path(tuple(err["loc"]), doc)
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")  # the validators' own words
             if err["type"] == "extra_forbidden":
                 msg = _unknown_key_reason(tuple(err["loc"]))
             elif err["type"] == "missing":
