@@ -26,7 +26,7 @@ from rotation_platform.reports.plots import (
 )
 from rotation_platform.production.positions import positions_provider
 from rotation_platform.reports.orders import target_markdown
-from rotation_platform.reports.tables import markdown_table
+from rotation_platform.reports.tables import markdown_table, number_text
 from rotation_platform.research import monthly_returns
 
 COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN, code_version="1")
@@ -281,11 +281,7 @@ def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResour
 
 
 def _fmt(x: object) -> str:
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "n/a"
-    return f"{v:.3g}" if np.isfinite(v) else "n/a"
+    return number_text(x)
 
 
 def _num(x: object) -> float:

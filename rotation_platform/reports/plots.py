@@ -193,14 +193,7 @@ def tear_sheet_markdown(pool: str, session: object, rows: pd.DataFrame, *, value
                         pbo: object = None, dsr: object = None, invested: object = None) -> str:
     """The tear sheet's figures: ``rows`` (index: strategy and baselines; columns annual_return,
     sharpe, max_drawdown, ...), the validation (PBO, deflated Sharpe) and the value-added line."""
-    from rotation_platform.reports.tables import markdown_table
-
-    def num(x: object, fmt: str) -> str:
-        try:
-            v = float(x)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return "n/a"
-        return fmt.format(v) if np.isfinite(v) else "n/a"
+    from rotation_platform.reports.tables import markdown_table, number_text as num
 
     head = (f"**{pool} research tear sheet as of {pd.Timestamp(session).date()}**\n\n"
             f"- value added: {value_added}\n"
@@ -254,11 +247,9 @@ def pool_tear_sheet(pool: str, run, frame: pd.DataFrame, value_added: str) -> st
 
 
 def _fmt(x: object) -> str:
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "n/a"
-    return f"{v:+.3f}" if np.isfinite(v) else "n/a"
+    from rotation_platform.reports.tables import number_text
+
+    return number_text(x, "{:+.3f}")
 
 
 def markdown_image(png: bytes, alt: str) -> str:

@@ -18,12 +18,23 @@ number     anything else                                                        
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["markdown_table", "format_value", "column_kind", "format_frame"]
+__all__ = ["markdown_table", "format_value", "column_kind", "format_frame", "number_text"]
+
+
+def number_text(x: object, spec: str = "{:.3g}") -> str:
+    """``x`` formatted with ``spec`` (a ``str.format`` pattern), or ``n/a`` when it is not a finite number."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "n/a"
+    return spec.format(v) if math.isfinite(v) else "n/a"
 
 _PCT = ("weight", "return", "drawdown", "utilisation", "win_rate", "coverage", "invested", "exposure",
         "cost_drag", "volatility", "var_", "cvar", "turnover_share", "flat_share", "hit_rate", "pbo", "mode_share",

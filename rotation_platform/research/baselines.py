@@ -36,7 +36,7 @@ from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
 from rotation_platform.research.market import Market
 from rotation_platform.research.metrics import PerformanceMetrics, performance_metrics
-from rotation_platform.research.nb import corporate_actions_nb, rebalance_targets_nb
+from rotation_platform.research.nb import _fee, corporate_actions_nb, rebalance_targets_nb, sell_ended_nb
 
 __all__ = ["BASELINES", "BaselineCurve", "Baselines", "baselines", "monthly_rebalance_rows", "baseline_weights",
            "simulate_weights_nb"]
@@ -45,12 +45,6 @@ __all__ = ["BASELINES", "BaselineCurve", "Baselines", "baselines", "monthly_reba
 BASELINES = ("equal_weight", "benchmark", "momentum")
 #: short column prefixes of the baselines in frames and summaries
 PREFIX = {"equal_weight": "ew", "benchmark": "bench", "momentum": "mom"}
-
-
-@njit(cache=True)
-def _fee(value: float, rate: float, min_fee: float) -> float:
-    f = value * rate
-    return f if f > min_fee else min_fee
 
 
 @njit(cache=True)
@@ -76,19 +70,16 @@ def simulate_weights_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.nda
     tradeable = np.zeros(n_f, np.bool_)
     vprice = np.zeros(n_f)
     received = np.zeros(n_f)
+    sold = np.zeros(n_f)
+    sold_fee = np.zeros(n_f)
+    sold_price = np.zeros(n_f)
     for t in range(n_s):
         cash = corporate_actions_nb(t, shares, cash, split, dividend, mark, reinvest, received)
+        cash = sell_ended_nb(t, shares, cash, mark, ended, rate, min_fee, sold, sold_fee, sold_price)
         for i in range(n_f):
-            if ended[t, i] and shares[i] > 0.0:
-                p_last = mark[t - 1, i] if t > 0 else np.nan
-                if not p_last > 0.0:
-                    p_last = 0.0
-                v = shares[i] * p_last
-                f = _fee(v, rate, min_fee) if v > 0.0 else 0.0
-                cash += v - f
-                traded[t] += v
-                costs[t] += f
-                shares[i] = 0.0
+            if sold[i] > 0.0:
+                traded[t] += sold[i] * sold_price[i]
+                costs[t] += sold_fee[i]
         if rebalance[t]:
             for i in range(n_f):
                 tp = trade_price[t, i]

@@ -1262,6 +1262,30 @@ def corporate_actions_nb(t: int, shares: np.ndarray, cash: float, split: np.ndar
 
 
 @njit(cache=True)
+def sell_ended_nb(t: int, shares: np.ndarray, cash: float, mark: np.ndarray, ended: np.ndarray, rate: float,
+                  min_fee: float, sold: np.ndarray, fee: np.ndarray, price: np.ndarray) -> float:
+    """Sell every holding whose data ended at session ``t`` at its last mark (no slippage: there is no
+    market); ``sold``/``fee``/``price`` get each fund's shares sold, commission and price (0 where nothing
+    was sold). Returns the cash after the sales."""
+    for i in range(shares.shape[0]):
+        sold[i] = 0.0
+        fee[i] = 0.0
+        price[i] = 0.0
+        if ended[t, i] and shares[i] > 0.0:
+            p_last = mark[t - 1, i] if t > 0 else np.nan
+            if not p_last > 0.0:
+                p_last = 0.0
+            v = shares[i] * p_last
+            f = _fee(v, rate, min_fee) if v > 0.0 else 0.0
+            cash += v - f
+            sold[i] = shares[i]
+            fee[i] = f
+            price[i] = p_last
+            shares[i] = 0.0
+    return cash
+
+
+@njit(cache=True)
 def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, dividend: np.ndarray,
               ended: np.ndarray, excluded: np.ndarray, lots: np.ndarray, adv_limit: np.ndarray, reinvest: bool,
               scores: np.ndarray, active: np.ndarray,
@@ -1282,27 +1306,24 @@ def _simulate(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarray, divi
     held = np.zeros(n_f, np.bool_)
     vprice = np.zeros(n_f)
     received = np.zeros(n_f)
+    sold = np.zeros(n_f)
+    sold_fee = np.zeros(n_f)
+    sold_price = np.zeros(n_f)
     for t in range(n_s):
         # 1. corporate actions effective at the open of t
         cash = corporate_actions_nb(t, shares, cash, split, dividend, mark, reinvest, received)
         if record:
             for i in range(n_f):
                 div_out[t, i] = received[i]
-        # 2. funds whose data ended: liquidated at their last price (no slippage: there is no market)
-        for i in range(n_f):
-            if ended[t, i] and shares[i] > 0.0:
-                p_last = mark[t - 1, i] if t > 0 else np.nan
-                if not p_last > 0.0:
-                    p_last = 0.0
-                v = shares[i] * p_last
-                f = _fee(v, rate, min_fee) if v > 0.0 else 0.0
-                cash += v - f
-                if record:
-                    order_out[t, i] = -shares[i]
-                    fee_out[t, i] = f
-                    price_out[t, i] = p_last
+        # 2. funds whose data ended: liquidated at their last price
+        cash = sell_ended_nb(t, shares, cash, mark, ended, rate, min_fee, sold, sold_fee, sold_price)
+        if record:
+            for i in range(n_f):
+                if sold[i] > 0.0:
+                    order_out[t, i] = -sold[i]
+                    fee_out[t, i] = sold_fee[i]
+                    price_out[t, i] = sold_price[i]
                     liq_out[t, i] = True
-                shares[i] = 0.0
         # 3. rebalance
         p = active[t]
         rebalance = False
