@@ -146,16 +146,36 @@ class DataSourceError(RotationError):
 
 
 class UnknownLayoutError(DataSourceError):
-    """A price file has a column layout none of the readers knows."""
+    """A price file has a column layout none of the readers knows.
 
-    def __init__(self, file: str, found: Sequence[str], known: dict[str, Sequence[str]]):
+    ``closest`` is the known layout with the most columns in common and ``missing`` the required columns it
+    lacks; ``header`` the header line to add (the plain layout's); ``detail`` what was seen instead of a
+    header (e.g. "the first row is data"). The message says what to do, on one line.
+    """
+
+    def __init__(self, file: str, found: Sequence[str], known: dict[str, Sequence[str]], *,
+                 closest: str | None = None, missing: Sequence[str] = (), header: str | None = None,
+                 detail: str | None = None):
         self.found = list(found)
         self.known = {k: list(v) for k, v in known.items()}
+        self.closest = closest
+        self.missing = list(missing)
+        self.header = header
         known_txt = "; ".join(f"{name}: {', '.join(cols)}" for name, cols in self.known.items())
+        closest_txt = ""
+        if closest:
+            lacks = f"lacks {', '.join(self.missing)}" if self.missing else "matches"
+            closest_txt = f"; closest known layout: {closest} ({lacks})"
+        if header:
+            todo = (f"add the header line '{header}' (the plain layout, volume in shares) as the first line"
+                    + (f", or rename the columns to the {closest} layout's (add {', '.join(self.missing)})"
+                       if closest and self.missing else ""))
+        else:
+            todo = "rename the header to one of the known layouts"
         super().__init__(
-            f"{file}: unknown price file layout; found columns [{', '.join(map(str, self.found))}]; "
-            f"known layouts (required columns) -> {known_txt}", file=str(file),
-            hint="rename the header to one of the known layouts")
+            f"{file}: unknown price file layout{'; ' + detail if detail else ''}; found columns "
+            f"[{', '.join(map(str, self.found))}]{closest_txt}; known layouts (required columns) -> {known_txt}",
+            file=str(file), hint=todo)
 
 
 class PriceDataError(DataSourceError):

@@ -24,7 +24,9 @@ from rotation_platform.errors import (
 
 SYMBOL = "510300"
 OTHER = "510500"
-LAYOUT_NAMES = [lay.name for lay in LAYOUTS]
+# the layouts with a header row of their own; the vendor exports (tdx, yahoo, alpha_vantage) have their
+# real shapes in test_vendor_layouts.py
+LAYOUT_NAMES = ["cn_etf_vendor", "cn_etf", "akshare_em", "plain"]
 
 
 # ------------------------------------------------------------------------------------------ layouts
@@ -55,10 +57,16 @@ def test_parquet_with_datetime_dates_and_plain_without_amount(tmp_path: Path, ki
     kit.write_csv(kit.prices(n=70, seed=5), tmp_path / f"{OTHER}.csv")
     loaded = load_pool_prices(DirectorySource(tmp_path), kit.pool((SYMBOL, OTHER)), kit.data_config(tmp_path))
     raw = loaded.raw[SYMBOL].frame
-    assert raw["amount"].isna().all() and (raw["date"] == frame["date"]).all()
+    assert raw["amount"].isna().all() and (raw["date"] == frame["date"]).all()   # the raw records stay as read
     (finding,) = loaded.report.select(q.MISSING_AMOUNT, symbol=SYMBOL)
     assert finding.severity is q.Severity.INFO
-    assert loaded.panel["amount"][SYMBOL].isna().all()
+    # data.amount: estimate (the default): volume x typical price, marked as estimated
+    (estimated,) = loaded.report.select(q.AMOUNT_ESTIMATED, symbol=SYMBOL)
+    assert estimated.severity is q.Severity.WARN
+    assert SYMBOL in loaded.panel.meta["amount_estimated"] and OTHER not in loaded.panel.meta["amount_estimated"]
+    typical = (frame["high"] + frame["low"] + frame["close"]) / 3
+    np.testing.assert_allclose(loaded.raw_panel["amount"][SYMBOL].dropna().to_numpy(),
+                               (frame["volume"] * typical).to_numpy(), rtol=1e-12)
     assert loaded.panel["volume"][SYMBOL].dropna().to_numpy() == pytest.approx(frame["volume"].to_numpy())
 
 
@@ -355,7 +363,8 @@ def test_unsorted_rows_give_the_same_panel_as_sorted_rows(tmp_path: Path, kit) -
     b = load_pool_prices(DirectorySource(tmp_path / "shuffled"), kit.pool((SYMBOL, OTHER)),
                          kit.data_config(tmp_path))
     assert a.panel.equals(b.panel)
-    assert b.report.select(q.UNSORTED_DATES, symbol=SYMBOL)[0].count == 79
+    (order,) = b.report.select(q.UNSORTED_DATES, symbol=SYMBOL)   # wholly reversed: newest first, INFO
+    assert order.severity is q.Severity.INFO and "lists its 80 rows newest first" in order.message
     assert b.raw[SYMBOL].frame["date"].iloc[0] == base["date"].iloc[-1]   # raw stays in file order
 
 

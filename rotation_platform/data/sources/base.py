@@ -30,6 +30,9 @@ class RawPrices:
     file: str | None = None                 # where it came from (None for generated data)
     layout: str = "unknown"                 # the detected layout name
     meta: Mapping[str, object] = field(default_factory=dict)
+    #: corporate actions the file itself carries (an ``Adj Close`` column as factors, Alpha Vantage's
+    #: dividend and split columns as tables); None when it carries none
+    actions: "CorporateActions | None" = None
 
 
 @dataclass(frozen=True, eq=False)

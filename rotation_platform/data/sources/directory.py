@@ -1,32 +1,44 @@
-"""A folder of per-fund price files: ``<symbol>.csv`` or ``<symbol>.parquet``.
+"""A folder of per-fund price files in any known vendor layout: ``<symbol>.csv``, ``.txt`` or ``.parquet``.
 
 Contract
 --------
 * :meth:`DirectorySource.read` returns, per symbol, the file's records in file order in canonical units
   (``volume`` in shares, ``amount`` in CNY), *unadjusted* and *unchecked*: nothing is dropped, sorted or
-  repaired. Missing cells (empty, ``NaN``, ``null``, ``-`` ...) become NaN/NaT and are left for the
-  quality gate to quarantine; only values that cannot be read at all (``"abc"`` as a price,
-  ``2021-13-45`` as a date) raise :class:`~rotation_platform.errors.PriceDataError` naming the file,
-  the symbol, the data row and the column. Dates are ISO 8601 (``2024-01-02``, ``2024/01/02``,
-  ``20240102``, or with a time, which is dropped) or Parquet dates/timestamps; they become tz-naive
-  midnights (``datetime64[ns]``). ``line`` is the 1-based data row (header excluded, blank lines skipped).
-* The layout is detected from the header (see :data:`LAYOUTS`); a header no layout matches raises
-  :class:`~rotation_platform.errors.UnknownLayoutError` listing the columns found and every known
-  layout. Volumes given in board lots are converted to shares (x100).
+  repaired (an Alpha Vantage file stays newest-first; the quality gate sorts). Missing cells (empty,
+  ``NaN``, ``null``, ``-`` ...) become NaN/NaT and are left for the quality gate to quarantine; only values
+  that cannot be read at all (``"abc"`` as a price, ``2021-13-45`` as a date) raise
+  :class:`~rotation_platform.errors.PriceDataError` naming the file, the symbol, the data row and the
+  column. Dates are ISO 8601 (``2024-01-02``, ``2024/01/02``, ``20240102``, or with a time, which is
+  dropped) or Parquet dates/timestamps; they become tz-naive midnights (``datetime64[ns]``). A date with a
+  time zone is refused, except yfinance's local midnights (``2024-01-02 00:00:00-05:00``). ``line`` is the
+  1-based data row (header, title and footer lines excluded, blank lines skipped).
+* The layout is recognised from the file's content (:mod:`.layouts`): the header, or -- for a file whose
+  first row is data -- the column count (通达信 order). Title and footer lines are skipped and reported
+  in ``meta["skipped_lines"]``. A file no layout matches raises
+  :class:`~rotation_platform.errors.UnknownLayoutError` naming the closest layout, what it lacks and the
+  header line to add. Volumes are converted to shares by the layout's unit or ``data.volume_unit``
+  (recorded in ``meta["volume_unit_shares"]`` and ``meta["volume_unit_source"]``).
+* File names map to symbols with :func:`~.layouts.file_symbol` (``sh510300.csv``, ``510300.SH.csv``,
+  ``SH#510300.txt`` hold ``510300``) or ``data.symbol_map``; two files for one symbol are an error naming
+  both.
 * :meth:`DirectorySource.corporate_actions` reads ``<symbol>_hfq_factor.csv`` (``trade_date,hfq_factor``)
-  and, when present in the folder, ``platform_splits.csv`` and ``platform_dividends.csv``.
-  In ``platform_splits.csv`` the ``split_date`` is the last day on the old unit basis (the record or
-  suspension day); the split is effective from the next session of the source's calendar, which is
-  the date stored in :attr:`CorporateActions.splits`. A table with canonical columns
+  and, when present in the folder, ``platform_splits.csv`` and ``platform_dividends.csv``, plus what a
+  price file carries itself: an ``Adj Close`` / ``adjusted_close`` column becomes the fund's factor series
+  (``adj_close / close``, rescaled to 1.0 on the first date: the hfq convention, adjusted = raw x factor),
+  Alpha Vantage's ``dividend_amount`` and ``split_coefficient`` become dividends (ex-date) and splits
+  (effective date). A fund with both a factor file and an adjusted-close column is refused (one source of
+  factors, named). In ``platform_splits.csv`` the ``split_date`` is the last day on the old unit basis (the
+  record or suspension day); the split is effective from the next session of the source's calendar, which
+  is the date stored in :attr:`CorporateActions.splits`. A table with canonical columns
   (``symbol,date,ratio``) is taken to hold effective dates already. Dividends use the ex-date.
 * Reading never writes to the folder.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +47,25 @@ import numpy as np
 import pandas as pd
 
 from rotation_platform.calendars import TradingCalendar, get_calendar
+from rotation_platform.config.models import DataConfig
 from rotation_platform.data.sources.base import RAW_COLUMNS, CorporateActions, PriceSource, RawPrices
+from rotation_platform.data.sources.layouts import (
+    LAYOUT_BY_NAME,
+    LAYOUTS,
+    LOT_SIZE,
+    NA_TOKENS,
+    PLAIN_HEADER,
+    PRICE_SUFFIXES,
+    PriceLayout,
+    Sniffed,
+    _key,
+    _unknown,
+    detect_layout,
+    file_symbol,
+    resolve_volume_unit,
+    sniff_text,
+    symbol_key,
+)
 from rotation_platform.errors import (
     CorporateActionError,
     DataSourceError,
@@ -46,6 +76,7 @@ from rotation_platform.errors import (
 __all__ = [
     "LOT_SIZE",
     "NA_TOKENS",
+    "PRICE_SUFFIXES",
     "PriceLayout",
     "LAYOUTS",
     "detect_layout",
@@ -57,118 +88,13 @@ __all__ = [
     "DirectorySource",
 ]
 
-#: shares per board lot on the Shanghai and Shenzhen exchanges
-LOT_SIZE = 100
-
-#: cell texts read as "missing" (NaN / NaT) rather than as unreadable values
-NA_TOKENS: frozenset[str] = frozenset({"", "nan", "NaN", "NAN", "NA", "N/A", "n/a", "null", "NULL", "None",
-                                       "none", "-", "--", "NaT"})
-
 SPLITS_FILE = "platform_splits.csv"
 DIVIDENDS_FILE = "platform_dividends.csv"
 FACTOR_SUFFIX = "_hfq_factor.csv"
 NAV_FOLDER = "etf_nav"
-PRICE_SUFFIXES = (".csv", ".parquet")
 _ENCODINGS = ("utf-8-sig", "gb18030")
 _MAX_LISTED = 5  # unreadable cells named in one error message
-
-
-@dataclass(frozen=True)
-class PriceLayout:
-    """One known column layout of a price file.
-
-    ``columns`` maps each canonical field (``date, open, high, low, close, volume, amount``) to the
-    file's column; fields in ``optional`` may be absent (they read as NaN). ``volume_unit`` is the
-    number of shares one unit of the file's volume column stands for. ``code_column``, when set, holds
-    the fund code on every row (``510050.SH``) and must agree with the file's symbol.
-    """
-
-    name: str
-    columns: Mapping[str, str]
-    volume_unit: int
-    description: str
-    optional: frozenset[str] = frozenset()
-    code_column: str | None = None
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        """File columns that must be present for the layout to match."""
-        cols = [col for canon, col in self.columns.items() if canon not in self.optional]
-        if self.code_column:
-            cols.insert(0, self.code_column)
-        return tuple(cols)
-
-
-#: Known layouts, most specific first. Detection picks the layout with the most required columns
-#: present; names are matched after stripping blanks, case-insensitively.
-LAYOUTS: tuple[PriceLayout, ...] = (
-    PriceLayout(
-        name="cn_etf_vendor",
-        columns={"date": "trade_date", "open": "open_price", "high": "high_price", "low": "low_price",
-                 "close": "close_price", "volume": "volume", "amount": "amount"},
-        volume_unit=LOT_SIZE,
-        code_column="code",
-        description="eastmoney-style export: code,trade_date,open_price,...,volume (lots),amount (CNY),...",
-    ),
-    PriceLayout(
-        name="cn_etf",
-        columns={"date": "trade_date", "open": "open", "high": "high", "low": "low", "close": "close",
-                 "volume": "volume", "amount": "amount"},
-        volume_unit=LOT_SIZE,
-        description="trade_date,open,high,low,close,volume (lots),amount (CNY)[,adjust_factor,source,updated_at]",
-    ),
-    PriceLayout(
-        name="akshare_em",
-        columns={"date": "日期", "open": "开盘", "high": "最高", "low": "最低", "close": "收盘",
-                 "volume": "成交量", "amount": "成交额"},
-        volume_unit=LOT_SIZE,
-        description="akshare fund_etf_hist_em: 日期,开盘,收盘,最高,最低,成交量 (lots),成交额 (CNY)[,振幅,...]",
-    ),
-    PriceLayout(
-        name="plain",
-        columns={"date": "date", "open": "open", "high": "high", "low": "low", "close": "close",
-                 "volume": "volume", "amount": "amount"},
-        volume_unit=1,
-        optional=frozenset({"amount"}),
-        description="date,open,high,low,close,volume (shares)[,amount (CNY)]",
-    ),
-)
-
-_LAYOUT_BY_NAME = {layout.name: layout for layout in LAYOUTS}
-
-
-def _key(name: object) -> str:
-    return str(name).strip().casefold()
-
-
-def detect_layout(columns: Sequence[object], file: str | Path = "<unnamed>") -> tuple[PriceLayout, dict[str, str]]:
-    """The layout of a header and the mapping canonical field -> actual column name.
-
-    Raises :class:`UnknownLayoutError` when no layout matches, and :class:`PriceDataError` when a
-    column the layout needs appears twice.
-    """
-    found = [str(c) for c in columns]
-    by_key: dict[str, list[str]] = {}
-    for col in found:
-        by_key.setdefault(_key(col), []).append(col)
-    matches = [lay for lay in LAYOUTS if all(_key(c) in by_key for c in lay.required)]
-    if not matches:
-        raise UnknownLayoutError(str(file), found, {lay.name: lay.required for lay in LAYOUTS})
-    best = max(len(lay.required) for lay in matches)
-    layout = next(lay for lay in matches if len(lay.required) == best)
-    mapping: dict[str, str] = {}
-    wanted = dict(layout.columns)
-    if layout.code_column:
-        wanted["code"] = layout.code_column
-    for canon, col in wanted.items():
-        hits = by_key.get(_key(col), [])
-        if len(hits) > 1:
-            raise PriceDataError(f"column {col!r} appears {len(hits)} times in the header ({layout.name} layout); "
-                                 f"keep one", file=str(file))
-        if hits:
-            mapping[canon] = hits[0]
-    return layout, mapping
-
+_LAYOUT_BY_NAME = LAYOUT_BY_NAME
 
 # ------------------------------------------------------------------------------------------ parsing
 @dataclass
@@ -271,49 +197,192 @@ def _parse_numbers(values: pd.Series, column: str, bad: _Unreadable) -> pd.Serie
     return parsed
 
 
-def _decode(data: bytes, file: Path, symbol: str | None) -> str:
+
+def _decode(data: bytes, file: Path, symbol: str | None) -> tuple[str, str]:
+    """The text and the name of the encoding it was read with (``utf-8``, ``utf-8-sig`` with a BOM,
+    ``gb18030``: GBK and its superset)."""
     for encoding in _ENCODINGS:
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
+        if encoding == "utf-8-sig" and not data.startswith(b"\xef\xbb\xbf"):
+            encoding = "utf-8"
+        return text, encoding
     raise PriceDataError("file is neither UTF-8 nor GB18030 text", file=str(file), symbol=symbol)
 
 
-def _csv_table(path: Path, data: bytes, symbol: str | None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """All cells as text, plus the file line of each data row (None when it cannot be mapped)."""
+_PANDAS_LINE = re.compile(r"\bline (\d+)\b")
+
+
+def _csv_table(path: Path, data: bytes, symbol: str | None
+               ) -> tuple[pd.DataFrame, np.ndarray | None, Sniffed, str]:
+    """All cells as text, the file line of each data row (None when it cannot be mapped), the file's shape
+    and its encoding. A headerless file gets the columns ``0, 1, ...``."""
     if b"\x00" in data[:65536]:
         raise PriceDataError("binary content (NUL bytes), not CSV text", file=str(path), symbol=symbol,
                              hint="replace it with the fund's CSV export or a Parquet file named .parquet")
-    text = _decode(data, path, symbol)
+    text, encoding = _decode(data, path, symbol)
     if not text.strip():
-        raise PriceDataError("file is empty (no header line)", file=str(path), symbol=symbol)
-    header = next(csv.reader(io.StringIO(text.lstrip("\r\n").splitlines()[0])))
+        raise PriceDataError("file is empty (no header line)", file=str(path), symbol=symbol,
+                             hint=f"write the fund's rows under the header line '{PLAIN_HEADER}'")
+    shape = sniff_text(text)
+    if shape.header is None and not shape.body:
+        skipped = "; ".join(f"line {n}: {t!r}" for n, t in shape.skipped[:3])
+        raise PriceDataError(f"no header and no data rows, only title/footer lines ({skipped})", file=str(path),
+                             symbol=symbol, hint=f"write the fund's rows under the header line '{PLAIN_HEADER}'")
+    delimiter = shape.delimiter
+    header_text = [] if shape.header is None else [delimiter.join(_quote(c, delimiter) for c in shape.header)]
+    source_lines = ([shape.header_lines[-1]] if shape.header is not None else []) + list(shape.body_lines)
+    body = "\n".join(header_text + list(shape.body))
     try:
-        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=True)
+        if shape.header is None:
+            table = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skip_blank_lines=True,
+                                header=None, sep=delimiter)
+        else:
+            table = pd.read_csv(io.StringIO(body), dtype=str, keep_default_na=False, skip_blank_lines=True,
+                                sep=delimiter)
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame({c: pd.Series(dtype=str) for c in (shape.header or ())})
     except pd.errors.ParserError as exc:
-        raise PriceDataError(f"malformed CSV: {exc}", file=str(path), symbol=symbol) from None
+        def _file_line(m: re.Match) -> str:
+            k = int(m.group(1))
+            return f"line {source_lines[k - 1]}" if 1 <= k <= len(source_lines) else m.group(0)
+        raise PriceDataError(f"malformed CSV: {_PANDAS_LINE.sub(_file_line, str(exc))}", file=str(path),
+                             symbol=symbol) from None
+    header = list(shape.header) if shape.header is not None else None
     if not isinstance(table.index, pd.RangeIndex):
         # pandas takes the leading fields as an index when every row has more fields than the header
         raise PriceDataError(f"malformed CSV: the data rows have {table.index.nlevels} more field(s) than the "
-                             f"{len(header)}-column header", file=str(path), symbol=symbol)
-    if len(set(map(_key, header))) != len(header):
+                             f"{len(header or ())}-column header", file=str(path), symbol=symbol)
+    if header is not None and len(set(map(_key, header))) != len(header):
         # keep the real header (pandas renames duplicates to "x.1"); detection reports the duplicate
         table.columns = pd.Index(header[: len(table.columns)])
-    lines = [i + 1 for i, line in enumerate(text.splitlines()) if line.strip()]
-    file_lines = np.asarray(lines[1:], dtype=np.int64) if len(lines) - 1 == len(table) else None
-    return table, file_lines
+    elif header is not None:
+        table.columns = pd.Index([str(c).strip() for c in table.columns])
+    file_lines = np.asarray(shape.body_lines, dtype=np.int64) if len(shape.body_lines) == len(table) else None
+    return table, file_lines, shape, encoding
 
 
-def read_price_file(path: str | Path, symbol: str | None = None) -> RawPrices:
-    """Read one price file (CSV or Parquet) into :class:`RawPrices`; see the module contract."""
+def _quote(cell: str, delimiter: str) -> str:
+    return f'"{cell}"' if (delimiter in cell or '"' in cell) and not cell.startswith('"') else cell
+
+
+#: yfinance writes daily dates as the exchange's local midnight with its UTC offset
+_LOCAL_MIDNIGHT = re.compile(r"[T ]00:00(?::00(?:\.0+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$")
+
+
+def _headerless_layout(table: pd.DataFrame, path: Path) -> tuple[PriceLayout, dict[str, str]]:
+    """A file whose first row is data: 通达信's column order by the column count (7 with amount, 6 without)."""
+    n = table.shape[1]
+    layout = LAYOUT_BY_NAME["tdx"]
+    fields = list(layout.columns)
+    if n not in (len(fields), len(fields) - 1):
+        first = [str(v) for v in table.iloc[0].tolist()] if len(table) else []
+        raise _unknown(str(path), first, detail=f"the first row is data, not a header, with {n} columns (a "
+                                                f"headerless file is read as date,open,high,low,close,volume"
+                                                f"[,amount] and needs 6 or 7)")
+    columns = [str(c) for c in table.columns]
+    table.columns = pd.Index(columns)
+    return layout, {canon: columns[i] for i, canon in enumerate(fields[:n])}
+
+
+def _check_title(shape: Sniffed, path: Path, symbol: str) -> dict[str, object]:
+    """What a 通达信 title line says: the fund code (it must be the file's) and the price adjustment."""
+    out: dict[str, object] = {}
+    if shape.title is None:
+        return out
+    out["title"] = shape.title
+    words = shape.title.split()
+    if words and re.fullmatch(r"\d{6}", words[0]) and symbol_key(symbol).isdigit() \
+            and words[0] != symbol_key(symbol):
+        raise PriceDataError(f"the title line {shape.title!r} (line {shape.skipped[0][0]}) names fund {words[0]}, "
+                             f"the file is read for symbol {symbol}", file=str(path), symbol=symbol,
+                             hint="rename the file after the fund it holds, or map it in data.symbol_map")
+    for word, meaning in (("不复权", "none"), ("前复权", "forward"), ("后复权", "backward")):
+        if word in shape.title:
+            out["vendor_adjustment"] = meaning
+    return out
+
+
+def _check_ticker(shape: Sniffed, path: Path, symbol: str) -> None:
+    """yfinance's Ticker row must name the file's symbol (exchange suffixes aside: 510300.SS)."""
+    if shape.ticker is None:
+        return
+    tickers = {t.strip() for t in shape.ticker if t.strip()}
+    wrong = sorted(t for t in tickers if symbol_key(t).casefold() != symbol_key(symbol).casefold()
+                   and t.split(".")[0].casefold() != symbol_key(symbol).casefold())
+    if wrong:
+        raise PriceDataError(f"the Ticker row (line {shape.header_lines[1]}) names {', '.join(wrong)}, the file is "
+                             f"read for symbol {symbol}", file=str(path), symbol=symbol,
+                             hint="rename the file after the ticker it holds, or map it in data.symbol_map")
+
+
+def _file_actions(symbol: str, frame: pd.DataFrame, extra: Mapping[str, pd.Series], layout: PriceLayout,
+                  mapping: Mapping[str, str]) -> tuple[CorporateActions | None, dict[str, object]]:
+    """The corporate actions a price file carries (module contract) and their description for the meta."""
+    info: dict[str, object] = {}
+    factors: dict[str, pd.Series] = {}
+    kwargs: dict[str, object] = {}
+    valid_date = frame["date"].notna().to_numpy()
+    if "adj_close" in extra:
+        adj = extra["adj_close"].to_numpy(dtype=np.float64)
+        close = frame["close"].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = adj / close
+        ok = valid_date & np.isfinite(ratio) & (ratio > 0) & np.isfinite(close) & (close > 0)
+        series = pd.Series(ratio[ok], index=pd.DatetimeIndex(frame["date"].to_numpy()[ok], name="date"), name=symbol)
+        series = series[~series.index.duplicated(keep="first")].sort_index()
+        if len(series):
+            factors[symbol] = series / float(series.iloc[0])
+            info["factors"] = f"column {mapping['adj_close']!r} ({len(series)} rows)"
+    if "split" in extra:
+        ratio = extra["split"].to_numpy(dtype=np.float64)
+        rows = valid_date & np.isfinite(ratio) & (ratio > 0) & (ratio != 1.0)
+        if rows.any():
+            kwargs["splits"] = pd.DataFrame({"symbol": symbol, "date": frame["date"].to_numpy()[rows],
+                                             "ratio": ratio[rows]}).sort_values("date").reset_index(drop=True)
+            info["splits"] = f"column {mapping['split']!r} ({int(rows.sum())})"
+    if "dividend" in extra:
+        cash = extra["dividend"].to_numpy(dtype=np.float64)
+        rows = valid_date & np.isfinite(cash) & (cash > 0)
+        if rows.any():
+            kwargs["dividends"] = pd.DataFrame({"symbol": symbol, "date": frame["date"].to_numpy()[rows],
+                                                "cash": cash[rows]}).sort_values("date").reset_index(drop=True)
+            info["dividends"] = f"column {mapping['dividend']!r} ({int(rows.sum())})"
+    if not factors and not kwargs:
+        return None, info
+    for name in ("splits", "dividends"):
+        if name in kwargs:
+            kwargs[name]["date"] = kwargs[name]["date"].astype("datetime64[ns]")
+            kwargs[name]["symbol"] = kwargs[name]["symbol"].astype(object)
+    return CorporateActions(factors=factors, **kwargs), info  # type: ignore[arg-type]
+
+
+def _order(dates: pd.Series) -> str:
+    d = dates.dropna()
+    if len(d) < 2 or d.is_monotonic_increasing:
+        return "oldest_first"
+    if d.is_monotonic_decreasing:
+        return "newest_first"
+    return "mixed"
+
+
+def read_price_file(path: str | Path, symbol: str | None = None, *,
+                    volume_unit: Mapping[str, object] | None = None) -> RawPrices:
+    """Read one price file (CSV/TXT or Parquet) into :class:`RawPrices`; see the module contract.
+
+    ``symbol`` defaults to the one the file name holds; ``volume_unit`` is ``data.volume_unit``.
+    """
     path = Path(path)
-    symbol = symbol if symbol is not None else path.stem
+    symbol = symbol if symbol is not None else (file_symbol(path.name) or path.stem)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataSourceError(f"cannot read price file {path} for symbol {symbol}: {exc}") from None
     file_lines: np.ndarray | None = None
+    shape: Sniffed | None = None
+    encoding: str | None = None
     if path.suffix.lower() == ".parquet":
         try:
             table = pd.read_parquet(io.BytesIO(data))
@@ -321,21 +390,33 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> RawPrices:
             raise PriceDataError(f"unreadable Parquet file: {exc}", file=str(path), symbol=symbol) from None
         table = table.reset_index(drop=True)
     else:
-        table, file_lines = _csv_table(path, data, symbol)
+        table, file_lines, shape, encoding = _csv_table(path, data, symbol)
 
-    layout, mapping = detect_layout(list(table.columns), path)
+    if shape is not None and shape.header is None:
+        layout, mapping = _headerless_layout(table, path)
+    else:
+        layout, mapping = detect_layout(list(table.columns), path, tdx=bool(shape is not None and shape.tdx))
+    extra_meta = _check_title(shape, path, str(symbol)) if shape is not None else {}
+    if shape is not None:
+        _check_ticker(shape, path, str(symbol))
     bad = _Unreadable(str(path), symbol, file_lines)
     n = len(table)
     frame = pd.DataFrame(index=pd.RangeIndex(n))
-    frame["date"] = _parse_dates(table[mapping["date"]], mapping["date"], bad)
+    dates = table[mapping["date"]]
+    if layout.name == "yahoo" and not pd.api.types.is_datetime64_any_dtype(dates.dtype):
+        dates = dates.astype("string").str.strip().str.replace(_LOCAL_MIDNIGHT, "", regex=True)
+    frame["date"] = _parse_dates(dates, mapping["date"], bad)
     for canon in RAW_COLUMNS[1:]:
         if canon in mapping:
             frame[canon] = _parse_numbers(table[mapping[canon]], mapping[canon], bad)
         else:
             frame[canon] = np.full(n, np.nan)
+    extra = {canon: _parse_numbers(table[mapping[canon]], mapping[canon], bad)
+             for canon in ("adj_close", "dividend", "split") if canon in mapping}
     bad.raise_if_any(frame["date"])
-    if layout.volume_unit != 1:
-        frame["volume"] = frame["volume"] * float(layout.volume_unit)
+    unit, unit_source = resolve_volume_unit(layout, str(symbol), volume_unit)
+    if unit != 1:
+        frame["volume"] = frame["volume"] * float(unit)
     frame["line"] = np.arange(1, n + 1, dtype=np.int64)
 
     if "code" in mapping:
@@ -349,22 +430,34 @@ def read_price_file(path: str | Path, symbol: str | None = None) -> RawPrices:
                                  f"expected {symbol}", file=str(path), symbol=symbol,
                                  date=frame["date"].iloc[i] if pd.notna(frame["date"].iloc[i]) else None)
 
+    actions, action_info = _file_actions(str(symbol), frame, extra, layout, mapping)
+    valid = frame["date"].dropna()
     meta = {
         "layout": layout.name,
-        "volume_unit_shares": layout.volume_unit,
-        "columns": [str(c) for c in table.columns],
+        "volume_unit_shares": int(unit),
+        "volume_unit_source": unit_source,
+        "columns": [str(c) for c in table.columns] if shape is None or shape.header is not None else [],
         "rows": n,
         "sha256": hashlib.sha256(data).hexdigest(),
         "amount_present": "amount" in mapping,
+        "format": "parquet" if shape is None else "text",
+        "encoding": encoding,
+        "delimiter": shape.delimiter if shape is not None else None,
+        "header": shape.header_kind if shape is not None else "parquet columns",
+        "skipped_lines": [{"line": int(line), "text": text} for line, text in shape.skipped] if shape else [],
+        "order": _order(frame["date"]),
+        "first": str(valid.min().date()) if len(valid) else None,
+        "last": str(valid.max().date()) if len(valid) else None,
+        "file_actions": action_info,
+        **extra_meta,
     }
     return RawPrices(symbol=str(symbol), frame=frame[[*RAW_COLUMNS, "line"]], file=str(path),
-                     layout=layout.name, meta=meta)
-
+                     layout=layout.name, meta=meta, actions=actions)
 
 # ------------------------------------------------------------------------------- corporate actions
 def _read_small_csv(path: Path, what: str) -> pd.DataFrame:
     try:
-        text = _decode(path.read_bytes(), path, None)
+        text, _ = _decode(path.read_bytes(), path, None)
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CorporateActionError(f"cannot read the {what}: {exc}", file=str(path)) from None
@@ -493,7 +586,7 @@ def read_nav(folder: str | Path, symbol: str) -> pd.DataFrame | None:
     path = Path(folder) / NAV_FOLDER / f"{symbol}.csv"
     if not path.is_file():
         return None
-    table, file_lines = _csv_table(path, path.read_bytes(), symbol)
+    table, file_lines, _, _ = _csv_table(path, path.read_bytes(), symbol)
     keys = {_key(c): c for c in table.columns}
     need = {"date": ("trade_date", "date"), "unit_nav": ("unit_nav",), "cum_nav": ("cum_nav",)}
     cols: dict[str, str] = {}
@@ -512,18 +605,31 @@ def read_nav(folder: str | Path, symbol: str) -> pd.DataFrame | None:
 
 # -------------------------------------------------------------------------------------------- source
 class DirectorySource(PriceSource):
-    """Per-fund price files in one folder (see the module contract)."""
+    """Per-fund price files in one folder (see the module contract).
+
+    ``volume_unit`` and ``symbol_map`` are ``data.volume_unit`` and ``data.symbol_map``
+    (:meth:`from_config` takes them from a :class:`~rotation_platform.config.models.DataConfig`).
+    """
 
     name = "directory"
     synthetic = False
 
-    def __init__(self, directory: str | Path, calendar: TradingCalendar | str = "XSHG"):
+    def __init__(self, directory: str | Path, calendar: TradingCalendar | str = "XSHG", *,
+                 volume_unit: Mapping[str, object] | None = None, symbol_map: Mapping[str, str] | None = None):
         self.directory = Path(directory)
         self.calendar = get_calendar(calendar) if isinstance(calendar, str) else calendar
         if not self.directory.is_dir():
             raise DataSourceError(f"price folder {self.directory} does not exist or is not a folder; "
                                   f"set data.directory to a folder of <symbol>.csv / <symbol>.parquet files")
+        self.volume_unit = dict(volume_unit or {})
+        self.symbol_map = dict(symbol_map or {})
         self._files: dict[str, dict[str, object]] = {}
+        self._raw: dict[str, RawPrices] = {}
+
+    @classmethod
+    def from_config(cls, data: DataConfig, calendar: TradingCalendar | str = "XSHG") -> "DirectorySource":
+        """The source of ``data`` (``data.directory``, ``data.volume_unit``, ``data.symbol_map``)."""
+        return cls(data.directory, calendar, volume_unit=data.volume_unit, symbol_map=data.symbol_map)
 
     def __repr__(self) -> str:
         return f"DirectorySource({str(self.directory)!r})"
@@ -537,44 +643,97 @@ class DirectorySource(PriceSource):
                                   file=path, hint="copy the file into the folder instead of linking to it")
         return path
 
-    def price_file(self, symbol: str) -> Path:
+    def price_files(self) -> dict[str, list[Path]]:
+        """Every price file of the folder by the symbol its name holds (see :func:`~.layouts.file_symbol`)."""
+        out: dict[str, list[Path]] = {}
+        for path in sorted(self.directory.iterdir()):
+            if not path.is_file():
+                continue
+            symbol = file_symbol(path.name, self.symbol_map)
+            if symbol is not None:
+                out.setdefault(symbol, []).append(path)
+        return out
+
+    def price_file(self, symbol: str, index: Mapping[str, list[Path]] | None = None) -> Path:
         """The price file of ``symbol``; DataSourceError when there is none or more than one."""
-        found = [self.directory / f"{symbol}{suffix}" for suffix in PRICE_SUFFIXES
-                 if (self.directory / f"{symbol}{suffix}").is_file()]
+        index = self.price_files() if index is None else index
+        found = list(index.get(symbol, ()))
         if not found:
+            # a US ticker written in another case (spy.csv for SPY)
+            found = [p for s, paths in index.items() if s.casefold() == symbol.casefold() for p in paths]
+        if not found:
+            bare = sorted(p.name for p in self.directory.iterdir()
+                          if p.is_file() and symbol_key(p.name) == symbol and p.name != symbol)
+            hint = (f"; {bare[0]} has no extension: rename it to {bare[0]}.csv" if bare else
+                    "; or name the file in data.symbol_map")
             raise DataSourceError(f"no price file for symbol {symbol} in folder {self.directory} "
-                                  f"(looked for {symbol}.csv and {symbol}.parquet)")
+                                  f"(looked for {symbol}.csv, .txt or .parquet, also with an exchange prefix or "
+                                  f"suffix: sh{symbol}.csv, {symbol}.SH.csv, SH#{symbol}.txt){hint}")
         if len(found) > 1:
             raise DataSourceError(f"symbol {symbol} has several price files in folder {self.directory}: "
                                   f"{[p.name for p in found]}; keep one")
         return self._inside(found[0])
 
     def read(self, symbols: Sequence[str]) -> dict[str, RawPrices]:
-        paths = {s: self.price_file(s) for s in symbols}   # every missing file is reported before reading
+        index = self.price_files()
+        paths = {s: self.price_file(s, index) for s in symbols}   # every missing file is reported before reading
         out: dict[str, RawPrices] = {}
         for symbol, path in paths.items():
-            raw = read_price_file(path, symbol)
+            raw = read_price_file(path, symbol, volume_unit=self.volume_unit)
             out[symbol] = raw
+            self._raw[symbol] = raw
             self._files[symbol] = {"file": path.name, "layout": raw.layout, "rows": int(raw.meta["rows"]),
-                                   "sha256": raw.meta["sha256"]}
+                                   "sha256": raw.meta["sha256"],
+                                   "volume_unit_shares": raw.meta["volume_unit_shares"],
+                                   "amount_present": raw.meta["amount_present"]}
         return out
+
+    def _file_actions(self, symbol: str) -> CorporateActions | None:
+        """What the fund's price file carries itself (read now when :meth:`read` has not)."""
+        raw = self._raw.get(symbol)
+        if raw is None:
+            try:
+                path = self.price_file(symbol)
+            except DataSourceError:
+                return None   # no price file: nothing it could carry (reading the prices reports the absence)
+            raw = read_price_file(path, symbol, volume_unit=self.volume_unit)
+            self._raw[symbol] = raw
+        return raw.actions
 
     def corporate_actions(self, symbols: Sequence[str]) -> CorporateActions:
         wanted = [str(s) for s in symbols]
         factors: dict[str, pd.Series] = {}
+        in_file: list[CorporateActions] = []
         for symbol in wanted:
             path = self.directory / f"{symbol}{FACTOR_SUFFIX}"
+            carried = self._file_actions(symbol)
             if path.is_file():
+                if carried is not None and symbol in carried.factors:
+                    raise CorporateActionError(
+                        f"two sources of back-adjustment factors: {path.name} and the adjusted-close column of "
+                        f"{Path(self._raw[symbol].file or '').name}", file=str(path), symbol=symbol,
+                        hint=f"delete {path.name} or the adjusted-close column, so that one of them adjusts the fund")
                 factors[symbol] = read_factor_file(self._inside(path), symbol)
+            if carried is not None:
+                factors.update(carried.factors)
+                in_file.append(carried)
         kwargs: dict[str, object] = {"factors": factors}
+        splits = [a.splits for a in in_file if len(a.splits)]
+        dividends = [a.dividends for a in in_file if len(a.dividends)]
         splits_path = self.directory / SPLITS_FILE
         if splits_path.is_file():
-            splits = read_splits_table(self._inside(splits_path), self.calendar)
-            kwargs["splits"] = splits[splits["symbol"].isin(wanted)].reset_index(drop=True)
+            table = read_splits_table(self._inside(splits_path), self.calendar)
+            splits.insert(0, table[table["symbol"].isin(wanted)])
         dividends_path = self.directory / DIVIDENDS_FILE
         if dividends_path.is_file():
-            dividends = read_dividends_table(self._inside(dividends_path))
-            kwargs["dividends"] = dividends[dividends["symbol"].isin(wanted)].reset_index(drop=True)
+            table = read_dividends_table(self._inside(dividends_path))
+            dividends.insert(0, table[table["symbol"].isin(wanted)])
+        if splits:
+            kwargs["splits"] = (pd.concat(splits, ignore_index=True).sort_values(["symbol", "date"], kind="stable")
+                                .reset_index(drop=True))
+        if dividends:
+            kwargs["dividends"] = (pd.concat(dividends, ignore_index=True)
+                                   .sort_values(["symbol", "date"], kind="stable").reset_index(drop=True))
         return CorporateActions(**kwargs)  # type: ignore[arg-type]
 
     def nav(self, symbol: str) -> pd.DataFrame | None:
@@ -594,4 +753,6 @@ class DirectorySource(PriceSource):
             "splits_table": (self.directory / SPLITS_FILE).is_file(),
             "dividends_table": (self.directory / DIVIDENDS_FILE).is_file(),
             "factor_files": sorted(p.name for p in self.directory.glob(f"*{FACTOR_SUFFIX}")),
+            "file_actions": {s: dict(raw.meta.get("file_actions") or {}) for s, raw in sorted(self._raw.items())
+                             if raw.meta.get("file_actions")},
         }
