@@ -87,6 +87,26 @@ Jump contract
   factor step (the recorded action does not account for the move);
 * ``unexplained`` when the adjusted close moves beyond it and no action or factor step is recorded
   (noise steps do not count as actions).
+
+Split proposals
+---------------
+Unadjusted prices show a unit split nobody recorded as an overnight move of ``1 / ratio``. :func:`propose_splits`
+finds them: a row without any action or factor step (so a split the tables or the factor file already hold
+is never proposed again) whose adjusted close over the previous bar's is within SPLIT_PRICE_TOLERANCE (1%,
+widened by the fund's own daily volatility, see the constant) of ``1 / ratio`` for a ratio of SPLIT_RATIOS
+(2, 3, 4, 5, 10 and the inverses), AND whose volume moved inversely: the median volume of the
+SPLIT_VOLUME_SESSIONS bars from the move on over the median of the bars before lies within a factor of 2 of
+``ratio`` and at least a third of the way from 1 to it (log terms). A crash (-20%, or -50% on unchanged
+volume) fails one of the two tests. A split on unchanged volume (513500's 1:2 of 2022-03-30 traded 1.1x its
+volume) cannot be told from a crash and is not proposed: it stays an unexplained jump for the table.
+
+The proposal names the first bar on the new basis and the line to add to ``platform_splits.csv``
+(``code,split_date,split_ratio``, ``split_date`` the last bar on the old basis). With ``data.splits:
+apply`` the pipeline adds it to the splits table (:func:`with_inferred_splits`) and adjusts again: the
+result is the adjustment the same line in the table gives. The test reads the bars up to the load's as-of
+date only (nothing later), and waits for SPLIT_MIN_VOLUME_SESSIONS bars on the new basis: a view as of an
+earlier session sees the move unadjusted (an unexplained jump), a later one sees it applied -- as when a
+line is added to the table later, the adjusted prices from the split on change once it is known.
 """
 
 from __future__ import annotations
@@ -129,6 +149,16 @@ __all__ = [
     "action_events",
     "build_action_panel",
     "detect_jumps",
+    "SPLIT_RATIOS",
+    "SPLIT_PRICE_TOLERANCE",
+    "SPLIT_VOLATILITY_MULTIPLE",
+    "SPLIT_VOLATILITY_WINDOW",
+    "SPLIT_PRICE_TOLERANCE_MAX",
+    "SPLIT_VOLUME_SESSIONS",
+    "SPLIT_MIN_VOLUME_SESSIONS",
+    "split_ratio_text",
+    "propose_splits",
+    "with_inferred_splits",
 ]
 
 AdjustmentMethod = Literal["hfq_factor", "hfq_factor+actions", "actions", "none"]
@@ -807,3 +837,142 @@ def detect_jumps(symbol: str, raw: pd.DataFrame, adjusted: pd.DataFrame, adjustm
         "kind": kind.astype(object),
         "action": [described.get(d, "") for d in dates[rows]],
     })
+
+
+# ------------------------------------------------------------------------------------ split proposals
+#: Unit-split ratios a move is tested against (one old unit becomes ``ratio`` new units: the price moves by
+#: ``1 / ratio``): splits 1:2 ... 1:10 and the consolidations 2:1 ... 10:1.
+SPLIT_RATIOS: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 10.0, 1 / 2, 1 / 3, 1 / 4, 1 / 5, 1 / 10)
+#: The close-to-previous-close ratio must lie within this (log terms) of ``1 / ratio`` ...
+SPLIT_PRICE_TOLERANCE = 0.01
+#: ... widened to this many times the fund's own daily volatility (robust: 1.4826 x the median absolute
+#: log return of the SPLIT_VOLATILITY_WINDOW bars before, x sqrt(sessions between the two bars) when a
+#: suspension lies between them): the split day's close also carries that day's market move (in the real
+#: data 512690's 1:2 of 2021-05-17 closed 4% off 0.5, 512010's 1:4 of 2021-06-28 4.3% off 0.25) ...
+SPLIT_VOLATILITY_MULTIPLE = 3.0
+SPLIT_VOLATILITY_WINDOW = 20
+#: ... and never beyond this (about half the log distance between the ratios 4 and 5, so that two ratios
+#: never both match)
+SPLIT_PRICE_TOLERANCE_MAX = 0.1
+#: The volume test compares the median volume of this many bars from the move on with the median of this
+#: many bars before it ...
+SPLIT_VOLUME_SESSIONS = 5
+#: ... and needs at least this many on each side (a move in the last bars of the data waits for them).
+SPLIT_MIN_VOLUME_SESSIONS = 3
+
+_PROPOSAL_COLUMNS = ("symbol", "date", "last_old_date", "line", "ratio", "ratio_text", "price_ratio", "deviation",
+                     "tolerance", "volume_ratio", "volume_sessions", "table_line")
+
+
+def _empty_proposals() -> pd.DataFrame:
+    return pd.DataFrame({
+        "symbol": pd.Series(dtype=object), "date": pd.Series(dtype="datetime64[ns]"),
+        "last_old_date": pd.Series(dtype="datetime64[ns]"), "line": pd.Series(dtype=np.int64),
+        "ratio": pd.Series(dtype=float), "ratio_text": pd.Series(dtype=object),
+        "price_ratio": pd.Series(dtype=float), "deviation": pd.Series(dtype=float),
+        "tolerance": pd.Series(dtype=float), "volume_ratio": pd.Series(dtype=float),
+        "volume_sessions": pd.Series(dtype=np.int64), "table_line": pd.Series(dtype=object),
+    })
+
+
+def split_ratio_text(ratio: float) -> str:
+    """A split ratio as written into ``platform_splits.csv`` (10 significant digits: ``2``, ``0.1``,
+    ``0.3333333333``); an applied inferred split uses exactly this value."""
+    return f"{float(ratio):.10g}"
+
+
+def _volume_consistent(volume_ratio: float, ratio: float) -> bool:
+    """The volume moved inversely to the price, by about the split ratio: within a factor of 2 of ``ratio``
+    and at least a third of the way from 1 to ``ratio`` in log terms (for a 1:2 split a factor of 2 alone
+    would reach unchanged volume, which is what a crash looks like)."""
+    if not (np.isfinite(volume_ratio) and volume_ratio > 0):
+        return False
+    share = np.log(volume_ratio) / np.log(ratio)           # 1.0: volume moved by exactly the ratio
+    reach = np.log(2.0) / abs(np.log(ratio))                # a factor of 2, in units of the ratio's log
+    return bool(max(1.0 / 3.0, 1.0 - reach) <= share <= 1.0 + reach)
+
+
+def propose_splits(symbol: str, raw: pd.DataFrame, adjusted: pd.DataFrame, adjustment: Adjustment,
+                   calendar: object | None = None) -> pd.DataFrame:
+    """Unit splits the prices show but no table or factor file names (module contract, "Split proposals").
+
+    ``raw`` / ``adjusted``: the fund's clean rows and their adjusted copy (:func:`apply_adjustment`);
+    ``calendar``: the pool's :class:`~rotation_platform.calendars.TradingCalendar` (sessions between two
+    bars widen the price tolerance; without it consecutive bars count as consecutive sessions). A row is
+    proposed when it carries no corporate action or factor step, its adjusted close over the previous bar's
+    is within the tolerance of ``1 / ratio`` for a ratio of :data:`SPLIT_RATIOS`, and the median volume of
+    the :data:`SPLIT_VOLUME_SESSIONS` bars from it on over that of the bars before it is consistent with the
+    ratio (:func:`_volume_consistent`). Rows are judged on the loaded rows only (nothing after the as-of date).
+
+    Returns one row per proposal: ``symbol, date`` (first bar on the new basis), ``last_old_date`` (the bar
+    before: the ``split_date`` of ``platform_splits.csv``), ``line`` (file row), ``ratio`` (new units per old
+    unit, as written in ``ratio_text``), ``price_ratio``, ``deviation`` (``|log(price_ratio x ratio)|``),
+    ``tolerance``, ``volume_ratio``, ``volume_sessions`` (bars on the shorter side) and ``table_line`` (the
+    line ``code,split_date,split_ratio`` to add to ``platform_splits.csv``).
+    """
+    dates = pd.DatetimeIndex(adjusted["date"])
+    n = len(dates)
+    if n < SPLIT_MIN_VOLUME_SESSIONS * 2:
+        return _empty_proposals()
+    close = adjusted["close"].to_numpy(dtype=np.float64)
+    volume = adjusted["volume"].to_numpy(dtype=np.float64)
+    lines = (adjusted["line"].to_numpy() if "line" in adjusted else np.full(n, -1)).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lr = np.r_[np.nan, np.diff(np.log(close))]
+    log_ratios = np.log(np.asarray(SPLIT_RATIOS))
+    dev_all = np.abs(lr[:, None] + log_ratios[None, :])             # |log(price ratio x split ratio)|
+    best = np.argmin(np.where(np.isfinite(dev_all), dev_all, np.inf), axis=1)
+    dev = dev_all[np.arange(n), best]
+    acted = dates.isin(adjustment.action_dates)
+    candidates = np.flatnonzero((dev <= SPLIT_PRICE_TOLERANCE_MAX) & ~acted)
+    candidates = candidates[candidates >= SPLIT_MIN_VOLUME_SESSIONS]
+    rows: list[dict[str, object]] = []
+    for t in candidates:
+        past = lr[max(1, t - SPLIT_VOLATILITY_WINDOW): t]
+        past = past[np.isfinite(past)]
+        sigma = 1.4826 * float(np.median(np.abs(past - np.median(past)))) if len(past) >= 5 else 0.0
+        gap = 1
+        if calendar is not None:
+            gap = max(1, len(calendar.sessions(dates[t - 1], dates[t])) - 1)  # type: ignore[attr-defined]
+        tol = min(max(SPLIT_PRICE_TOLERANCE, SPLIT_VOLATILITY_MULTIPLE * sigma * np.sqrt(gap)),
+                  SPLIT_PRICE_TOLERANCE_MAX)
+        if dev[t] > tol:
+            continue
+        before = volume[max(0, t - SPLIT_VOLUME_SESSIONS): t]
+        after = volume[t: t + SPLIT_VOLUME_SESSIONS]
+        before = before[np.isfinite(before) & (before > 0)]
+        after = after[np.isfinite(after) & (after > 0)]
+        if min(len(before), len(after)) < SPLIT_MIN_VOLUME_SESSIONS:
+            continue
+        ratio = float(SPLIT_RATIOS[best[t]])
+        v_ratio = float(np.median(after) / np.median(before))
+        if not _volume_consistent(v_ratio, ratio):
+            continue
+        text = split_ratio_text(ratio)
+        last_old = dates[t - 1]
+        rows.append({"symbol": symbol, "date": dates[t], "last_old_date": last_old, "line": int(lines[t]),
+                     "ratio": float(text), "ratio_text": text, "price_ratio": float(np.exp(lr[t])),
+                     "deviation": float(dev[t]), "tolerance": float(tol), "volume_ratio": v_ratio,
+                     "volume_sessions": int(min(len(before), len(after))),
+                     "table_line": f"{symbol},{last_old.date()},{text}"})
+    if not rows:
+        return _empty_proposals()
+    out = pd.DataFrame(rows, columns=list(_PROPOSAL_COLUMNS))
+    out["date"] = pd.DatetimeIndex(out["date"]).astype("datetime64[ns]")
+    out["last_old_date"] = pd.DatetimeIndex(out["last_old_date"]).astype("datetime64[ns]")
+    return out
+
+
+def with_inferred_splits(actions: CorporateActions, proposals: pd.DataFrame) -> CorporateActions:
+    """``actions`` with the proposed splits added to its splits table (effective on each proposal's first
+    bar on the new basis, as :func:`~rotation_platform.data.sources.directory.read_splits_table` reads the
+    line ``table_line``)."""
+    if proposals.empty:
+        return actions
+    extra = pd.DataFrame({"symbol": proposals["symbol"].astype(object).to_numpy(),
+                          "date": pd.DatetimeIndex(proposals["date"]).astype("datetime64[ns]"),
+                          "ratio": proposals["ratio"].astype(np.float64).to_numpy()})
+    base = actions.splits
+    splits = pd.concat([base, extra], ignore_index=True) if len(base) else extra
+    splits = splits.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
+    return CorporateActions(factors=actions.factors, splits=splits, dividends=actions.dividends)

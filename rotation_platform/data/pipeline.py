@@ -4,10 +4,19 @@ The same steps run for every :class:`~rotation_platform.data.sources.base.PriceS
 
 1. ``source.read(pool.symbols)`` -- raw records, kept untouched in :attr:`PoolPrices.raw`;
 2. the quality gate (:func:`rotation_platform.data.quality.check_prices`) on copies: findings and
-   quarantined rows;
+   quarantined rows; then ``data.amount`` for the funds whose files have no amount on any row
+   (:func:`rotation_platform.data.quality.no_amount_funds`): ``estimate`` fills their clean rows' amount
+   with volume x typical price (:func:`estimate_amount`; ``meta["amount_estimated"]`` lists them, WARN
+   ``amount_estimated``), ``drop_factors`` keeps it NaN and lists the amount-based factors in
+   ``meta["amount_factors_left_out"]`` (the factor engine leaves them out and counts bars without amount;
+   INFO ``amount_factors_left_out``), ``require`` fails the load with one line naming the funds and both
+   settings (a fund with only some amounts keeps its ``missing_amount`` finding either way);
 3. back-adjustment of each fund's clean rows from ``source.corporate_actions`` (hfq factors, else the
    split and dividend tables; factor noise classified and, with ``data.adjustment.snap_noise``, snapped;
-   see :mod:`rotation_platform.data.corporate_actions`);
+   see :mod:`rotation_platform.data.corporate_actions`); split proposals
+   (:func:`~rotation_platform.data.corporate_actions.propose_splits`): ``data.splits: propose`` reports them
+   (``split_proposed``, the jump stays unexplained), ``apply`` adjusts again with them added to the splits
+   table (WARN ``split_inferred``); ``meta["splits"]`` lists them;
 4. the jump check on the adjusted closes (``pool.jump_threshold``), the factor/table cross-check and the
    factor-noise report (``adjustment_noise``);
 5. the policy (``data.quality.fail_on``): fatal findings always raise
@@ -54,6 +63,8 @@ from rotation_platform.data.corporate_actions import (
     build_action_panel,
     compute_adjustment,
     detect_jumps,
+    propose_splits,
+    with_inferred_splits,
 )
 from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.data.quality import (
@@ -62,17 +73,23 @@ from rotation_platform.data.quality import (
     QualityReport,
     Universe,
     check_adjustment,
+    check_amount,
     check_data_ended,
     check_data_starts_late,
     check_jumps,
+    MISSING_AMOUNT,
+    Severity,
+    amount_required_message,
     check_prices,
+    check_split_proposals,
     enforce,
+    no_amount_funds,
     universe_exclusions,
 )
 from rotation_platform.data.sources.base import CorporateActions, PriceSource, RawPrices
 from rotation_platform.errors import DataQualityError, DataSourceError
 
-__all__ = ["PoolPrices", "load_pool_prices"]
+__all__ = ["PoolPrices", "load_pool_prices", "estimate_amount"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,6 +166,17 @@ def _has_actions(actions: CorporateActions) -> bool:
     return bool(len(actions.factors)) or len(actions.splits) > 0 or len(actions.dividends) > 0
 
 
+def estimate_amount(clean: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a fund's clean raw rows with ``amount`` = volume x typical price ``(high + low + close) / 3``
+    (raw prices, volume in shares: CNY turnover as if every share traded at the typical price; NaN where the
+    volume is)."""
+    out = clean.copy()
+    typical = (clean["high"].to_numpy(dtype=np.float64) + clean["low"].to_numpy(dtype=np.float64)
+               + clean["close"].to_numpy(dtype=np.float64)) / 3.0
+    out["amount"] = clean["volume"].to_numpy(dtype=np.float64) * typical
+    return out
+
+
 def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig,
                      asof: dt.date | str | pd.Timestamp | None = None, *,
                      today: dt.date | str | pd.Timestamp | None = None) -> PoolPrices:
@@ -167,6 +195,23 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     quality = data_cfg.quality
     result = check_prices({s: raw[s] for s in symbols}, calendar, quality, asof=asof, today=today)
     actions = source.corporate_actions(symbols)
+    files = {s: raw[s].file for s in symbols}
+
+    # funds without any amount: data.amount decides (estimate / drop_factors / require)
+    no_amount = [s for s in no_amount_funds(raw, symbols) if s in result.clean]
+    rows = {s: int(len(result.clean[s])) for s in no_amount}
+    left_out: list[str] = []
+    estimated: list[str] = []
+    if no_amount and data_cfg.amount == "drop_factors":
+        from rotation_platform.factors.registry import AMOUNT_FACTORS
+
+        left_out = list(AMOUNT_FACTORS)
+    clean_rows = dict(result.clean)
+    if no_amount and data_cfg.amount == "estimate":
+        for s in no_amount:
+            clean_rows[s] = estimate_amount(clean_rows[s])
+        estimated = list(no_amount)
+    amount_findings = check_amount(no_amount, files, rows, data_cfg.amount, pool.name, left_out)
 
     provenance = dict(source.describe())
     factor_files = set(provenance.get("factor_files") or ())
@@ -176,12 +221,18 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
     adjustments: dict[str, Adjustment] = {}
     extra: list[Finding] = []
     jumps: dict[str, pd.DataFrame] = {}
+    proposed: dict[str, list[dict[str, object]]] = {}
     for symbol in symbols:
-        clean = result.clean.get(symbol)
+        clean = clean_rows.get(symbol)
         if clean is None or clean.empty:
             continue
         adjustment = compute_adjustment(symbol, clean, actions, data_cfg.adjustment)
         frame = apply_adjustment(clean, adjustment)
+        proposals = propose_splits(symbol, clean, frame, adjustment, calendar)
+        if len(proposals) and data_cfg.splits == "apply":
+            adjustment = compute_adjustment(symbol, clean, with_inferred_splits(actions, proposals),
+                                            data_cfg.adjustment)
+            frame = apply_adjustment(clean, adjustment)
         adjustments[symbol] = adjustment
         adjusted[symbol] = frame
         unadjusted[symbol] = clean
@@ -190,8 +241,22 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
                                       factor_file if factor_file in factor_files else None))
         jumps[symbol] = detect_jumps(symbol, clean, frame, adjustment, pool.jump_threshold)
         extra.extend(check_jumps(symbol, clean, frame, adjustment, pool.jump_threshold, raw[symbol].file,
-                                 jumps=jumps[symbol]))
-    report = result.report.with_findings(extra)
+                                 jumps=jumps[symbol], proposals=proposals))
+        extra.extend(check_split_proposals(symbol, proposals, raw[symbol].file, data_cfg.splits, adjustment))
+        if len(proposals):
+            proposed[symbol] = [{"date": str(pd.Timestamp(r.date).date()), "ratio": float(r.ratio),
+                                 "line": str(r.table_line)} for r in proposals.itertuples(index=False)]
+    report = result.report
+    if data_cfg.amount == "require" and no_amount:
+        # the fund's INFO missing_amount becomes the FATAL one that names the settings
+        report = QualityReport(tuple(f for f in report.findings if not (
+            f.check == MISSING_AMOUNT and f.symbol in no_amount and f.severity == Severity.INFO)), report.stats)
+    report = report.with_findings(amount_findings + extra)
+    blocking = report.blocking(quality.fail_on)
+    if no_amount and data_cfg.amount == "require" and all(
+            f.check == MISSING_AMOUNT and f.symbol in no_amount for f in blocking):
+        raise DataQualityError(amount_required_message(no_amount, files, pool.name), report=report,
+                               file=files.get(no_amount[0]), symbol=no_amount[0])
     enforce(report, quality.fail_on)
     if not adjusted:
         raise DataQualityError(f"no fund of pool {pool.name} has a valid row"
@@ -241,6 +306,11 @@ def load_pool_prices(source: PriceSource, pool: PoolConfig, data_cfg: DataConfig
                     "worst_severity": report.worst_severity.name if report.worst_severity is not None else None,
                     "counts": report.counts, "quarantined_rows": int(len(result.quarantine))},
         "universe": {"exclusion_window": int(quality.exclusion_window), "excluded": last_out},
+        "amount_estimated": estimated,
+        "amount_factors_left_out": left_out,
+        "amount": {"setting": data_cfg.amount, "without_amount": list(no_amount), "estimated": estimated,
+                   "factors_left_out": len(left_out)},
+        "splits": {"setting": data_cfg.splits, "proposed": proposed},
     }
     panel = PricePanel(frames, meta)
     raw_panel = PricePanel(raw_frames, {**meta, "adjusted": False})

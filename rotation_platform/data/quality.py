@@ -30,6 +30,17 @@ Severities
 
 ``data_starts_late`` (INFO) names a fund whose first bar is after the panel's first session (listed later).
 
+Funds without amount and split proposals (decided by the pipeline, findings built here)
+---------------------------------------------------------------------------------------
+* A fund whose file has no amount on any row (:func:`no_amount_funds`) is ``missing_amount`` INFO, and then,
+  by ``data.amount`` (:func:`check_amount`): ``amount_estimated`` WARN per fund (``estimate``),
+  ``amount_factors_left_out`` WARN for the pool (``drop_factors``), or ``missing_amount`` FATAL with the one
+  line of :func:`amount_required_message` (``require``).
+* A unit split the prices show but nothing names
+  (:func:`~rotation_platform.data.corporate_actions.propose_splits`) is ``split_proposed`` INFO -- its move
+  stays the ``unexplained_jump`` ERROR, whose message points to it -- or, under ``data.splits: apply``,
+  ``split_inferred`` WARN (:func:`check_split_proposals`).
+
 Universe policy
 ---------------
 An ERROR finding does not block a pool: it excludes its fund from the universe of the sessions whose
@@ -81,8 +92,13 @@ __all__ = [
     "CONFLICTING_DUPLICATE", "UNSORTED_DATES", "NO_VALID_ROWS", "SHORT_HISTORY", "MISSING_SESSIONS",
     "MISSING_VOLUME", "MISSING_AMOUNT", "ZERO_VOLUME", "ZERO_AMOUNT", "VWAP_OUTSIDE_RANGE", "STALE_PRICE",
     "EXPLAINED_JUMP", "UNEXPLAINED_JUMP", "ACTION_MISMATCH", "ACTION_TABLE_DISAGREES", "ADJUSTMENT_NOISE",
-    "DATA_ENDED", "DATA_STARTS_LATE",
+    "DATA_ENDED", "DATA_STARTS_LATE", "AMOUNT_ESTIMATED", "AMOUNT_FACTORS_LEFT_OUT", "SPLIT_PROPOSED",
+    "SPLIT_INFERRED",
     "check_adjustment_noise",
+    "no_amount_funds",
+    "check_amount",
+    "amount_required_message",
+    "check_split_proposals",
     "check_data_ended",
     "check_data_starts_late",
     "Universe",
@@ -139,6 +155,10 @@ ACTION_TABLE_DISAGREES = "action_table_disagrees"
 ADJUSTMENT_NOISE = "adjustment_noise"
 DATA_ENDED = "data_ended"
 DATA_STARTS_LATE = "data_starts_late"
+AMOUNT_ESTIMATED = "amount_estimated"
+AMOUNT_FACTORS_LEFT_OUT = "amount_factors_left_out"
+SPLIT_PROPOSED = "split_proposed"
+SPLIT_INFERRED = "split_inferred"
 
 _S = Severity
 #: Every check, in the order it runs. Row checks (``quarantines=True``) come first, in this order.
@@ -163,7 +183,15 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(MISSING_SESSIONS, _S.WARN, False, "every session between the fund's first and last valid date "
                                                 "has a row (ERROR above quality.max_missing_fraction)"),
     CheckSpec(MISSING_VOLUME, _S.WARN, False, "volume is present on every valid row"),
-    CheckSpec(MISSING_AMOUNT, _S.WARN, False, "amount (turnover) is present (INFO when the source has none)"),
+    CheckSpec(MISSING_AMOUNT, _S.WARN, False, "amount (turnover) is present (INFO when the source has none; "
+                                              "FATAL then under data.amount: require)"),
+    CheckSpec(AMOUNT_ESTIMATED, _S.WARN, False, "a fund without any amount gets volume x typical price "
+                                                "(data.amount: estimate); WARN because liquidity limits, ADV and "
+                                                "the amount factors then rest on an estimate, not on turnover"),
+    CheckSpec(AMOUNT_FACTORS_LEFT_OUT, _S.WARN, False, "the amount-based factors are left out of a pool with "
+                                                       "funds without any amount (data.amount: drop_factors); WARN "
+                                                       "because those funds then have no ADV either (liquidity "
+                                                       "rule, capacity)"),
     CheckSpec(ZERO_VOLUME, _S.WARN, False, "volume is positive on every session (ERROR above "
                                            "quality.max_zero_volume_fraction)"),
     CheckSpec(ZERO_AMOUNT, _S.WARN, False, "amount is positive where volume is"),
@@ -176,6 +204,12 @@ CHECKS: tuple[CheckSpec, ...] = (
                                                  "without a corporate action"),
     CheckSpec(ACTION_MISMATCH, _S.ERROR, False, "no adjusted move beyond pool.jump_threshold on a row that "
                                                 "carries a corporate action (the action does not explain it)"),
+    CheckSpec(SPLIT_PROPOSED, _S.INFO, False, "an unexplained move of a unit-split ratio with volume moving "
+                                              "inversely is proposed as a split, with the line to add to "
+                                              "platform_splits.csv (data.splits: propose; the move stays an "
+                                              "unexplained jump, which is the ERROR)"),
+    CheckSpec(SPLIT_INFERRED, _S.WARN, False, "a proposed unit split applied as if it were in the splits table "
+                                              "(data.splits: apply): the adjustment rests on an inference"),
     CheckSpec(ACTION_TABLE_DISAGREES, _S.WARN, False, "split/dividend tables agree with the factor file (the "
                                                       "factor file is used)"),
     CheckSpec(ADJUSTMENT_NOISE, _S.WARN, False, "the back-adjustment factor steps only on corporate actions (a "
@@ -425,7 +459,13 @@ def _row_detail(check: str, rows: pd.DataFrame, asof: pd.Timestamp | None, today
     """A short reason per quarantined row."""
     n = len(rows)
     if check == NON_SESSION_DATE:
-        return (f"not a {calendar.code} session (" + rows["date"].dt.day_name() + ")").to_numpy(dtype=object)
+        text = (f"not a {calendar.code} session (" + rows["date"].dt.day_name() + ")").to_numpy(dtype=object)
+        early = (rows["date"] < calendar.first_session).to_numpy()
+        if early.any():  # the calendar was built from a later start: say so, and which key moves it
+            start_key = f"markets.{calendar.code}.calendar_start"
+            text[early] = (f"before the first {calendar.code} session of the calendar, "
+                           f"{calendar.first_session.date()}: set {start_key} to the first bar's date or earlier")
+        return text
     if check == MISSING_PRICE:
         return "missing " + _flagged(rows, _PRICES, np.isnan, show_value=False)
     if check == NON_POSITIVE_PRICE:
@@ -556,9 +596,15 @@ def check_fund(raw: RawPrices, calendar: TradingCalendar, quality: QualityConfig
     dates_kept = kept["date"].to_numpy()
     if len(kept) > 1 and (np.diff(dates_kept) < np.timedelta64(0)).any():
         back = np.flatnonzero(np.diff(dates_kept) < np.timedelta64(0)) + 1
-        findings.append(_finding(UNSORTED_DATES, symbol, file,
-                                 f"{len(back)} row(s) dated before the row above them; the clean rows are sorted",
-                                 len(back), kept["date"].iloc[back], kept["line"].iloc[back]))
+        if len(back) == len(kept) - 1:
+            # every row before the one above it: a newest-first file (Alpha Vantage's order), not disorder
+            findings.append(_finding(UNSORTED_DATES, symbol, file,
+                                     f"the file lists its {len(kept)} rows newest first; they are read oldest first",
+                                     0, severity=Severity.INFO))
+        else:
+            findings.append(_finding(UNSORTED_DATES, symbol, file,
+                                     f"{len(back)} row(s) dated before the row above them; the clean rows are sorted",
+                                     len(back), kept["date"].iloc[back], kept["line"].iloc[back]))
     clean = kept.sort_values("date", kind="stable").reset_index(drop=True)
     stats = {"rows": n, "quarantined": int(len(q_idx)), "valid": int(len(clean)),
              "first": str(clean["date"].iloc[0].date()) if len(clean) else None,
@@ -633,8 +679,9 @@ def _series_findings(symbol: str, file: str | None, clean: pd.DataFrame, calenda
                             dates[idx], lines[idx]))
     nan_amt = np.isnan(amt)
     if nan_amt.all():
-        out.append(_finding(MISSING_AMOUNT, symbol, file, "the source gives no amount (turnover); "
-                            "liquidity filters in CNY cannot use this fund", n, severity=Severity.INFO))
+        out.append(_finding(MISSING_AMOUNT, symbol, file, "the source gives no amount (turnover) on any row; "
+                            "data.amount decides (estimate: volume x typical price, drop_factors: the amount "
+                            "factors left out, require: the load fails)", n, severity=Severity.INFO))
     elif nan_amt.any():
         idx = np.flatnonzero(nan_amt)
         out.append(_finding(MISSING_AMOUNT, symbol, file, f"{len(idx)} valid row(s) without an amount", len(idx),
@@ -702,10 +749,12 @@ def check_prices(raw: Mapping[str, RawPrices], calendar: TradingCalendar, qualit
 
 
 def check_jumps(symbol: str, clean: pd.DataFrame, adjusted: pd.DataFrame, adjustment: Adjustment,
-                threshold: float, file: str | None = None, jumps: pd.DataFrame | None = None) -> list[Finding]:
+                threshold: float, file: str | None = None, jumps: pd.DataFrame | None = None,
+                proposals: pd.DataFrame | None = None) -> list[Finding]:
     """Findings for close-to-close moves beyond ``threshold`` (see
     :func:`rotation_platform.data.corporate_actions.detect_jumps`; ``jumps``: its result when the caller
-    has it already)."""
+    has it already). An unexplained move that :func:`~rotation_platform.data.corporate_actions.propose_splits`
+    proposes as a split (``proposals``) says so and points to the ``split_proposed`` finding."""
     if jumps is None:
         jumps = detect_jumps(symbol, clean, adjusted, adjustment, threshold)
     out: list[Finding] = []
@@ -714,8 +763,20 @@ def check_jumps(symbol: str, clean: pd.DataFrame, adjusted: pd.DataFrame, adjust
         rows = jumps[jumps["kind"] == kind]
         if rows.empty:
             continue
+        proposed = ({pd.Timestamp(d): (r, line) for d, r, line in
+                     zip(proposals["date"], proposals["ratio_text"], proposals["table_line"])}
+                    if proposals is not None and len(proposals) and kind == "unexplained" else {})
+
+        def _pointer(day: pd.Timestamp) -> str:
+            if day not in proposed:
+                return ""
+            ratio, line = proposed[day]
+            return (f" [looks like a 1:{ratio} unit split, see the split_proposed finding: add '{line}' to "
+                    f"platform_splits.csv or set data.splits: apply]")
+
         moves = "; ".join(
             f"{d.date()} (from {p.date()}): raw {r:+.1%}, adjusted {a:+.1%}" + (f" [{act}]" if act else "")
+            + _pointer(pd.Timestamp(d))
             for d, p, r, a, act in zip(rows["date"], rows["prev_date"], rows["raw_return"],
                                        rows["adjusted_return"], rows["action"]))
         text = {"explained": f"{len(rows)} raw move(s) beyond {threshold:.0%} removed by the "
@@ -1076,3 +1137,125 @@ def enforce(report: QualityReport, fail_on: str = "fatal") -> None:
     raise DataQualityError(
         f"data-quality gate failed (fail_on={fail_on!r}): {len(blocking)} blocking finding(s):\n{listed}{more}",
         report=report, file=first.file, symbol=first.symbol, date=first.dates[0] if first.dates else None)
+
+
+# ----------------------------------------------------------------------------------- amount and splits
+def _file_name(file: str | None) -> str:
+    return Path(file).name if file else "no file"
+
+
+def no_amount_funds(raw: Mapping[str, RawPrices], symbols: Iterable[str]) -> list[str]:
+    """The funds among ``symbols`` whose records have rows but no amount on any of them (the column is
+    missing or empty in the file). Judged on the whole file, not on the rows of an as-of view, so that
+    every view of the same files treats a fund the same way; a fund with some amounts is not listed (its
+    rows without one keep the ``missing_amount`` finding)."""
+    out = []
+    for s in symbols:
+        rec = raw.get(s)
+        frame = rec.frame if rec is not None else None
+        if not isinstance(frame, pd.DataFrame) or "amount" not in frame.columns or not len(frame):
+            continue
+        values = pd.to_numeric(frame["amount"], errors="coerce")
+        if values.isna().all():
+            out.append(s)
+    return out
+
+
+def amount_required_message(funds: Sequence[str], files: Mapping[str, str | None], pool: str) -> str:
+    """The one line of a load that fails under ``data.amount: require``."""
+    named = ", ".join(f"{s} ({_file_name(files.get(s))})" for s in funds)
+    return (f"pool {pool}: no amount column in the files of {len(funds)} fund(s): {named}; data.amount is "
+            f"require -- set data.amount: estimate (amount = volume x typical price, marked estimated) or "
+            f"data.amount: drop_factors (the amount-based factors left out)")
+
+
+def check_amount(funds: Sequence[str], files: Mapping[str, str | None], rows: Mapping[str, int], setting: str,
+                 pool: str, factors: Sequence[str] = ()) -> list[Finding]:
+    """The findings of ``data.amount`` for the funds without any amount (:func:`no_amount_funds`).
+
+    * ``estimate``: one ``amount_estimated`` finding per fund (WARN: what uses turnover -- the amount
+      factors, ADV, capacity and liquidity limits -- then rests on volume x typical price, which is close to
+      the real turnover of a liquid fund but not it; a reader must see that, the numbers alone do not say
+      it);
+    * ``drop_factors``: one ``amount_factors_left_out`` finding for the pool naming the funds and the
+      ``factors`` left out (WARN although nothing is invented: those funds have no ADV either, so the
+      liquidity rule ``backtest.liquidity_filter`` never buys them and capacity names them as positions
+      without ADV);
+    * ``require``: one FATAL ``missing_amount`` finding per fund (:func:`amount_required_message`).
+    """
+    if not funds:
+        return []
+    if setting == "estimate":
+        return [_finding(AMOUNT_ESTIMATED, s, files.get(s),
+                         f"no amount column in {_file_name(files.get(s))}: amount (turnover) estimated as volume x "
+                         f"typical price (high+low+close)/3 on the raw prices for its {int(rows.get(s, 0))} row(s) "
+                         f"(data.amount: estimate); the amount factors, ADV and capacity of this fund use the "
+                         f"estimate (panel meta amount_estimated); set data.amount: drop_factors to leave the "
+                         f"amount factors out instead, or give files with an amount column", int(rows.get(s, 0)))
+                for s in funds]
+    if setting == "drop_factors":
+        named = ", ".join(f"{s} ({_file_name(files.get(s))})" for s in funds)
+        shown = ", ".join(factors[:6]) + (f" and {len(factors) - 6} more" if len(factors) > 6 else "")
+        return [Finding(AMOUNT_FACTORS_LEFT_OUT, CHECKS_BY_NAME[AMOUNT_FACTORS_LEFT_OUT].severity, None,
+                        f"no amount column in the files of {len(funds)} fund(s) of pool {pool}: {named}; "
+                        f"data.amount: drop_factors leaves the {len(factors)} amount-based factor(s) out of the "
+                        f"pool ({shown}) and its bars count without amount; those funds have no ADV either: with "
+                        f"backtest.liquidity_filter on they are never bought; set data.amount: estimate to keep "
+                        f"the factors and an ADV from estimated turnover", len(factors))]
+    if setting == "require":
+        line = amount_required_message(funds, files, pool)
+        return [_finding(MISSING_AMOUNT, s, files.get(s), line, int(rows.get(s, 0)), severity=Severity.FATAL)
+                for s in funds]
+    raise ValueError(f"data.amount must be estimate, drop_factors or require, got {setting!r}")
+
+
+def check_split_proposals(symbol: str, proposals: pd.DataFrame, file: str | None = None, setting: str = "propose",
+                          adjustment: Adjustment | None = None) -> list[Finding]:
+    """The findings of a fund's split proposals
+    (:func:`~rotation_platform.data.corporate_actions.propose_splits`).
+
+    ``propose``: one ``split_proposed`` finding (INFO; the move itself stays an ``unexplained_jump`` ERROR,
+    whose message points here) naming each proposal's first session on the new basis, its ratio, the
+    evidence and the exact line to add to ``platform_splits.csv``. ``apply``: one ``split_inferred`` finding
+    (WARN) for the proposals ``adjustment`` (the fund's adjustment after adding them) applied; a proposal the
+    adjustment could not apply (a factor file covering that date without a step: the factor file is used) is
+    reported as a proposal, with the reason.
+    """
+    if proposals is None or proposals.empty:
+        return []
+    applied: set[pd.Timestamp] = set()
+    if setting == "apply" and adjustment is not None:
+        ev = adjustment.events
+        ok = ev[(ev["kind"] == "split") & (ev["source"] == "table") & (ev["status"] == "applied")]
+        applied = {pd.Timestamp(d) for d in ok["row_date"].dropna()}
+
+    def evidence(rec) -> str:  # noqa: ANN001 - a row of the proposals table
+        return (f"{pd.Timestamp(rec.date).date()} (first session on the new basis; last on the old "
+                f"{pd.Timestamp(rec.last_old_date).date()}): close {rec.price_ratio:.4g}x the previous, within "
+                f"{rec.tolerance:.1%} of 1/{rec.ratio_text} (off by {rec.deviation:.2%}), volume "
+                f"{rec.volume_ratio:.2f}x "
+                f"(median of {int(rec.volume_sessions)} session(s) after vs before) -- a 1:{rec.ratio_text} unit "
+                f"split (one unit became {rec.ratio_text})")
+
+    out: list[Finding] = []
+    recs = list(proposals.itertuples(index=False))
+    done = [r for r in recs if pd.Timestamp(r.date) in applied]
+    pending = [r for r in recs if pd.Timestamp(r.date) not in applied]
+    if done:
+        text = "; ".join(f"{evidence(r)}; applied as the line '{r.table_line}' of platform_splits.csv would be"
+                         for r in done)
+        out.append(_finding(SPLIT_INFERRED, symbol, file,
+                            f"{len(done)} unit split(s) inferred from the prices and applied (data.splits: apply): "
+                            f"{text}; prices before are back-adjusted and holdings multiply by the ratio on that "
+                            f"session; add the line(s) to platform_splits.csv to make them facts",
+                            len(done), [r.date for r in done], [r.line for r in done]))
+    if pending:
+        why = ("data.splits: apply could not apply it: the factor file covers that date and shows no step (the "
+               "factor file is used; correct it or remove it)" if setting == "apply" else
+               "nothing is applied (data.splits: propose) and the move stays an unexplained jump")
+        text = "; ".join(f"{evidence(r)}; add the line '{r.table_line}' to platform_splits.csv (columns "
+                         f"code,split_date,split_ratio)" for r in pending)
+        out.append(_finding(SPLIT_PROPOSED, symbol, file,
+                            f"{len(pending)} unit split(s) proposed: {text}; {why}; or set data.splits: apply",
+                            len(pending), [r.date for r in pending], [r.line for r in pending]))
+    return out

@@ -4,9 +4,14 @@
 Steps, identical for both entry points:
 
 1. **Bars.** A fund has a bar at a session when open, high, low, close, volume and amount are all
-   finite. Each fund's bars are packed (gaps removed) so windows count the fund's own bars: a fund
-   suspended for a day keeps its 250-bar momentum; a fund listed late has NaN until it has the
-   factor's ``min_history`` bars.
+   finite -- without amount when the panel's metadata lists ``amount_factors_left_out`` (the load's
+   ``data.amount: drop_factors`` for funds whose files have no amount): those factors
+   (:data:`~rotation_platform.factors.registry.AMOUNT_FACTORS`) are then not computed and the output's
+   metadata names them. Otherwise the output's ``meta["bars_without_amount"]`` counts, per fund, the
+   sessions whose prices and volume are there but whose amount is not (bars lost to a missing amount, so
+   that a coverage failure can name its cause). Each fund's bars are packed (gaps removed) so windows
+   count the fund's own bars: a fund suspended for a day keeps its 250-bar momentum; a fund listed late
+   has NaN until it has the factor's ``min_history`` bars.
 2. **Raw values.** Every time-series factor is evaluated over the packed bars (numba kernels of
    :mod:`.nb` through the formulas of :mod:`.formulas`); the value at a bar uses that bar and earlier
    ones only. Non-finite results become NaN. Values are unpacked to sessions; a session without a bar
@@ -50,13 +55,22 @@ from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.factors import nb
 from rotation_platform.factors.factor_panel import FactorPanel
 from rotation_platform.factors.graph import Context
-from rotation_platform.factors.registry import FACTOR_SET_VERSION, FactorError, FactorSpec, get, select_factors
+from rotation_platform.factors.registry import (
+    AMOUNT_FACTORS,
+    FACTOR_SET_VERSION,
+    FactorError,
+    FactorSpec,
+    get,
+    select_factors,
+)
 
 __all__ = [
     "apply_lag",
     "tune_allocator",
     "default_workers",
     "valid_bars",
+    "amount_left_out",
+    "AMOUNT_LEFT_OUT_META",
     "resolve_config",
     "required_lookback",
     "compute_panel",
@@ -117,12 +131,37 @@ def apply_lag(values: np.ndarray, lag: int, out: np.ndarray, rows: np.ndarray | 
     nb.lag_scatter_nb(np.ascontiguousarray(values, dtype=np.float64), rows, counts, int(lag), out)
 
 
+#: panel metadata key: a non-empty list means bars count without amount and the amount factors are left out
+AMOUNT_LEFT_OUT_META = "amount_factors_left_out"
+
+
+def amount_left_out(panel: PricePanel) -> bool:
+    """Whether the panel's metadata asks for the amount-based factors to be left out (and bars to count
+    without amount): ``meta["amount_factors_left_out"]`` is a non-empty list."""
+    return bool(panel.meta.get(AMOUNT_LEFT_OUT_META))
+
+
 def valid_bars(panel: PricePanel) -> np.ndarray:
-    """Sessions x funds: True where the fund has a bar (every price field finite)."""
+    """Sessions x funds: True where the fund has a bar (every price field finite; ``amount`` is not needed
+    when :func:`amount_left_out`)."""
     valid = np.ones(panel.shape, dtype=bool)
+    skip = ("amount",) if amount_left_out(panel) else ()
     for name in PRICE_FIELDS:
-        valid &= np.isfinite(panel.frames[name].to_numpy(dtype=np.float64))
+        if name not in skip:
+            valid &= np.isfinite(panel.frames[name].to_numpy(dtype=np.float64))
     return valid
+
+
+def _bars_without_amount(panel: PricePanel) -> dict[str, int]:
+    """Per fund with any: sessions whose prices and volume are finite but whose amount is not."""
+    if amount_left_out(panel):
+        return {}
+    rest = np.ones(panel.shape, dtype=bool)
+    for name in PRICE_FIELDS:
+        if name != "amount":
+            rest &= np.isfinite(panel.frames[name].to_numpy(dtype=np.float64))
+    lost = (rest & ~np.isfinite(panel.frames["amount"].to_numpy(dtype=np.float64))).sum(axis=0)
+    return {str(s): int(n) for s, n in zip(panel.symbols, lost) if n}
 
 
 def resolve_config(config: FactorConfig | int | None) -> FactorConfig:
@@ -154,15 +193,22 @@ class _Plan:
     lookback: int                            # bars per fund that reproduce every value
 
 
-def _plan(cfg: FactorConfig, nav: bool, names: Iterable[str] | None, price_field: str) -> _Plan:
+def _plan(cfg: FactorConfig, nav: bool, names: Iterable[str] | None, price_field: str,
+          without_amount: bool = False) -> _Plan:
     families = cfg.families if cfg.families == "all" else tuple(cfg.families)
-    return _cached_plan(families, nav, None if names is None else tuple(names), price_field)
+    return _cached_plan(families, nav, None if names is None else tuple(names), price_field, without_amount)
 
 
 @lru_cache(maxsize=64)
 def _cached_plan(families: tuple[str, ...] | str, nav: bool, names: tuple[str, ...] | None,
-                 price_field: str) -> _Plan:
+                 price_field: str, without_amount: bool = False) -> _Plan:
     emitted = select_factors(families, nav=nav, names=names)  # type: ignore[arg-type]
+    if without_amount:
+        emitted = tuple(s for s in emitted if s.name not in AMOUNT_FACTORS)
+        if not emitted:
+            raise FactorError("every requested factor reads amount (turnover), and the panel has funds without "
+                              "an amount column (data.amount: drop_factors leaves those factors out); request "
+                              "other factors or set data.amount: estimate")
     bases = [get(s.base) for s in emitted if s.cross_sectional]  # type: ignore[arg-type]
     seen: dict[str, FactorSpec] = {}
     for spec in [s for s in emitted if not s.cross_sectional] + bases:
@@ -228,7 +274,10 @@ def _inputs(panel: PricePanel, nav: pd.DataFrame | None, nav_delay: int) -> dict
 
 def _meta(panel: PricePanel, cfg: FactorConfig, plan: _Plan, price_field: str, nav: bool,
           nav_delay: int, mode: str, dtype: np.dtype) -> dict[str, object]:
+    left_out = [n for n in AMOUNT_FACTORS if amount_left_out(panel)]
     return {
+        AMOUNT_LEFT_OUT_META: left_out,
+        "bars_without_amount": _bars_without_amount(panel),
         "set_version": FACTOR_SET_VERSION,
         "lag": cfg.lag,
         "price_field": price_field,
@@ -286,7 +335,7 @@ def compute_panel(panel: PricePanel, config: FactorConfig | int | None = None, *
     cfg = resolve_config(config)
     _check_price_field(price_field)
     tune_allocator()
-    plan = _plan(cfg, nav is not None, names, price_field)
+    plan = _plan(cfg, nav is not None, names, price_field, amount_left_out(panel))
     dtype = np.dtype(cfg.dtype)
     n_sessions, n_funds = panel.shape
     valid = valid_bars(panel)
@@ -361,7 +410,7 @@ def compute_cross_section(panel: PricePanel, session: object, config: FactorConf
     """
     cfg = resolve_config(config)
     _check_price_field(price_field)
-    plan = _plan(cfg, nav is not None, names, price_field)
+    plan = _plan(cfg, nav is not None, names, price_field, amount_left_out(panel))
     dtype = np.dtype(cfg.dtype)
     t = _session_row(panel, session)
     n_funds = panel.shape[1]

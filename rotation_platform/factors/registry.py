@@ -27,6 +27,7 @@ __all__ = [
     "FACTOR_SET_VERSION",
     "FAMILIES",
     "REGISTRY",
+    "AMOUNT_FACTORS",
     "FactorError",
     "FactorSpec",
     "families",
@@ -152,11 +153,11 @@ _TEXT: Mapping[str, str] = MappingProxyType({
     "trend_r2": "R^2 of log price on time over {0} bars",
     "trend_score": "Annualised log-price slope x R^2 over {0} bars",
     "volume_ratio": "Mean volume over {0} bars / over {1} bars",
-    "amount_ratio": "Mean turnover (CNY) over {0} bars / over {1} bars",
-    "log_amount": "Log of the mean daily turnover (CNY) over {0} bars",
+    "amount_ratio": "Mean turnover over {0} bars / over {1} bars",
+    "log_amount": "Log of the mean daily turnover (amount, the pool's currency) over {0} bars",
     "amount_cv": "Coefficient of variation of daily turnover over {0} bars",
     "obv_slope": "Least-squares slope of OBV over {0} bars / mean volume",
-    "amihud": "Amihud illiquidity over {0} bars: mean abs(return) / turnover per 100m CNY",
+    "amihud": "Amihud illiquidity over {0} bars: mean abs(return) / turnover per 100m of the pool's currency",
     "pv_corr": "Correlation of price and volume over {0} bars",
     "rv_corr": "Correlation of log return and volume over {0} bars",
     "intraday_ret": "Mean open-to-close log return over {0} bars",
@@ -331,6 +332,21 @@ REGISTRY: Mapping[str, FactorSpec] = MappingProxyType(_build())
 def families() -> tuple[str, ...]:
     """Family names in registry order."""
     return tuple(dict.fromkeys(s.family for s in REGISTRY.values()))
+
+
+def _reads_amount(spec: FactorSpec) -> bool:
+    """Whether a time-series factor's formula reads the ``amount`` (turnover) field."""
+    ctx = Context(None)
+    spec.term(ctx)
+    return ("field", "amount") in ctx.touched
+
+
+_AMOUNT_SERIES = {s.name for s in REGISTRY.values() if not s.cross_sectional and _reads_amount(s)}
+#: Factors that read ``amount`` (turnover), directly or through their cross-sectional base, in registry order:
+#: ``amount_ratio_*``, ``log_amount_*``, ``amount_cv_*``, ``amihud_*`` and the ranks / z-scores of
+#: ``amihud_20``. Without an amount they have no value; ``data.amount: drop_factors`` leaves them out.
+AMOUNT_FACTORS: tuple[str, ...] = tuple(s.name for s in REGISTRY.values()
+                                        if s.name in _AMOUNT_SERIES or s.base in _AMOUNT_SERIES)
 
 
 def get(name: str) -> FactorSpec:

@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rotation_platform.data.panel import PricePanel
 from rotation_platform.factors.lookahead import perturb_after, scan_source_for_lookahead
 from rotation_platform.production.pool_run import PoolRun
 from rotation_platform.reports.prices import quality_check_summary
@@ -55,7 +56,7 @@ from rotation_platform.research import nb
 __all__ = ["FuseResult", "SessionVerdict", "FUSES", "combine", "REQUIRED_METADATA", "quality_gate", "t_plus_one",
            "coverage", "effective_factors",
            "target_vol_scaling", "monthly_returns", "index_normalisation", "zero_variance",
-           "metadata_completeness", "backtest_thresholds", "capacity", "static_scan"]
+           "metadata_completeness", "backtest_thresholds", "capacity", "static_scan", "amount_cause"]
 
 REQUIRED_METADATA = ("pools_used", "engine_version", "price_field", "generated_at", "config_hash", "data_hash")
 FUSES = ("t_plus_one", "coverage", "effective_factors", "target_vol_scaling", "monthly_returns",
@@ -270,6 +271,40 @@ def _future_rows_proof(run: PoolRun, rows: list[int], seed: int) -> tuple[dict[s
 
 
 # ------------------------------------------------------------------------------------ 2. coverage
+def amount_cause(panel: PricePanel, through: object | None = None) -> str:
+    """Why bars are lost to a missing amount, in one clause ("" when none is): per fund, the sessions (through
+    ``through``) whose prices and volume are there but whose amount is not -- every factor needs a finite
+    amount for a bar to count (unless the panel's ``amount_factors_left_out`` says otherwise) -- with the file
+    and the setting that lets it run. A coverage or zero-variance failure appends it."""
+    if panel.meta.get("amount_factors_left_out"):
+        return ""
+    sub = panel.select(end=through) if through is not None else panel
+    rest = np.ones(sub.shape, dtype=bool)
+    for f in ("open", "high", "low", "close", "volume"):
+        rest &= np.isfinite(sub[f].to_numpy(dtype=np.float64))
+    no_amount = ~np.isfinite(sub["amount"].to_numpy(dtype=np.float64))
+    lost = (rest & no_amount).sum(axis=0)
+    if not lost.any():
+        return ""
+    files = panel.meta.get("files") or {}
+    whole, part = [], []
+    for j, symbol in enumerate(sub.symbols):
+        if not lost[j]:
+            continue
+        entry = files.get(symbol) if isinstance(files, Mapping) else None
+        name = (entry.get("file") if isinstance(entry, Mapping) else None) or f"the records of {symbol}"
+        if int(lost[j]) == int(rest[:, j].sum()):
+            whole.append(f"{symbol} ({name})")
+        else:
+            part.append(f"{symbol} ({int(lost[j])} bar(s) in {name})")
+    parts = []
+    if whole:
+        parts.append(f"no amount column in {', '.join(whole)}; set data.amount: estimate (or drop_factors)")
+    if part:
+        parts.append(f"bars without amount in {', '.join(part)}: every factor needs a finite amount; fix those rows")
+    return "amount is the cause: " + "; ".join(parts)
+
+
 def coverage(run: PoolRun) -> FuseResult:
     fz = run.config.fuses
     cov = run.coverage
@@ -286,15 +321,24 @@ def coverage(run: PoolRun) -> FuseResult:
     last = float(now[-1])
     summary = (f"coverage {last:.1%} at {_d(run.sessions[-1])} (min {fz.min_coverage:.0%}, "
                f"largest drop {np.nanmax(drop):.1%}, allowed {fz.max_coverage_drop:.0%})")
+    cause = ""
     if not passed:
         first = frame[bad].index[0]
         summary = f"COVERAGE FAILED at {first}: " + summary
+        cause = amount_cause(run.panel, run.sessions[-1])
+        if cause:
+            summary += f"; {cause}"
     details = {"coverage": last, "min_coverage": fz.min_coverage, "max_coverage_drop": fz.max_coverage_drop,
                "failed_sessions": list(frame.index[bad])[:50], "min_in_run": float(np.nanmin(now))}
+    if cause:
+        details["cause"] = cause
     per = {}
     for i, day in enumerate(frame.index):
         line = (f"coverage {now[i]:.1%} at {day} (min {fz.min_coverage:.0%}, drop {drop[i]:.1%}, "
                 f"allowed {fz.max_coverage_drop:.0%})")
+        if bad[i]:
+            why = amount_cause(run.panel, day)
+            line += f"; {why}" if why else ""
         per[day] = SessionVerdict(not bool(bad[i]), line if not bad[i] else f"COVERAGE FAILED at {day}: " + line,
                                   _finite(coverage=now[i], previous=prev[i], drop=drop[i]))
     return FuseResult("coverage", passed, "ERROR", summary, details, _md(frame[bad] if not passed else frame.tail(5)),
@@ -311,6 +355,9 @@ def effective_factors(run: PoolRun) -> FuseResult:
     summary = (f"{counts.iloc[-1]} effective factors at {counts.index[-1]} (need {need})" if passed else
                f"TOO FEW FACTORS: {int(bad.iloc[0])} selected at {bad.index[0]} (need {need}); "
                f"{len(bad)} session(s) short")
+    if not passed:
+        why = amount_cause(run.panel, run.sessions[-1])
+        summary += f"; {why}" if why else ""
     top = last.summary().reset_index().rename(columns={"index": "factor"}).set_index("factor")
     details = {"selected": int(counts.iloc[-1]), "min_effective_factors": need,
                "short_sessions": list(bad.index)[:50], "factors": last.selected_names}
@@ -542,6 +589,9 @@ def zero_variance(run: PoolRun) -> FuseResult:
     else:
         summary = (f"ZERO VARIANCE: {bad['flat_share'].iloc[0]:.0%} of factors flat across funds at "
                    f"{bad.index[0]} (limit {limit:.0%})")
+    if not passed:
+        why = amount_cause(run.panel, run.sessions[-1])
+        summary += f"; {why}" if why else ""
     details = {"constant_factors": constant[:50], "flat_share": float(frame["flat_share"].iloc[-1]),
                "max_flat_factor_share": limit, "failed_sessions": list(bad.index)[:50]}
     return FuseResult("zero_variance", passed, "ERROR", summary, details, _md(bad if not passed else frame.tail(5)),
@@ -583,29 +633,35 @@ def capacity(run: PoolRun) -> FuseResult:
     breached = frame[frame["adv_breaches"] > 0]
     no_adv = frame[frame["positions_without_adv"] > 0]
     equity = float(run.backtest.equity.loc[t])
-    cap = float(last["capacity_cny"])
-    cap_txt = "unbounded" if not np.isfinite(cap) else f"{cap:,.0f} CNY"
-    summary = (f"capacity {cap_txt} at {_d(t)} (book {equity:,.0f} CNY, max ADV utilisation "
+    cap = float(last["capacity"])
+    cur = run.currency
+    cap_txt = "unbounded" if not np.isfinite(cap) else f"{cap:,.0f} {cur}"
+    summary = (f"capacity {cap_txt} at {_d(t)} (book {equity:,.0f} {cur}, max ADV utilisation "
                f"{float(last['max_utilisation']):.1%}" + (f" on {last['binding_symbol']}" if last['binding_symbol'] else "")
                + ")")
     if int(last["positions_without_adv"]):
         summary += f"; {int(last['positions_without_adv'])} position(s) without ADV: {last['without_adv']}"
+    estimated = list(run.panel.meta.get("amount_estimated") or [])
+    if estimated:
+        summary += (f"; ADV from estimated turnover (volume x typical price, the files have no amount) for "
+                    f"{', '.join(estimated)}")
     passed = breached.empty
     if not passed:
         first = breached.index[0]
         summary = (f"ADV LIMIT EXCEEDED at {_d(first)}: {int(breached.loc[first, 'adv_breaches'])} position(s) above "
                    f"{run.pool.capital.max_adv_pct:.0%} of ADV; " + summary)
-    shown = frame[["max_utilisation", "capacity_cny", "binding_symbol", "adv_breaches", "positions_without_adv"]]
+    shown = frame[["max_utilisation", "capacity", "binding_symbol", "adv_breaches", "positions_without_adv"]]
     shown = shown.set_axis(pd.Index([_d(x) for x in shown.index], name="session"))
-    details = {"capacity_cny": _num(cap), "max_utilisation": float(last["max_utilisation"]), "equity": equity,
+    details = {"capacity": _num(cap), "currency": cur, "max_utilisation": float(last["max_utilisation"]), "equity": equity,
                "positions_without_adv": int(last["positions_without_adv"]),
                "failed_sessions": [_d(x) for x in breached.index][:50],
-               "sessions_with_positions_without_adv": [_d(x) for x in no_adv.index][:50]}
+               "sessions_with_positions_without_adv": [_d(x) for x in no_adv.index][:50],
+               "adv_estimated": estimated}
     per = {}
     for x, rec in frame.iterrows():
-        c = float(rec["capacity_cny"])
+        c = float(rec["capacity"])
         binding = f" on {rec['binding_symbol']}" if rec["binding_symbol"] else ""
-        line = (f"capacity {'unbounded' if not np.isfinite(c) else f'{c:,.0f} CNY'} at {_d(x)} (max ADV utilisation "
+        line = (f"capacity {'unbounded' if not np.isfinite(c) else f'{c:,.0f} {cur}'} at {_d(x)} (max ADV utilisation "
                 f"{float(rec['max_utilisation']):.1%}{binding})")
         if int(rec["positions_without_adv"]):
             line += f"; {int(rec['positions_without_adv'])} position(s) without ADV: {rec['without_adv']}"
@@ -613,7 +669,7 @@ def capacity(run: PoolRun) -> FuseResult:
         if not ok:
             line = (f"ADV LIMIT EXCEEDED at {_d(x)}: {int(rec['adv_breaches'])} position(s) above "
                     f"{run.pool.capital.max_adv_pct:.0%} of ADV; " + line)
-        per[_d(x)] = SessionVerdict(ok, line, _finite(capacity_cny=c, max_utilisation=rec["max_utilisation"],
+        per[_d(x)] = SessionVerdict(ok, line, _finite(capacity=c, max_utilisation=rec["max_utilisation"],
                                                       adv_breaches=rec["adv_breaches"],
                                                       positions_without_adv=rec["positions_without_adv"]))
     return FuseResult("capacity", passed, "WARN", summary, details,
