@@ -110,6 +110,15 @@ def _jsonable(value: object) -> object:
     return value
 
 
+def asset_key_of(context: dg.AssetExecutionContext, asset: str) -> dg.AssetKey:
+    """The key of the step's asset named ``asset``: ``prices``, or in another calendar's group of pools its
+    prefixed copy (``xnys/prices``, see ``assets.partitions.group_assets``)."""
+    for key in context.assets_def.keys:
+        if key.path[-1] == asset:
+            return key
+    return dg.AssetKey(asset)
+
+
 def _run_materialisations(context: dg.AssetExecutionContext, asset: str, keys: Sequence[str]):
     """``{partition key: materialisation record}`` of ``asset`` recorded by this run (the check results'
     target, as Dagster's own results point at it); one query for the whole run."""
@@ -117,7 +126,8 @@ def _run_materialisations(context: dg.AssetExecutionContext, asset: str, keys: S
         return {}
     try:
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=list(keys)), limit=len(keys)).records
+            dg.AssetRecordsFilter(asset_key=asset_key_of(context, asset), asset_partitions=list(keys)),
+            limit=len(keys)).records
     except Exception:  # noqa: BLE001 - a pointer for the UI only; the result stands without it
         return {}
     run_id = context.run.run_id
@@ -151,7 +161,7 @@ def check_evaluations(context: dg.AssetExecutionContext, asset: str,
     them as skipped in that run).
     """
     specs = {spec.name: (name, spec) for name, spec in context.assets_def.check_specs_by_output_name.items()
-             if spec.asset_key == dg.AssetKey(asset)}
+             if spec.asset_key == asset_key_of(context, asset)}
     selected = set(context.selected_asset_check_keys)
     order = sorted(((pd.Timestamp(t), pool, key) for pool, _, sessions, keys in groups
                     for t, key in zip(sessions, keys)), key=lambda x: (x[0], x[1]))
@@ -222,7 +232,7 @@ def per_partition(context: dg.AssetExecutionContext, asset: str, pool: str, pair
         meta.update(per_pool_numbers(to_dagster_metadata(row(session)), pool))
         if latest and i == len(pairs) - 1:
             meta.update(per_pool_numbers(dict(latest), pool))
-        context.add_asset_metadata(meta, asset_key=asset, partition_key=key)
+        context.add_asset_metadata(meta, asset_key=asset_key_of(context, asset), partition_key=key)
 
 
 @contextlib.contextmanager

@@ -1,12 +1,25 @@
 """Partition definitions and key parsing, in one module.
 
 * ``pool`` -- static, the configuration's pool names (``configs/*.yaml``);
-* ``session`` -- one time window per XSHG trading session: a weekday cron at midnight Asia/Shanghai
-  with every weekday holiday of ``exchange_calendars`` excluded, from
+* ``session`` -- one time window per trading session of the group's calendar (XSHG: a weekday cron at
+  midnight Asia/Shanghai) with every weekday holiday of ``exchange_calendars`` excluded, from
   ``orchestration.first_session``;
 * ``pool_session`` -- their product: every per-pool asset (prices ... target_portfolio).
 
 Keys: ``"<pool>|<YYYY-MM-DD>"`` (Dagster orders dimensions by name).
+
+Markets: the pools are grouped by calendar (:func:`market_groups`). Each group has its own pool x
+session definition whose session dimension is its own calendar's sessions (a weekday cron at midnight in
+the market's time zone, that calendar's weekday holidays excluded), so an XNYS pool has 2021-10-05
+(Golden Week in China) and not 2021-07-05 (Independence Day observed). The group of the main calendar
+(``orchestration.calendar``, default the first pool's) keeps the plain asset keys; every other group
+gets its own copy of the per-pool assets and checks under a key prefix, the calendar code in lower case
+(``xnys/prices``; :func:`group_assets`), its own daily job and schedule. A configuration whose pools
+share one calendar therefore has exactly one group: the keys, jobs, schedule and definitions it always
+had. The prefix is a Dagster name only: the stores keep every pool's values under the plain asset name
+(``rotation_platform.calendars.storage_key``), so the summary, the snapshots, ``jobs.verify`` and the
+console read a US pool where they read any other. The session partitions of the cross-pool assets are
+the main calendar's.
 
 The definitions belong to a configuration: :func:`partitions_for` builds them, and
 ``definitions.build_defs`` attaches them to the assets when it loads the definitions, so the config the
@@ -39,7 +52,7 @@ from functools import lru_cache
 import dagster as dg
 import pandas as pd
 
-from rotation_platform.calendars import SessionNotClosedError, get_calendar
+from rotation_platform.calendars import SessionNotClosedError, get_calendar, market_prefix
 from rotation_platform.config import PlatformConfig, load_config
 
 SESSION_TZ = "Asia/Shanghai"
@@ -67,32 +80,94 @@ def session_exclusions(first: dt.date, calendar: str = CALENDAR) -> list[dt.date
 
 @dataclass(frozen=True)
 class Partitions:
-    """The partition definitions of one configuration."""
+    """The partition definitions of one calendar group of a configuration."""
 
     pools: tuple[str, ...]
     first_session: dt.date
     pool: dg.StaticPartitionsDefinition
     session: dg.TimeWindowPartitionsDefinition
     pool_session: dg.MultiPartitionsDefinition
+    calendar: str = CALENDAR
 
 
 @lru_cache(maxsize=16)
-def _partitions(pools: tuple[str, ...], first: dt.date) -> Partitions:
+def _partitions(pools: tuple[str, ...], first: dt.date, calendar: str = CALENDAR) -> Partitions:
     pool = dg.StaticPartitionsDefinition(list(pools))
     session = dg.TimeWindowPartitionsDefinition(
         start=dt.datetime(first.year, first.month, first.day),
         # end_offset=1: today's session is a partition from midnight; runs refuse it until its data is
         # complete (refuse_unclosed) -- why the set does not end at the last closed session: module docstring
-        fmt=SESSION_FMT, cron_schedule=SESSION_CRON, timezone=SESSION_TZ, end_offset=1,
-        exclusions=session_exclusions(first),
+        fmt=SESSION_FMT, cron_schedule=SESSION_CRON, timezone=get_calendar(calendar).tz, end_offset=1,
+        exclusions=session_exclusions(first, calendar),
     )
-    return Partitions(pools, first, pool, session, dg.MultiPartitionsDefinition({"pool": pool, "session": session}))
+    return Partitions(pools, first, pool, session, dg.MultiPartitionsDefinition({"pool": pool, "session": session}),
+                      calendar)
+
+
+@dataclass(frozen=True)
+class MarketGroup:
+    """The pools of one calendar and what Dagster names for them: asset-key prefix (empty for the main
+    calendar's group), daily job, schedule and partitions."""
+
+    calendar: str
+    prefix: str
+    pools: tuple[str, ...]
+    partitions: Partitions
+
+    @property
+    def main(self) -> bool:
+        return not self.prefix
+
+    def key(self, name: str) -> dg.AssetKey:
+        """The group's key of the per-pool asset ``name`` (``prices`` or ``xnys/prices``)."""
+        return dg.AssetKey([self.prefix, name]) if self.prefix else dg.AssetKey(name)
+
+    @property
+    def daily_job(self) -> str:
+        return DAILY_JOB if self.main else f"{DAILY_JOB}_{self.prefix}"
+
+    @property
+    def schedule(self) -> str:
+        return DAILY_SCHEDULE if self.main else f"{DAILY_SCHEDULE}_{self.prefix}"
+
+
+DAILY_JOB = "daily"
+DAILY_SCHEDULE = "daily_after_close"
+
+
+def main_calendar(config: PlatformConfig) -> str:
+    """The main calendar: ``orchestration.calendar``, default the first pool's."""
+    return getattr(config.orchestration, "calendar", None) or config.calendars[0]
+
+
+def market_groups(config: PlatformConfig) -> tuple[MarketGroup, ...]:
+    """The configuration's pools grouped by calendar, the main calendar's group first (plain keys), the
+    others in the order their first pool appears."""
+    main = main_calendar(config)
+    first = config.orchestration.first_session
+    order = [main, *(c for c in config.calendars if c != main)]
+    out = []
+    for code in order:
+        pools = tuple(p.name for p in config.pools if p.calendar == code)
+        if not pools:
+            continue
+        out.append(MarketGroup(code, "" if code == main else market_prefix(code), pools,
+                               _partitions(pools, first, code)))
+    return tuple(out)
+
+
+def group_of(config: PlatformConfig, pool: str) -> MarketGroup:
+    """The calendar group of ``pool``."""
+    for group in market_groups(config):
+        if pool in group.pools:
+            return group
+    raise KeyError(f"no pool named {pool!r}; pools: {list(config.pool_names)}")
 
 
 def partitions_for(config: PlatformConfig) -> Partitions:
-    """The partition definitions of ``config`` (the same objects for configs with the same pools and first
-    session)."""
-    return _partitions(tuple(config.pool_names), config.orchestration.first_session)
+    """The partition definitions of ``config``'s main calendar group (every pool when they share one
+    calendar; the same objects for configs with the same pools, first session and calendar)."""
+    return market_groups(config)[0].partitions
 
 
 _ENVIRONMENT_NAMES = {
@@ -166,15 +241,16 @@ def _forced(context: dg.AssetExecutionContext) -> bool:
 
 def refuse_unclosed(config: PlatformConfig, pool: str | None, sessions: Sequence[pd.Timestamp],
                     forced: bool = False, now: pd.Timestamp | None = None) -> None:
-    """Raise one line when the latest of ``sessions`` has not closed (its pool's calendar, plus
-    ``orchestration.data_delay_minutes``), unless ``forced``."""
+    """Raise one line when the latest of ``sessions`` has not closed (its pool's calendar -- the main
+    calendar for ``pool`` None -- plus that market's data delay, ``markets.<CODE>.data_delay_minutes``,
+    default ``orchestration.data_delay_minutes``), unless ``forced``."""
     if forced or not len(sessions):
         return
-    code = config.pool(pool).calendar if pool is not None else CALENDAR
+    code = config.pool(pool).calendar if pool is not None else main_calendar(config)
     calendar = get_calendar(code)
     last = max(pd.Timestamp(s) for s in sessions)
     try:
-        calendar.require_closed(last, now, config.orchestration.data_delay_minutes, what=pool or "")
+        calendar.require_closed(last, now, config.market(code).data_delay_minutes, what=pool or "")
     except SessionNotClosedError as exc:
         raise SessionNotClosedError(f"{exc}; to run it anyway add the run tag {FORCE_TAG}=true "
                                     f"(python -m jobs.main --force)", exc.session, exc.ready_at) from None
@@ -226,6 +302,18 @@ def session_of(context: dg.AssetExecutionContext) -> list[pd.Timestamp]:
     return sessions
 
 
+def group_assets(assets: Iterable[object], group: MarketGroup) -> list[object]:
+    """The per-pool ``assets`` (declared with the plain keys) for calendar ``group``: their keys -- with
+    their deps and checks -- renamed to the group's (:meth:`MarketGroup.key`) and its partitions bound."""
+    assets = list(assets)
+    if not group.main:
+        names = [key for a in assets if isinstance(a, dg.AssetsDefinition) for key in a.keys]
+        replacements = {key: dg.AssetKey([group.prefix, *key.path]) for key in names}
+        assets = [a.with_attributes(asset_key_replacements=replacements) if isinstance(a, dg.AssetsDefinition)
+                  else a for a in assets]
+    return bind(assets, group.partitions)
+
+
 def bind(assets: Iterable[object], partitions: Partitions) -> list[object]:
     """``assets`` with the partitions of one configuration: the pool-session definition on multi-
     partitioned assets and their (partitioned) checks, the session definition on session-partitioned
@@ -257,7 +345,8 @@ def bind(assets: Iterable[object], partitions: Partitions) -> list[object]:
 
 
 __all__ = [
-    "CALENDAR", "FORCE_TAG", "PartialRangeRunError", "Partitions", "SESSION_CRON", "SESSION_FMT", "SESSION_TZ",
-    "bind", "parse_key", "partitions_for", "pool_session_key", "refuse_unclosed", "run_groups", "session_exclusions",
+    "CALENDAR", "DAILY_JOB", "DAILY_SCHEDULE", "FORCE_TAG", "MarketGroup", "PartialRangeRunError", "Partitions",
+    "SESSION_CRON", "SESSION_FMT", "SESSION_TZ", "bind", "group_assets", "group_of", "main_calendar",
+    "market_groups", "parse_key", "partitions_for", "pool_session_key", "refuse_unclosed", "run_groups", "session_exclusions",
     "session_keys", "session_of",
 ]

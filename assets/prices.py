@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets._metadata import (
     SINGLE_RUN,
+    asset_key_of,
     check_evaluations,
     check_spec,
     metadata_tail,
@@ -83,7 +84,7 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
         for key, t in zip(keys, sessions):  # what each partition's values were computed from
             context.add_asset_metadata({"session": dg.MetadataValue.text(str(t.date())),
                                         "data_hash": dg.MetadataValue.text(run.data_hash(t))},
-                                       asset_key="prices", partition_key=key)
+                                       asset_key=asset_key_of(context, "prices"), partition_key=key)
         gates[pool] = fuses.quality_gate(run)
         findings[pool] = {k: v for k, v in to_dagster_metadata(quality_check_summary(result.report)).items()
                           if k != "findings"}  # the findings are the fuse's table

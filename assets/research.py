@@ -201,14 +201,14 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
 
         def row(t, by_session=by_session):
             rec = by_session.loc[t]
-            cap = float(rec["capacity_cny"])
+            cap = float(rec["capacity"])
             return {"max_adv_utilisation": float(rec["max_utilisation"]), "adv_breaches": int(rec["adv_breaches"]),
                     "weight_breaches": int(rec["weight_breaches"]),
                     "positions_without_adv": int(rec["positions_without_adv"]),
-                    "capacity_cny": cap if np.isfinite(cap) else float("nan")}
+                    "capacity": cap if np.isfinite(cap) else float("nan"), "currency": run.currency}
 
-        def tables(t, frame=frame, by_session=by_session):
-            return {"holdings": _holdings_text(frame.xs(t, level="session"), by_session.loc[t], t)}
+        def tables(t, frame=frame, by_session=by_session, currency=run.currency):
+            return {"holdings": _holdings_text(frame.xs(t, level="session"), by_session.loc[t], t, currency)}
 
         per_partition(context, "capacity_report", pool, metadata_tail(keys, sessions), row, tables)
         frames.append(frame)
@@ -217,10 +217,10 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
     yield from check_evaluations(context, "capacity_report", groups, {"capacity": checks})
 
 
-def _holdings_text(table: pd.DataFrame, rec: pd.Series, t: pd.Timestamp) -> str:
+def _holdings_text(table: pd.DataFrame, rec: pd.Series, t: pd.Timestamp, currency: str) -> str:
     """The capacity line of a session and its held positions against their ADV limit (markdown)."""
-    cap = float(rec["capacity_cny"])
-    head = (f"capacity **{'unbounded' if not np.isfinite(cap) else f'{cap:,.0f} CNY'}** at {pd.Timestamp(t).date()} "
+    cap = float(rec["capacity"])
+    head = (f"capacity **{'unbounded' if not np.isfinite(cap) else f'{cap:,.0f} {currency}'}** at {pd.Timestamp(t).date()} "
             f"(max ADV utilisation {float(rec['max_utilisation']):.1%}"
             + (f" on {rec['binding_symbol']}" if rec["binding_symbol"] else "") + "; "
             + (f"positions without ADV: {rec['without_adv']}" if int(rec["positions_without_adv"]) else

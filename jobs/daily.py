@@ -6,7 +6,9 @@ computed once per run and shared by its steps (see ``PlatformResource.pool_run``
 Dagster's in-process executor with the repair of job-page range runs (:mod:`jobs.executor`).
 
 The jobs select assets by key, so they do not depend on the configuration; the assets' partitions are
-attached by ``definitions.build_defs``.
+attached by ``definitions.build_defs``. A configuration with pools on several calendars has one daily job
+per calendar group (:func:`daily_jobs`): ``daily`` for the main calendar's pools (plain keys) and
+``daily_<code>`` (``daily_xnys``) over the prefixed copies of the other groups.
 """
 
 from __future__ import annotations
@@ -14,18 +16,38 @@ from __future__ import annotations
 import dagster as dg
 
 from assets import POOL_SESSION_ASSETS, SESSION_ASSETS
+from assets.partitions import DAILY_JOB, MarketGroup
 from jobs.executor import range_run_executor
 
-DAILY_JOB = "daily"
 SUMMARY_JOB = "session_summary"
+
+DAILY_DESCRIPTION = ("One pool and trading session: prices, factor panel, screen, walk-forward, backtest, capacity "
+                     "and the target portfolio, with every fuse.")
+#: the per-pool asset keys as declared (the main calendar's group)
+POOL_SESSION_KEYS = [key for asset in POOL_SESSION_ASSETS for key in asset.keys]
 
 daily_job = dg.define_asset_job(
     DAILY_JOB,
     selection=dg.AssetSelection.assets(*POOL_SESSION_ASSETS),
     executor_def=range_run_executor,
-    description="One pool and trading session: prices, factor panel, screen, walk-forward, backtest, capacity "
-                "and the target portfolio, with every fuse.",
+    description=DAILY_DESCRIPTION,
 )
+
+
+def daily_jobs(groups: tuple[MarketGroup, ...] | list[MarketGroup]) -> list:
+    """The daily job of each calendar group: :data:`daily_job` for the main one, ``daily_<code>`` over its
+    prefixed keys for each other."""
+    out = []
+    for group in groups:
+        if group.main:
+            out.append(daily_job)
+            continue
+        out.append(dg.define_asset_job(
+            group.daily_job, selection=dg.AssetSelection.assets(*(group.key(k.path[-1]) for k in POOL_SESSION_KEYS)),
+            executor_def=range_run_executor,
+            description=f"{group.calendar} pools ({', '.join(group.pools)}), on {group.calendar} sessions: "
+                        + DAILY_DESCRIPTION[0].lower() + DAILY_DESCRIPTION[1:]))
+    return out
 
 summary_job = dg.define_asset_job(
     SUMMARY_JOB,

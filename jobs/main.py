@@ -6,8 +6,17 @@ summary, the fuse verdicts and tomorrow's target portfolios.
 
 ``--sessions N`` computes the latest N sessions of each pool in one run (a single-run backfill). The
 definitions are built from ``--config`` (or ``ROTATION_CONFIG``): its pools, sessions and storage. A
-session that has not closed yet (its close plus ``orchestration.data_delay_minutes``) is refused unless
-``--force`` (the runs then carry the tag ``rotation/force=true``). ``--json FILE`` writes the run's result
+session that has not closed yet (its close plus the market's data delay, ``markets.<CODE>.
+data_delay_minutes``, default ``orchestration.data_delay_minutes``) is refused unless ``--force`` (the runs
+then carry the tag ``rotation/force=true``).
+
+Sessions are each pool's own calendar's: ``--sessions N`` is N sessions of that calendar, and without
+``--session`` each pool runs its latest closed session with data. ``--session D`` must be a session of at
+least one selected pool's calendar (else it is refused, naming each calendar and why: e.g. a US holiday);
+a selected pool whose calendar has no session D runs its latest session on or before D, and the run says
+so in one line per pool (``US: 2021-07-05 is not an XNYS session (...); runs 2021-07-02``). The summary
+and snapshot run for the main calendar's sessions (``orchestration.calendar``), each pool read at its
+latest session on or before them. ``--json FILE`` writes the run's result
 for an execution desk (schema ``docs/run-result.schema.json``, described in ``docs/orders.md``).
 One run at a time writes a pool of a data folder (and the summary): the run locks under
 ``<storage.data_dir>/.locks/`` (:mod:`rotation_platform.production.runlock`); a second run fails at once
@@ -138,35 +147,90 @@ def _check_arguments(args) -> None:
                               hint="give an existing YAML file with --config")
 
 
-def _last_session(args, config, calendar):
-    """``--session`` (UsageError when it is not a session), else the latest session with data whose data
-    is complete by now (this reads the price files: a bad one is a data error)."""
-    from rotation_platform.errors import CalendarError, UsageError
-    from rotation_platform.production import latest_session
-
-    if args.session is not None:
-        try:
-            return calendar.require_session(args.session)
-        except CalendarError as exc:
-            raise UsageError(f"--session {args.session.date()}: {exc.one_line()}") from None
-    delay = config.orchestration.data_delay_minutes
-    return min(latest_session(config), calendar.last_completed_session(close_buffer_minutes=delay))
-
-
-def _sessions(args, config, calendar, last) -> list:
-    """The sessions to run, ``last`` last; UsageError when ``--session`` / ``--sessions`` do not fit the
-    partitions or ``last`` has not closed (without ``--force``)."""
+def _data_ends(config) -> dict:
+    """Each calendar's last date with data: the synthetic end, or the latest row of its pools' files (this
+    reads the price files: a bad one is a data error); None when the data does not bound it."""
     import pandas as pd
 
-    from assets.partitions import partitions_for, refuse_unclosed
-    from rotation_platform.calendars import SessionNotClosedError
+    if config.data.source == "synthetic":
+        end = config.data.synthetic.end
+        return {code: pd.Timestamp(end) if end is not None else None for code in config.calendars}
+    from rotation_platform.data.sources import make_source
+
+    source = make_source(config)
+    out: dict = {code: None for code in config.calendars}
+    for pool in config.pools:
+        for raw in source.read(list(pool.symbols)).values():
+            dates = pd.to_datetime(raw.frame["date"], errors="coerce") if hasattr(raw, "frame") else None
+            if dates is not None and dates.notna().any():
+                end = dates.max()
+                out[pool.calendar] = end if out[pool.calendar] is None else max(out[pool.calendar], end)
+    return out
+
+
+def _last_sessions(args, config) -> tuple[dict, list[str]]:
+    """Each selected pool's last session on its own calendar and the notes to print: ``--session`` (refused
+    when no selected pool's calendar has it; a pool whose calendar lacks it takes its latest session on or
+    before it), else the pool's latest session with data whose data is complete by now."""
+    import pandas as pd
+
+    from rotation_platform.calendars import get_calendar
+    from rotation_platform.errors import CalendarError, UsageError
+
+    calendars = {pool: get_calendar(config.pool(pool).calendar) for pool in args.pools}
+    notes: list[str] = []
+    if args.session is not None:
+        refusals, lasts = {}, {}
+        for pool, calendar in calendars.items():
+            try:
+                lasts[pool] = calendar.require_session(args.session)
+            except CalendarError as exc:
+                refusals[pool] = exc
+        if not lasts:
+            why = {calendars[p].code: e.one_line() for p, e in refusals.items()}
+            raise UsageError(f"--session {args.session.date()}: " + "; ".join(why.values())
+                             + ("" if len(why) == 1 else " (the calendars of the selected pools)")) from None
+        for pool, exc in refusals.items():  # a pool whose calendar has no such session: its latest before it
+            try:
+                lasts[pool] = calendars[pool].session_on_or_before(args.session)
+            except CalendarError:
+                raise UsageError(f"--session {args.session.date()}: {exc.one_line()}") from None
+            notes.append(f"{pool}: {args.session.date()} is not an {calendars[pool].code} session; runs its latest "
+                         f"session on or before it, {lasts[pool].date()}")
+        return {p: lasts[p] for p in args.pools}, notes
+    ends = _data_ends(config)
+    lasts = {}
+    for pool, calendar in calendars.items():
+        delay = config.market(calendar.code).data_delay_minutes
+        last = min(calendar.last_completed_session(), calendar.last_completed_session(close_buffer_minutes=delay))
+        end = ends.get(calendar.code)
+        if end is not None:
+            last = min(last, pd.Timestamp(calendar.session_on_or_before(min(pd.Timestamp(end), last))))
+        lasts[pool] = pd.Timestamp(last)
+    return lasts, notes
+
+
+def _pool_sessions(args, config, pool: str, last) -> list:
+    """The sessions of ``pool`` to run (its own calendar), ``last`` last; UsageError when ``--session`` /
+    ``--sessions`` do not fit its partitions or ``last`` has not closed (without ``--force``)."""
+    from assets.partitions import group_of, refuse_unclosed
+    from rotation_platform.calendars import SessionNotClosedError, get_calendar
     from rotation_platform.errors import UsageError
 
+    calendar = get_calendar(config.pool(pool).calendar)
     try:
-        for pool in args.pools:
-            refuse_unclosed(config, pool, [last], forced=args.force)
+        refuse_unclosed(config, pool, [last], forced=args.force)
     except SessionNotClosedError as exc:
         raise UsageError(f"{str(exc).split('; to run it anyway')[0]}; add --force to run it anyway") from None
+    return _span(args, config, calendar, last, group_of(config, pool).partitions.session)
+
+
+def _span(args, config, calendar, last, session_def) -> list:
+    """``args.sessions`` sessions of ``calendar`` ending at ``last``, checked against the partitions."""
+    import pandas as pd
+
+    from rotation_platform.errors import UsageError
+
     sessions = [last]
     first = pd.Timestamp(config.orchestration.first_session)
     while len(sessions) < args.sessions and sessions[0] > first:
@@ -175,16 +239,27 @@ def _sessions(args, config, calendar, last) -> list:
         flag = f"--session {last.date()}" if len(sessions) == 1 else f"--sessions {args.sessions}"
         raise UsageError(f"{flag}: the session partitions start at orchestration.first_session = "
                          f"{first.date()} (config {config.name}); pick later sessions or set an earlier first_session")
-    if not partitions_for(config).session.has_partition_key(str(last.date())):
-        raise UsageError(f"--session {last.date()} is not a session partition yet: the partitions end at "
-                         f"today's session")
+    if not session_def.has_partition_key(str(last.date())):
+        raise UsageError(f"--session {last.date()} is not a {calendar.code} session partition yet: the partitions "
+                         f"end at today's session")
     return sessions
 
 
-def _preflight(config, pools: list[str], last, prices_read: bool) -> None:
+def _summary_sessions(args, config, lasts: dict) -> list:
+    """The main calendar's sessions the summary and snapshot run for: ``--sessions`` of them, ending at its
+    latest session on or before the latest pool session of the run."""
+    from assets.partitions import main_calendar, partitions_for
+    from rotation_platform.calendars import get_calendar
+
+    calendar = get_calendar(main_calendar(config))
+    last = calendar.session_on_or_before(max(lasts.values()))
+    return _span(args, config, calendar, last, partitions_for(config).session)
+
+
+def _preflight(config, pools: list[str], lasts: dict, prices_read: bool) -> None:
     """Read the inputs the run will read -- the price files (unless finding the latest session read them
-    already), the factor, split and dividend tables and the positions files of ``last`` -- so that a bad
-    file is refused (one line, exit code 4) before anything runs or is stored."""
+    already), the factor, split and dividend tables and the positions files of each pool's last session
+    (``lasts``) -- so that a bad file is refused (one line, exit code 4) before anything runs or is stored."""
     symbols = [s for pool in pools for s in config.pool(pool).symbols]
     if config.data.source == "directory":
         from rotation_platform.data.sources import make_source
@@ -198,7 +273,7 @@ def _preflight(config, pools: list[str], last, prices_read: bool) -> None:
 
         reader = DirectoryPositions(config.positions.directory)
         for pool in pools:
-            reader(pool, last, config.pool(pool).symbols)
+            reader(pool, lasts[pool], config.pool(pool).symbols)
 
 
 def run(args) -> int:
@@ -208,7 +283,6 @@ def run(args) -> int:
         # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())
 
-    from rotation_platform.calendars import get_calendar
     from rotation_platform.config import config_hash, load_config
     from rotation_platform.errors import NotConfiguredError
 
@@ -220,15 +294,16 @@ def run(args) -> int:
                                  f"(config {config.name})", key="pools",
                                  hint="give --pools with configured names")
     args.pools = pools
-    calendar = get_calendar("XSHG")
-    last = _last_session(args, config, calendar)
-    _preflight(config, pools, last, prices_read=args.session is None)
-    sessions = _sessions(args, config, calendar, last)
+    lasts, notes = _last_sessions(args, config)
+    _preflight(config, pools, lasts, prices_read=args.session is None)
+    pool_sessions = {pool: _pool_sessions(args, config, pool, lasts[pool]) for pool in pools}
+    sessions = _summary_sessions(args, config, lasts)
+    last = sessions[-1]
 
     home = ensure_dagster_home()
     import dagster as dg
 
-    from assets.partitions import FORCE_TAG, pool_session_key
+    from assets.partitions import FORCE_TAG, group_of, pool_session_key
     from definitions import build_defs
     from rotation_platform.reports.console import render_run_report
 
@@ -255,10 +330,17 @@ def run(args) -> int:
     # the command line alerts its runs itself (the sensors skip this tag) and groups them by cli_run
     force = {**force, CLI_ALERT_TAG: "jobs.main", CLI_RUN_TAG: cli_run}
 
-    span = f"{sessions[0].date()}..{last.date()}" if len(sessions) > 1 else str(last.date())
+    def span_of(days: list) -> str:
+        return f"{days[0].date()}..{days[-1].date()}" if len(days) > 1 else str(days[-1].date())
+
+    span = span_of(sessions)
+    others = {config.pool(p).calendar: span_of(pool_sessions[p]) for p in pools}
+    others = {code: text for code, text in others.items() if text != span}
     print(f"rotation platform · config {config.name} ({config_hash(config)[:12]}) · storage {config.storage.backend} "
-          f"at {config.storage.data_dir} · session {span}")
-    daily = defs.resolve_job_def("daily")
+          f"at {config.storage.data_dir} · session {span}"
+          + "".join(f" · {code} pools {text}" for code, text in others.items()))
+    for note in notes:
+        print(note)
     summary_job = defs.resolve_job_def("session_summary")
     checks: dict[str, list[tuple[str, str, bool, str, str]]] = {}
     targets: dict[str, object] = {}
@@ -268,7 +350,8 @@ def run(args) -> int:
     capacity: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
         for i, pool in enumerate(pools, 1):
-            keys = [pool_session_key(pool, s) for s in sessions]
+            daily = defs.resolve_job_def(group_of(config, pool).daily_job)
+            keys = [pool_session_key(pool, s) for s in pool_sessions[pool]]
             kwargs = {"partition_key": keys[0], "tags": force} if len(keys) == 1 else {"tags": {
                 "dagster/asset_partition_range_start": str(keys[0]),
                 "dagster/asset_partition_range_end": str(keys[-1]), **force}}
@@ -276,11 +359,14 @@ def run(args) -> int:
             checks[pool] = _verdicts(result, str(keys[-1]))
             if not result.success:
                 failed[pool], codes[pool] = _failure(result)
-            outcome = _pool_outcome(result, pool, last, checks[pool], failed.get(pool))
+            outcome = _pool_outcome(result, pool, pool_sessions[pool][-1], checks[pool], failed.get(pool))
             results.append(outcome)
             if outcome["status"] != "failed":
-                targets[pool] = result.output_for_node("target_portfolio")
-                cap = (outcome.get("metrics") or {}).get("capacity_cny")
+                target = result.output_for_node("target_portfolio")
+                # the pool's own last session: on another calendar it need not be the summary's
+                targets[pool] = target.xs(pool_sessions[pool][-1], level="session") \
+                    if "session" in target.index.names else target
+                cap = (outcome.get("metrics") or {}).get("capacity")
                 if cap is not None:
                     capacity[pool] = cap
         summary = None
@@ -302,16 +388,16 @@ def run(args) -> int:
         print(line)
     print(render_run_report(config, last, summary, checks, targets, failed, capacity))
     if args.json:
+        from rotation_platform.production.summary import combined_result, is_combined
         from rotation_platform.reports.orders import run_result, write_result
 
         combined, currency = None, None
         if summary is not None:
             rows = summary.xs(last, level="session") if "session" in summary.index.names else summary
-            if "COMBINED" in rows.index:
-                combined = {k: (v.item() if hasattr(v, "item") else v) for k, v in rows.loc["COMBINED"].items()}
+            combined = combined_result(rows)  # with each pool's as-of session and, if any, the per-currency rows
             # every configured pool's standing for the session: ok, stale, failed or missing, with why
             currency = {str(p): {"status": str(r["status"]), "reason": str(r.get("reason") or "")}
-                        for p, r in rows.drop(index="COMBINED", errors="ignore").iterrows()}
+                        for p, r in rows.iterrows() if not is_combined(p)}
         doc = run_result(config.name, config_hash(config), sessions, results, combined,
                          config_file=os.environ.get("ROTATION_CONFIG") or None, currency=currency)
         written = write_result(doc, args.json)
@@ -339,9 +425,11 @@ def _report_failures(failed: dict[str, str], codes: dict[str, int], span: str) -
 def _verdicts(result, last_key: str) -> list[tuple[str, str, bool, str, str]]:
     """(asset, check, passed, severity, description) of the run's checks; for a check evaluated per
     partition, its evaluation of the run's last partition (or, when it has none, its last one)."""
+    from rotation_platform.calendars import storage_key
+
     latest: dict[tuple[str, str], object] = {}
-    for c in result.get_asset_check_evaluations():
-        key = (c.asset_key.to_user_string(), c.check_name)
+    for c in result.get_asset_check_evaluations():  # a market prefix (xnys/prices) is the same fuse
+        key = ("/".join(storage_key(c.asset_key.path)), c.check_name)
         partition = getattr(c, "partition", None)
         if key in latest and partition is not None and str(partition) != last_key:
             continue

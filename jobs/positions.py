@@ -58,7 +58,7 @@ def run(args) -> int:
     if args.command in ("check", "put"):
         positions = read_positions_file(args.file, pool=args.pool, session=session, symbols=symbols)
         held = {s: q for s, q in positions.shares.items() if q}
-        print(f"{args.file}: {len(held)} fund(s) held, cash {positions.cash:,.2f} CNY")
+        print(f"{args.file}: {len(held)} fund(s) held, cash {positions.cash:,.2f} {config.pool_currency(args.pool)}")
         if args.command == "put":
             store = store_resource(config.storage, resolve_environment()).open_store()
             try:
@@ -81,7 +81,7 @@ def run(args) -> int:
         print(f"no actual positions for {args.pool} on {session.date()} (positions.source: "
               f"{config.positions.source}): the run uses the simulated book")
         return 1
-    print(f"{found.source}: cash {found.cash:,.2f} CNY")
+    print(f"{found.source}: cash {found.cash:,.2f} {config.pool_currency(args.pool)}")
     for symbol, q in found.shares.items():
         print(f"  {symbol}  {q:,.0f}")
     return 0

@@ -143,12 +143,13 @@ alert_on_failure, alert_on_success = ALERT_SENSORS
 def cli_runs(instance: dg.DagsterInstance, cli_run: str) -> dict[str, str]:
     """The Dagster runs of one command-line invocation (tag ``rotation/cli_run``): pool (or ``summary``)
     -> run id, in the order they ran."""
+    from jobs.daily import SUMMARY_JOB
     from rotation_platform.notify import CLI_RUN_TAG
 
     out: dict[str, str] = {}
     records = instance.get_run_records(filters=dg.RunsFilter(tags={CLI_RUN_TAG: cli_run}))
     for run in [r.dagster_run for r in sorted(records, key=lambda r: (r.create_timestamp, r.dagster_run.run_id))]:
-        if run.job_name != "daily":
+        if run.job_name == SUMMARY_JOB:  # the other runs are a calendar group's daily job (daily, daily_xnys)
             out["summary"] = run.run_id
             continue
         pool = run.tags.get("dagster/partition/pool") or \

@@ -67,7 +67,10 @@ def run(args) -> int:
         return 0
     store = store_resource(config.storage, resolve_environment()).open_store()
     try:
-        restored = snapshots.restore(args.session, store)
+        from rotation_platform.production.summary import pool_sessions
+
+        restored = snapshots.restore(args.session, store, {p: s for p, s in pool_sessions(config, args.session).items()
+                                                           if s is not None})
     finally:
         store.close()
     _record(restored, args.session)
@@ -107,13 +110,19 @@ def _record(restored, session: str) -> None:
     ensure_dagster_home()
     from rotation_platform.config import load_config
 
-    pools = load_config().pool_names
+    from assets.partitions import group_of
+    from rotation_platform.production.summary import pool_sessions
+
+    config = load_config()
+    taken = pool_sessions(config, session)  # a pool on another calendar: its latest session by then
     with dg.DagsterInstance.get() as instance:
         for asset in restored.assets:
-            keys = [session] if asset == "pool_metrics_summary" else [f"{p}|{session}" for p in pools]
-            for key in keys:
+            keys = [(dg.AssetKey(asset), session)] if asset == "pool_metrics_summary" else \
+                [(group_of(config, p).key(asset), f"{p}|{taken[p].date()}") for p in config.pool_names
+                 if taken[p] is not None]
+            for asset_key, key in keys:
                 instance.report_runless_asset_event(dg.AssetMaterialization(
-                    asset_key=asset, partition=key, description=f"restored from the snapshot of {session}",
+                    asset_key=asset_key, partition=key, description=f"restored from the snapshot of {session}",
                     metadata={"restored_from_snapshot": session}))
 
 

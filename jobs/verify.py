@@ -117,7 +117,7 @@ def run(args) -> int:
             findings, tally, context = _compare(store, instance, names, dims_by_asset, scope, snapshots, args.deep)
             actions, remaining, after = [], findings, tally
             if args.fix and findings:
-                actions = _fix(store, instance, findings, context, snapshots)
+                actions = _fix(store, instance, findings, context, snapshots, config)
                 touched = {(a.finding.asset, a.finding.key) for a in actions}
                 remaining, after, _ = _compare(store, instance, sorted({a for a, _ in touched}), dims_by_asset,
                                                scope, snapshots, args.deep, only=touched)
@@ -136,6 +136,8 @@ def _asset_dimensions(defs) -> dict[str, tuple[str, ...]]:
     a one-dimensional key, ``()`` unpartitioned."""
     import dagster as dg
 
+    from rotation_platform.calendars import storage_key
+
     out = {}
     graph = defs.resolve_asset_graph()
     for key in graph.materializable_asset_keys:
@@ -146,7 +148,8 @@ def _asset_dimensions(defs) -> dict[str, tuple[str, ...]]:
             dims = tuple(sorted(d.name for d in pdef.partitions_defs))
         else:
             dims = ("",)
-        out[key.to_user_string()] = dims
+        # a calendar group's copy (xnys/prices) is stored under the plain name: one asset to verify
+        out["/".join(storage_key(key.path))] = dims
     return out
 
 
@@ -183,11 +186,17 @@ class _Scope:
             return []
         import dagster as dg
 
-        pdef = self.defs.resolve_asset_graph().get(dg.AssetKey(asset)).partitions_def
-        if pdef is None:
-            return []
-        return [str(k) for k in pdef.get_partition_keys()
-                if self.keep(asset, str(k), _dims_of(pdef))]
+        from rotation_platform.calendars import storage_key
+
+        graph = self.defs.resolve_asset_graph()
+        out: list[str] = []
+        for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.path):  # each calendar group's copy
+            if storage_key(key.path) != (asset,):
+                continue
+            pdef = graph.get(key).partitions_def
+            if pdef is not None:
+                out += [str(k) for k in pdef.get_partition_keys() if self.keep(asset, str(k), _dims_of(pdef))]
+        return list(dict.fromkeys(out))
 
 
 def _dims_of(pdef) -> tuple[str, ...]:
@@ -205,7 +214,28 @@ def _records(instance, asset: str, keys: Iterable[str] | None = None):
 
     from rotation_platform.storage.reconcile import Record
 
-    asset_key = dg.AssetKey(asset)
+    out: dict[str, Record] = {}
+    for asset_key in _dagster_keys(instance, asset):  # a market group's copy (xnys/prices) stores as prices
+        out.update(_records_of(instance, asset_key, keys))
+    return out
+
+
+def _dagster_keys(instance, asset: str) -> list:
+    """The Dagster keys whose values are stored as ``asset``: the plain key and each calendar group's
+    prefixed copy (``rotation_platform.calendars.storage_key``)."""
+    import dagster as dg
+
+    from rotation_platform.calendars import storage_key
+
+    found = [k for k in instance.get_asset_keys() if storage_key(k.path) == (asset,) and k != dg.AssetKey(asset)]
+    return [dg.AssetKey(asset), *sorted(found, key=lambda k: k.path)]
+
+
+def _records_of(instance, asset_key, keys: Iterable[str] | None = None):
+    import dagster as dg
+
+    from rotation_platform.storage.reconcile import Record
+
     wanted = set(instance.get_materialized_partitions(asset_key)) if keys is None else set(keys)
     wanted &= set(instance.get_materialized_partitions(asset_key))
     out: dict[str, Record] = {}
@@ -254,7 +284,7 @@ def _compare(store, instance, assets, dims_by_asset, scope, snapshots, deep, onl
     return findings, tally, context
 
 
-def _fix(store, instance, findings, context, snapshots):
+def _fix(store, instance, findings, context, snapshots, config=None):
     """Carry out the plan: the store's part, then a materialisation for each value now stored whose
     record is missing or different."""
     import dagster as dg
@@ -282,9 +312,22 @@ def _fix(store, instance, findings, context, snapshots):
             if action.action == "restore":
                 metadata["restored_from_snapshot"] = dg.MetadataValue.text(str(f.snapshot))
             instance.report_runless_asset_event(dg.AssetMaterialization(
-                asset_key=f.asset, partition=f.key, metadata=metadata,
+                asset_key=_group_key(config, f.asset, f.key), partition=f.key, metadata=metadata,
                 description=f"reconciled by {RECONCILED_BY}: {action.note}"))
     return actions
+
+
+def _group_key(config, asset: str, key: str):
+    """The Dagster key of ``asset`` for partition ``key``: the pool's calendar group's (``xnys/prices`` for
+    a pool outside the main calendar), the plain key otherwise."""
+    import dagster as dg
+
+    from assets.partitions import group_of
+
+    pool = key.split("|")[0] if "|" in key else None
+    if pool is None or config is None or pool not in config.pool_names:
+        return dg.AssetKey(asset)
+    return group_of(config, pool).key(asset)
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -307,11 +350,12 @@ def _rerun_commands(config_file: str, config, lost, dims_by_asset) -> list[str]:
     elif sessions_everywhere:
         for days in by_pool.values():
             days |= sessions_everywhere
-    calendar = get_calendar("XSHG")
     commands = []
     for pool, days in sorted(by_pool.items(), key=lambda kv: kv[0] or ""):
         first, last = min(days), max(days)
-        n = len(calendar.sessions(first, last))
+        code = config.pool(pool).calendar if pool is not None and pool in config.pool_names else \
+            (config.orchestration.calendar or config.calendars[0])
+        n = len(get_calendar(code).sessions(first, last))  # the pool's own calendar's sessions
         cmd = f"python -m jobs.main --config {config_file}"
         if pool is not None:
             cmd += f" --pools {pool}"

@@ -44,6 +44,7 @@ from dagster._core.definitions.partitions.subset.default import DefaultPartition
 from pydantic import PrivateAttr
 
 from resources.stores import FileStoreResource, RedisCacheResource, StoreResource
+from rotation_platform.calendars import storage_key
 from rotation_platform.production.runlock import RunLock, scope_of_partition
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.cache import CachedStore
@@ -272,7 +273,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         store = self._get_store()
-        asset = tuple(context.asset_key.path)
+        asset = storage_key(context.asset_key.path)  # a market prefix (xnys/prices) is not stored
         if context.has_asset_partitions:
             _emit_in_session_order(context)
         slices = partition_slices(context)
@@ -330,7 +331,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
 
     def _load_input(self, context: dg.InputContext) -> object:
         store = self._get_store()
-        asset = tuple(context.asset_key.path)
+        asset = storage_key(context.asset_key.path)  # a market prefix (xnys/prices) is not stored
         slices = partition_slices(context)
         version, kind = _code_version(context), _cache_kind(context)
         parts = []

@@ -56,7 +56,6 @@ from rotation_platform.research import (
     adv_frame,
     capacity_by_session,
     capacity_table,
-    lot_array,
     ScreenResult,
     StrategyContext,
     StrategySpec,
@@ -72,6 +71,7 @@ from rotation_platform.research import (
 )
 
 from rotation_platform.research.baselines import BASELINES, Baselines, baselines
+from rotation_platform.research.market import pool_lots
 from rotation_platform.research.baselines import PREFIX as BASELINE_PREFIX
 from rotation_platform.research.value_added import sharpe_difference
 from rotation_platform.research.wfo import selection_ic
@@ -139,10 +139,15 @@ class PoolRun:
         bt = self.config.backtest
         self.panel  # noqa: B018 - the run's sessions are checked against the data first
         return Market.from_prices(self.prices, trade_at=bt.trade_at,
-                                  lots=lot_array(self.pool.symbols, self.pool.lot_size or bt.lot_size,
-                                                 self.pool.lot_sizes),
+                                  lots=pool_lots(self.config, self.pool.name),
                                   ended_after=self.config.data.ended_after, delisted=self.pool.delisted,
                                   reinvest=bt.dividends == "reinvest")
+
+    @property
+    def currency(self) -> str:
+        """The pool's currency (:meth:`PlatformConfig.pool_currency`): capital, prices, cash, orders, equity,
+        capacity and commissions of this run are all in it."""
+        return self.config.pool_currency(self.pool.name)
 
     @cached_property
     def panel(self) -> PricePanel:
@@ -590,7 +595,7 @@ class PoolRun:
         bt = self.backtest
         adv = adv_frame(self.panel, self.config.backtest.adv_window)
         table = capacity_table(bt, adv, self.pool.capital)
-        return table, capacity_by_session(table, bt.equity)
+        return table, capacity_by_session(table, bt.equity, currency=self.currency)
 
     def capacity_frame(self) -> pd.DataFrame:
         """Holdings at each session of the run against the ADV known before it and the weight cap."""
@@ -598,8 +603,8 @@ class PoolRun:
         return table.loc[pd.IndexSlice[list(self.sessions), :], :]
 
     def capacity_sessions(self) -> pd.DataFrame:
-        """Per session of the run: the capacity figures (max utilisation, capacity CNY, breaches,
-        positions without ADV)."""
+        """Per session of the run: the capacity figures (max utilisation, capacity in the pool's currency,
+        breaches, positions without ADV)."""
         _, by_session = self.capacity
         return by_session.loc[self.sessions]
 
@@ -693,6 +698,7 @@ class PoolRun:
             table["equity"] = tp.equity
             table["cash"] = cash
             table["cash_after"] = tp.cash_after
+            table["currency"] = self.currency
             table["invested_after"] = float(table["target_value"].sum() / tp.equity) if tp.equity > 0 else float("nan")
             # the universe: funds an ERROR finding inside the exclusion window or the end of their data leaves out
             universe = self.universe_at(t)

@@ -11,7 +11,7 @@ column    meaning
 ========  =====================================================================================
 symbol    a fund of the pool (as in the configuration), or ``CASH`` for the cash line
 shares    shares held (whole shares, >= 0); for ``CASH``: leave empty or 0
-cash      only on the ``CASH`` row: the cash balance in CNY (>= 0); empty elsewhere
+cash      only on the ``CASH`` row: the cash balance in the pool's currency (>= 0); empty elsewhere
 ========  =====================================================================================
 
 Example::
@@ -114,12 +114,12 @@ def parse_positions(frame: pd.DataFrame, *, pool: str, session: object, symbols:
             c = _number(rec["cash"])
         except ValueError as exc:
             raise PositionsError(f"{where}, row {n} ({symbol or 'no symbol'}): {exc}; give whole shares and "
-                                 f"cash in CNY") from None
+                                 f"cash in the pool's currency") from None
         if symbol.upper() == CASH_SYMBOL:
             if cash is not None:
                 raise PositionsError(f"{where}: more than one {CASH_SYMBOL} row; give the cash balance once")
             if c is None or c < 0:
-                raise PositionsError(f"{where}, row {n}: the {CASH_SYMBOL} row needs the cash balance (CNY, >= 0) "
+                raise PositionsError(f"{where}, row {n}: the {CASH_SYMBOL} row needs the cash balance (the pool's currency, >= 0) "
                                      f"in the cash column")
             cash = c
             continue
@@ -138,7 +138,7 @@ def parse_positions(frame: pd.DataFrame, *, pool: str, session: object, symbols:
                                  f"{rec['shares']!r}")
         shares[symbol] = float(q)
     if cash is None:
-        raise PositionsError(f"{where}: no {CASH_SYMBOL} row; add 'CASH,,<cash in CNY>' (0 when fully invested)")
+        raise PositionsError(f"{where}: no {CASH_SYMBOL} row; add 'CASH,,<cash in the pool's currency>' (0 when fully invested)")
     return ActualPositions(pool, pd.Timestamp(session).normalize(), shares, float(cash), source)
 
 

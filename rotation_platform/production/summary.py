@@ -1,6 +1,32 @@
 """The session's view across pools: each pool's metrics and verdicts, and the combined view weighted
 by ``summary_weight`` (70/30 A-share/QDII in the shipped configs).
 
+Contract. :func:`summarise` ``(config, date, per_pool, fx=None)`` is the one entry point: ``per_pool``
+maps each pool to its latest session **on or before** the summary date on the pool's own calendar
+(:func:`pool_sessions`; pools on other exchanges do not share sessions) and the stored values of that
+session (:class:`PoolAsOf`, or ``(session_used, values[, judged])``). Every row carries ``as_of`` (the
+session its figures are from, ``YYYY-MM-DD``; empty when the pool has none by then) and ``currency``
+(the pool's, :meth:`~rotation_platform.config.models.PlatformConfig.pool_currency`; money figures such
+as ``equity`` are in it). :func:`pool_metrics_summary` is the same with every pool as of the date itself.
+
+Currencies. When every weighted pool has one currency, the combined row is computed exactly as it
+always was, in that currency. With several:
+
+* when ``summary.fx`` gives a ``date,rate`` series (:mod:`rotation_platform.data.fx`) for every currency
+  but ``summary.base_currency``, ``COMBINED`` is in the base currency. For a pool as of session ``a``
+  every rate is the latest on or before the date it is needed for (``a`` itself, the pool's session
+  before ``a``, the close before its first live return), never a later one: ``equity`` is converted at
+  the rate of ``a``; ``daily_return`` -- the session's return -- becomes ``(1 + r)(1 + f) - 1`` with
+  ``f`` the currency's move over that session; the compounded-return figures (``annual_return``, the
+  benchmark's and the baselines') become ``(1 + a)(X_a / X_start) ** (annualisation / n) - 1`` over the
+  ``n`` live sessions. The risk figures (Sharpe, drawdown, win rate, turnover, VaR) stay each pool's
+  own; the reason says so, lists the rates used and every FX finding (a rate more than five days old,
+  a gap of more than five days in the file, no rate early enough);
+* otherwise nothing is added across currencies: one row per currency, ``COMBINED <CUR>``
+  (:func:`combined_label`; weights renormalised within the currency), and a ``COMBINED`` row of status
+  ``per currency`` without figures that names the series missing (``summary.fx.<CUR>``); its
+  ``all_thresholds_ok`` holds when every currency's row passes.
+
 Every pool row has a ``status`` and a ``reason``:
 
 * ``ok`` -- the stored backtest and target were computed from the session's current data (the data hash
@@ -33,16 +59,20 @@ the strategy's; a Sharpe-difference test belongs to one pool, so its figures the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rotation_platform.config.models import PlatformConfig
+from rotation_platform.data.fx import FxSeries, load_fx
 from rotation_platform.production.fuses import THRESHOLDS
 from rotation_platform.storage.provenance import RUN_END_ASSET, RUN_START_ASSET, provenance_of
 
-__all__ = ["pool_metrics_summary", "pool_currency", "value_added_verdict", "COMBINED", "STATUSES", "CURRENCY_ASSETS",
+__all__ = ["summarise", "PoolAsOf", "pool_sessions", "combined_label", "is_combined", "as_of_lines",
+           "combined_result", "summary_fx", "pool_metrics_summary", "pool_currency", "value_added_verdict", "COMBINED", "STATUSES",
+           "CURRENCY_ASSETS",
            "BASELINE_FIGURES", "VALUE_ADDED_FIGURES"]
 
 COMBINED = "COMBINED"
@@ -54,6 +84,13 @@ FIGURES = ("equity", "annual_return", "max_drawdown", "sharpe", "monthly_win_rat
 #: the baselines' figures (averaged by weight in the combined row) and the value-added test's (per pool only)
 BASELINE_FIGURES = tuple(f"{p}_{m}" for p in ("ew", "bench", "mom") for m in ("annual_return", "sharpe", "max_drawdown"))
 VALUE_ADDED_FIGURES = ("sharpe_diff", "sharpe_diff_z", "sharpe_diff_p")
+#: read from the backtest row beside the figures: the session's return and the sessions of live returns
+_EXTRA_FIGURES = ("daily_return", "live_sessions")
+#: the compounded-return figures converted into the base currency over the backtest period
+ANNUAL_FIGURES = ("annual_return", "benchmark_annual_return", "ew_annual_return", "bench_annual_return",
+                  "mom_annual_return")
+#: columns after the original ones: each row's currency and session, the latest return and its span
+NEW_COLUMNS = ("daily_return", "live_sessions", "currency", "as_of")
 VALUE_ADDED_ALPHA = 0.05
 
 
@@ -148,52 +185,107 @@ def _verdicts(row: Mapping[str, float], config: PlatformConfig) -> dict[str, obj
     return out
 
 
-def pool_metrics_summary(config: PlatformConfig, session: object,
-                         backtests: Mapping[str, pd.DataFrame | None],
-                         currency: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
-    """One row per pool plus ``COMBINED``; index (session, pool).
+def combined_label(currency: str) -> str:
+    """The label of the combined row of the pools in ``currency`` (``COMBINED USD``): written when the
+    pools' currencies cannot be converted into one (see the module docstring)."""
+    return f"{COMBINED} {currency}"
 
-    ``currency``: pool -> :func:`pool_currency` (without it a stored backtest counts as current)."""
-    t = pd.Timestamp(session)
-    rows = []
+
+def is_combined(label: object) -> bool:
+    """Whether a summary row label is a combined row (``COMBINED`` or ``COMBINED <currency>``)."""
+    return str(label) == COMBINED or str(label).startswith(COMBINED + " ")
+
+
+@dataclass(frozen=True)
+class PoolAsOf:
+    """One pool's input to the summary of a date: its latest session on or before the date (None: it
+    has none), the stored backtest value(s) of that session (rows by session; None when not stored) and
+    :func:`pool_currency` of that session (None: a stored backtest counts as current)."""
+
+    session: pd.Timestamp | None
+    backtest: pd.DataFrame | None
+    judged: Mapping[str, Any] | None = None
+
+
+def _as_pool_input(item: object) -> PoolAsOf:
+    if isinstance(item, PoolAsOf):
+        return item
+    if isinstance(item, tuple) and len(item) in (2, 3):
+        day, values = item[0], item[1]
+        judged = item[2] if len(item) == 3 else None
+        frame = values.get("backtest") if isinstance(values, Mapping) else values
+        return PoolAsOf(None if day is None else pd.Timestamp(day).normalize(), frame, judged)  # type: ignore[arg-type]
+    raise TypeError(f"a pool's summary input is a PoolAsOf or (session_used, values[, judged]), got {type(item)}")
+
+
+def pool_sessions(config: PlatformConfig, session: object) -> dict[str, pd.Timestamp | None]:
+    """Each pool's latest session on or before ``session`` on the pool's own calendar (None when its
+    calendar has none by then)."""
+    from rotation_platform.calendars import get_calendar
+    from rotation_platform.errors import CalendarError
+
+    day = pd.Timestamp(session).normalize()
+    out: dict[str, pd.Timestamp | None] = {}
     for pool in config.pools:
-        frame = backtests.get(pool.name)
-        judged = (currency or {}).get(pool.name)
-        rec: dict[str, object] = {"pool": pool.name, "weight": float(pool.summary_weight)}
-        if frame is None or t not in frame.index:
-            status = "missing"
-            reason = judged["reason"] if judged is not None and judged["status"] == "missing" else \
-                "no backtest for the session"
-        else:
-            status, reason = (judged["status"], judged["reason"]) if judged is not None else ("ok", "")
-        if status == "ok":
-            last = frame.loc[t]
-            rec.update({k: float(last[k]) for k in FIGURES})
-            # a backtest stored before the baselines existed has none: NaN, "untested"
-            rec.update({k: float(last.get(k, np.nan)) for k in (*BASELINE_FIGURES, *VALUE_ADDED_FIGURES)})
-            rec["params"] = str(last["params"])
-        else:  # a stale or failed backtest is never shown as current
-            rec.update({k: float("nan") for k in (*FIGURES, *BASELINE_FIGURES, *VALUE_ADDED_FIGURES)})
-            rec["params"] = ""
-        rec["value_added"] = value_added_verdict(rec["sharpe_diff_p"])
-        rec.update({"status": status, "reason": reason})
-        rec.update(_verdicts(rec, config))
-        rows.append(rec)
-    table = pd.DataFrame(rows)
-    weighted = table[table["weight"] > 0]
+        try:
+            out[pool.name] = pd.Timestamp(get_calendar(pool.calendar).session_on_or_before(day)).normalize()
+        except (CalendarError, ValueError):
+            out[pool.name] = None
+    return out
+
+
+def _day_text(t: pd.Timestamp | None) -> str:
+    return "" if t is None or pd.isna(t) else str(pd.Timestamp(t).date())
+
+
+def _pool_row(config: PlatformConfig, name: str, d: pd.Timestamp, given: PoolAsOf) -> dict[str, object]:
+    pool = config.pool(name)
+    a = given.session
+    frame, judged = given.backtest, given.judged
+    rec: dict[str, object] = {"pool": name, "weight": float(pool.summary_weight),
+                              "currency": config.pool_currency(name), "as_of": _day_text(a)}
+    if a is None:
+        status, reason = "missing", f"no {pool.calendar} session on or before {d.date()}"
+    elif frame is None or a not in frame.index:
+        status = "missing"
+        reason = judged["reason"] if judged is not None and judged["status"] == "missing" else \
+            "no backtest for the session" + (f" {a.date()} ({pool.calendar})" if a != d else "")
+    else:
+        status, reason = (judged["status"], judged["reason"]) if judged is not None else ("ok", "")
+    if status == "ok":
+        last = frame.loc[a]  # type: ignore[union-attr]
+        rec.update({k: float(last[k]) for k in FIGURES})
+        # a backtest stored before the baselines existed has none: NaN, "untested"
+        rec.update({k: float(last.get(k, np.nan)) for k in (*BASELINE_FIGURES, *VALUE_ADDED_FIGURES,
+                                                              *_EXTRA_FIGURES)})
+        rec["params"] = str(last["params"])
+    else:  # a stale or failed backtest is never shown as current
+        rec.update({k: float("nan") for k in (*FIGURES, *BASELINE_FIGURES, *VALUE_ADDED_FIGURES, *_EXTRA_FIGURES)})
+        rec["params"] = ""
+    rec["value_added"] = value_added_verdict(rec["sharpe_diff_p"])
+    rec.update({"status": status, "reason": reason})
+    rec.update(_verdicts(rec, config))
+    return rec
+
+
+def _combine(config: PlatformConfig, label: str, weighted: pd.DataFrame, values: pd.DataFrame, currency: str,
+             as_of: str) -> dict[str, object]:
+    """The combined row of the ``weighted`` pools (``values``: their figures, converted where needed)."""
     included = weighted[weighted["status"] == "ok"]
     excluded = weighted[weighted["status"] != "ok"]
-    comb: dict[str, object] = {"pool": COMBINED, "weight": float(included["weight"].sum()), "params": ""}
+    vals = values.loc[included.index]
+    comb: dict[str, object] = {"pool": label, "weight": float(included["weight"].sum()), "currency": currency,
+                               "as_of": as_of, "params": ""}
     for k in VALUE_ADDED_FIGURES:
         comb[k] = float("nan")
     comb["value_added"] = ""
-    for k in (*FIGURES, *BASELINE_FIGURES):
+    for k in (*FIGURES, *BASELINE_FIGURES, "daily_return"):
         if not len(included):
             comb[k] = float("nan")
         elif k == "equity":
-            comb[k] = float(included[k].sum())
+            comb[k] = float(vals[k].sum())
         else:
-            comb[k] = float(np.average(included[k], weights=included["weight"]))
+            comb[k] = float(np.average(vals[k], weights=included["weight"]))
     if not len(excluded):
         comb["status"], comb["reason"] = "ok", ""
     else:
@@ -203,6 +295,184 @@ def pool_metrics_summary(config: PlatformConfig, session: object,
     comb.update(_verdicts(comb, config))
     if len(excluded):
         comb["all_thresholds_ok"] = False  # the whole cannot be judged from a part
-    table = pd.concat([table, pd.DataFrame([comb])], ignore_index=True)
-    table.index = pd.MultiIndex.from_arrays([[t] * len(table), table.pop("pool")], names=["session", "pool"])
+    return comb
+
+
+def _convert(config: PlatformConfig, table: pd.DataFrame, fx: Mapping[str, FxSeries]) -> tuple[pd.DataFrame,
+                                                                                              list[str], list[str]]:
+    """The pools' figures in the base currency (see the module docstring), the rates used and the
+    findings about them."""
+    from rotation_platform.calendars import get_calendar
+    from rotation_platform.errors import CalendarError
+
+    base = config.summary.base_currency
+    ann = float(config.backtest.annualisation)
+    out = table.copy()
+    used: list[str] = []
+    findings: list[str] = []
+    for i, rec in table.iterrows():
+        cur = str(rec["currency"])
+        if cur == base or rec["status"] != "ok":
+            continue
+        series = fx[cur]
+        a = pd.Timestamp(rec["as_of"])
+        pool = config.pool(str(rec["pool"]))
+        cal = get_calendar(pool.calendar)
+        x_a, on = series.rate_on_or_before(a)
+        issues = series.findings_for(a)
+        try:
+            prev = pd.Timestamp(cal.previous_session(a))
+        except CalendarError:
+            prev = None
+        x_p = series.rate_on_or_before(prev)[0] if prev is not None else float("nan")
+        if prev is not None:
+            issues += series.findings_for(prev)
+        n = float(rec.get("live_sessions", np.nan))
+        x_s = float("nan")
+        if not np.isfinite(n):
+            issues.append(f"{rec['pool']}: its stored backtest has no live_sessions (written by an older version), "
+                          f"so its annual returns are not converted to {base}; rerun the session")
+        if np.isfinite(n) and n >= 1:
+            try:
+                start = pd.Timestamp(cal.session_offset(a, -int(n)))
+            except CalendarError:
+                start = None
+            if start is not None:
+                x_s = series.rate_on_or_before(start)[0]
+                issues += series.findings_for(start)
+                issues += [g for g in series.gaps if _gap_within(g, start, a)]
+        out.loc[i, "equity"] = float(rec["equity"]) * x_a
+        out.loc[i, "daily_return"] = (1.0 + float(rec["daily_return"])) * (x_a / x_p) - 1.0
+        growth = (x_a / x_s) ** (ann / n) if np.isfinite(n) and n >= 1 else float("nan")
+        for k in ANNUAL_FIGURES:
+            out.loc[i, k] = (1.0 + float(rec[k])) * growth - 1.0
+        used.append(f"{rec['pool']} {cur} {x_a:g} {base} of {_day_text(on) or 'none'}")
+        findings += [f for f in dict.fromkeys(issues) if f not in findings]
+    return out, used, findings
+
+
+def _gap_within(finding: str, start: pd.Timestamp, end: pd.Timestamp) -> bool:
+    """Whether a gap finding (``... from A to B ...``) overlaps ``[start, end]``."""
+    import re
+
+    m = re.search(r"from (\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})", finding)
+    return bool(m) and pd.Timestamp(m.group(1)) < end and pd.Timestamp(m.group(2)) > start
+
+
+def summary_fx(config: PlatformConfig) -> dict[str, FxSeries]:
+    """The configured FX series (``summary.fx``), read once: pass it as ``fx=`` when summarising many
+    dates. Raises one line naming the file and line of a bad row."""
+    return load_fx(config.summary.fx, config.summary.base_currency)
+
+
+def summarise(config: PlatformConfig, session: object, per_pool: Mapping[str, PoolAsOf | tuple],
+              *, fx: Mapping[str, FxSeries] | None = None) -> pd.DataFrame:
+    """The summary of date ``session``: one row per pool plus the combined row(s); index (session, pool).
+
+    ``per_pool``: pool -> :class:`PoolAsOf` (or ``(session_used, values[, judged])`` with ``values`` the
+    backtest frame or a mapping holding it under ``backtest``), where ``session_used`` is the pool's
+    latest session on or before ``session`` on its own calendar (:func:`pool_sessions`); a configured pool
+    not given is ``missing``. ``fx``: currency -> :class:`~rotation_platform.data.fx.FxSeries` (default:
+    read from ``summary.fx`` when the pools have more than one currency). See the module docstring."""
+    d = pd.Timestamp(session).normalize()
+    given = {name: _as_pool_input(v) for name, v in per_pool.items()}
+    rows = [_pool_row(config, p.name, d, given.get(p.name, PoolAsOf(d, None))) for p in config.pools]
+    table = pd.DataFrame(rows)
+    weighted = table[table["weight"] > 0]
+    currencies = list(dict.fromkeys(weighted["currency"])) or [config.summary.base_currency]
+    base = config.summary.base_currency
+    combined: list[dict[str, object]] = []
+    if len(currencies) == 1:
+        combined.append(_combine(config, COMBINED, weighted, weighted, currencies[0], str(d.date())))
+    else:
+        available = set(fx) if fx is not None else set(config.summary.fx)
+        without = [c for c in currencies if c != base and c not in available]
+        if not without:
+            series = dict(fx) if fx is not None else load_fx(
+                {c: config.summary.fx[c] for c in currencies if c != base}, base)
+            converted, used, findings = _convert(config, weighted, series)
+            comb = _combine(config, COMBINED, weighted, converted, base, str(d.date()))
+            others = ", ".join(c for c in currencies if c != base)
+            note = (f"in {base}: {others} converted with summary.fx (latest rate on or before each pool's session: "
+                    f"{'; '.join(used) or 'none used'}); equity, daily and annual returns converted, the risk "
+                    f"figures (Sharpe, drawdown, win rate, turnover, VaR) are the pools' own")
+            if findings:
+                note += "; FX findings: " + "; ".join(findings)
+            comb["reason"] = "; ".join(x for x in (str(comb["reason"]), note) if x)
+            combined.append(comb)
+        else:
+            groups = [_combine(config, combined_label(c), weighted[weighted["currency"] == c],
+                               weighted[weighted["currency"] == c], c, str(d.date())) for c in currencies]
+            missing = ", ".join(f"summary.fx.{c}" for c in without)
+            comb: dict[str, object] = {"pool": COMBINED, "weight": float(sum(float(g["weight"]) for g in groups)),
+                                       "currency": "", "as_of": str(d.date()), "params": "", "value_added": ""}
+            comb.update({k: float("nan") for k in (*FIGURES, *BASELINE_FIGURES, *VALUE_ADDED_FIGURES,
+                                                   "daily_return")})
+            comb["status"] = "per currency"
+            comb["reason"] = (f"pools in {', '.join(currencies)} and no FX series for {', '.join(without)} "
+                              f"({missing} unset: a date,rate file of {base} per unit): not added up; combined "
+                              f"per currency in {', '.join(str(g['pool']) for g in groups)}")
+            comb.update(_verdicts(comb, config))
+            comb["all_thresholds_ok"] = bool(all(bool(g["all_thresholds_ok"]) for g in groups))
+            combined += [comb, *groups]
+    table = pd.concat([table, pd.DataFrame(combined)], ignore_index=True)
+    table = table[[c for c in table.columns if c not in NEW_COLUMNS] + [c for c in NEW_COLUMNS if c in table.columns]]
+    table.index = pd.MultiIndex.from_arrays([[d] * len(table), table.pop("pool")], names=["session", "pool"])
     return table
+
+
+def pool_metrics_summary(config: PlatformConfig, session: object,
+                         backtests: Mapping[str, pd.DataFrame | None],
+                         currency: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """:func:`summarise` with every pool as of ``session`` itself (pools sharing the summary's sessions):
+    ``backtests``: pool -> its stored backtest; ``currency``: pool -> :func:`pool_currency` (without it a
+    stored backtest counts as current)."""
+    t = pd.Timestamp(session).normalize()
+    return summarise(config, t, {p.name: PoolAsOf(t, backtests.get(p.name), (currency or {}).get(p.name))
+                                 for p in config.pools})
+
+
+def as_of_lines(summary: pd.DataFrame, config: PlatformConfig, session: object | None = None) -> list[str]:
+    """One line per pool shown as of another session than the summary's (``QDII_US as of 2021-10-04
+    (XNYS)``), from the summary rows of one date (index (session, pool), or pool with ``session``)."""
+    has_level = "session" in (summary.index.names or [])
+    rows = summary.droplevel("session") if has_level else summary
+    if "as_of" not in rows.columns or rows.empty:
+        return []
+    if session is not None:
+        day = str(pd.Timestamp(session).date())
+    elif has_level:
+        day = str(pd.Timestamp(summary.index.get_level_values("session")[0]).date())
+    else:
+        raise ValueError("as_of_lines needs the summary's session: pass session= for rows indexed by pool")
+    out = []
+    for name, rec in rows.iterrows():
+        if is_combined(name) or name not in config.pool_names:
+            continue
+        as_of = str(rec["as_of"] or "")
+        cal = config.pool(str(name)).calendar
+        if not as_of:
+            out.append(f"{name}: no {cal} session on or before the summary date")
+        elif as_of != day:
+            out.append(f"{name} as of {as_of} ({cal})")
+    return out
+
+
+def combined_result(summary: pd.DataFrame) -> dict[str, object] | None:
+    """The combined row of one date's summary as the run result writes it (plain values; ``as_of``: each
+    pool's session; ``by_currency``: the per-currency rows when the pools could not be converted into one
+    currency), or None without a combined row."""
+    rows = summary.droplevel("session") if "session" in (summary.index.names or []) else summary
+    if COMBINED not in rows.index:
+        return None
+
+    def plain(rec: pd.Series) -> dict[str, object]:
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}
+
+    out = plain(rows.loc[COMBINED])
+    if "as_of" in rows.columns:
+        out["as_of"] = {str(p): (str(r["as_of"]) or None) for p, r in rows.iterrows() if not is_combined(p)}
+    groups = {str(p)[len(COMBINED) + 1:]: plain(r) for p, r in rows.iterrows() if is_combined(p) and p != COMBINED}
+    if groups:
+        out["by_currency"] = groups
+    return out

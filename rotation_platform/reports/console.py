@@ -6,6 +6,13 @@ pools show figures, and a line under the table says why each other pool is not c
 combined row leaves out. A second table puts each pool's strategy beside its baselines (equal weight
 monthly, the benchmark bought and held, 20-session momentum top-N; same costs and lots) with the
 value-added verdict against equal weight.
+
+Money is shown in each row's currency: with every pool in one currency the legend names it (as it always
+did for CNY); with several, a ``currency`` column does, each pool is in its own and a combined row in its
+``currency`` (the summary's base currency, or one ``COMBINED <CUR>`` row per currency when no FX series
+converts them; :mod:`rotation_platform.production.summary`). A pool whose figures are from an earlier
+session than the summary's -- a pool on another exchange's calendar -- gets a line ``QDII_US as of
+2021-10-04 (XNYS)`` under the table.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rotation_platform.config import PlatformConfig
+from rotation_platform.production.summary import as_of_lines, is_combined
 
 __all__ = ["render_run_report", "fuse_table", "baseline_view"]
 
@@ -60,10 +68,13 @@ def _current_only(s: pd.DataFrame, failed: Mapping[str, str]) -> pd.DataFrame:
         if pool in s.index and s.loc[pool, "status"] != "failed":
             if s.loc[pool, "status"] == "ok" and float(s.loc[pool, "weight"]) > 0 and "COMBINED" in s.index:
                 # the combined figures counted it as current: they are not shown either
-                s.loc["COMBINED", figures] = np.nan
-                s.loc["COMBINED", "all_thresholds_ok"] = False
-                s.loc["COMBINED", "status"] = "partial"
-                s.loc["COMBINED", "reason"] = f"counted {pool} as current, which this run failed; not shown"
+                rows = [r for r in s.index if is_combined(r) and (r == "COMBINED" or "currency" not in s.columns
+                                                                  or s.loc[r, "currency"] == s.loc[pool, "currency"])]
+                for row in rows:
+                    s.loc[row, figures] = np.nan
+                    s.loc[row, "all_thresholds_ok"] = False
+                    s.loc[row, "status"] = "partial"
+                    s.loc[row, "reason"] = f"counted {pool} as current, which this run failed; not shown"
             s.loc[pool, "status"], s.loc[pool, "reason"] = "failed", f"this run failed ({why})"
             s.loc[pool, figures] = np.nan
             s.loc[pool, "params"] = ""
@@ -124,12 +135,20 @@ def render_run_report(config: PlatformConfig, session: pd.Timestamp, summary: pd
             "thresholds": s["all_thresholds_ok"].map(lambda v: "pass" if v else "FAIL"),
             "params traded": s["params"],
         })
+        shown = [str(c) for c in s["currency"].tolist() if str(c)] if "currency" in s.columns else []
+        currencies = list(dict.fromkeys(shown)) or ["CNY"]
+        if len(currencies) > 1:
+            view.insert(2, "currency", s["currency"])
+            money = "each row's currency"
+        else:
+            money = currencies[0]
         f = config.fuses
         lines += ["", "Metrics (COMBINED = summary-weighted; thresholds: annual >= "
                   f"{f.min_annual_return:.0%}, max DD >= {f.max_drawdown:.0%}, Sharpe >= {f.min_sharpe}, "
-                  f"win rate >= {f.min_monthly_win_rate:.0%}, turnover <= {f.max_annual_turnover}/yr; capacity: CNY "
-                  f"before a holding exceeds its ADV limit)",
+                  f"win rate >= {f.min_monthly_win_rate:.0%}, turnover <= {f.max_annual_turnover}/yr; capacity: "
+                  f"{money} before a holding exceeds its ADV limit)",
                   view.to_string()]
+        lines += [f"  {line}" for line in as_of_lines(s, config, session)]
         lines += [f"  {pool}: {str(rec['status']).upper()} - {rec['reason']}" for pool, rec in s.iterrows()
                   if rec["status"] != "ok" and str(rec.get("reason", "") or "")]
         lines += ["", "Baselines (same costs, lots and corporate actions; annual / Sharpe / max DD) and the value "

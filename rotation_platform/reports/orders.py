@@ -4,6 +4,12 @@
 the capacity table and the fuse verdicts -- into a JSON-able dict; :func:`run_result` wraps the pools of
 a run. The schema is ``docs/run-result.schema.json`` (described in ``docs/orders.md``); the console
 report and the UI's target table show the same numbers.
+
+Every money figure of a pool (prices, values, equity, cash, commissions, capacity) is in the pool's
+currency, which the pool's entry names (``currency``, from the target table's ``currency`` column: the
+pool's :meth:`~rotation_platform.config.models.PlatformConfig.pool_currency`; a table stored before pools
+had one is CNY). ``metrics.capacity`` is the capacity in that currency; ``metrics.capacity_cny``, its
+historical name, is written for a CNY pool only.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import pandas as pd
 
 from rotation_platform.reports.tables import markdown_table
 
-__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "SCHEMA_FILE", "pool_result", "run_result", "failed_pool_result",
+__all__ = ["SCHEMA_ID", "SCHEMA_VERSION", "SCHEMA_FILE", "DEFAULT_CURRENCY", "currency_of", "pool_result",
+           "run_result", "failed_pool_result",
            "target_markdown", "target_lines", "write_result", "shown_rows", "excluded_funds", "baselines_of",
            "value_added_of"]
 
@@ -30,6 +37,8 @@ SCHEMA_FILE = Path(__file__).resolve().parents[2] / "docs" / "run-result.schema.
 METRICS = ("total_return", "annual_return", "volatility", "sharpe", "sortino", "calmar", "max_drawdown",
            "monthly_win_rate", "annual_turnover", "cost_drag", "var_95", "cvar_95", "benchmark_annual_return",
            "benchmark_sharpe", "benchmark_max_drawdown", "live_sessions", "mean_invested")
+#: the currency of a target table stored before pools had one (every pool was an A-share pool then)
+DEFAULT_CURRENCY = "CNY"
 TARGET_COLUMNS = ("target_weight", "price", "lot", "current_shares", "target_shares", "order_shares", "side",
                   "target_value", "order_value", "est_commission", "simulated_shares", "adv_utilisation", "tradeable")
 
@@ -47,9 +56,18 @@ def _int(x: object) -> int:
     return int(round(v)) if v is not None else 0
 
 
-def _cny(x: object) -> float:
-    """CNY to the cent."""
+def _money(x: object) -> float:
+    """A money figure to the cent (of the pool's currency)."""
     return round(float(x), 2)
+
+
+def currency_of(block: pd.DataFrame) -> str:
+    """The currency of a target table (its ``currency`` column; :data:`DEFAULT_CURRENCY` without one)."""
+    if "currency" in block.columns and len(block):
+        value = block["currency"].iloc[0]
+        if isinstance(value, str) and value:
+            return value
+    return DEFAULT_CURRENCY
 
 
 def _day(x: object) -> str | None:
@@ -98,9 +116,9 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
             "target_shares": _int(rec["target_shares"]),
             "order_shares": _int(rec["order_shares"]),
             "side": str(rec["side"]) or None,
-            "value": _cny(rec["target_value"]),
-            "order_value": _cny(rec["order_value"]),
-            "est_commission": _cny(rec["est_commission"]),
+            "value": _money(rec["target_value"]),
+            "order_value": _money(rec["order_value"]),
+            "est_commission": _money(rec["est_commission"]),
             "simulated_shares": _int(rec["simulated_shares"]),
             "adv_utilisation": _num(rec["adv_utilisation"]),
             "tradeable": bool(rec["tradeable"]),
@@ -108,8 +126,12 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
     orders = [{"symbol": o["symbol"], "side": o["side"], "shares": abs(o["order_shares"]), "price": o["price"],
                "value": o["order_value"]} for o in sorted(targets, key=lambda o: o["order_shares"]) if o["order_shares"]]
     metrics = {k: _num(backtest_row.get(k)) for k in METRICS} if backtest_row is not None else {}
+    currency = currency_of(block)
     if capacity is not None:
-        metrics["capacity_cny"] = _num(capacity.get("capacity_cny"))
+        cap = _num(capacity.get("capacity", capacity.get("capacity_cny")))
+        metrics["capacity"] = cap
+        if currency == "CNY":
+            metrics["capacity_cny"] = cap
         metrics["max_adv_utilisation"] = _num(capacity.get("max_utilisation"))
         metrics["positions_without_adv"] = _int(capacity.get("positions_without_adv"))
     failed = [c for c in checks if not c[2] and c[3] == "ERROR"]
@@ -119,15 +141,16 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "status": "blocked" if failed else "ok",
         "reason": "; ".join(f"{a}:{n}: {d}" for a, n, _, _, d in failed) or None,
         "session": _day(t),
+        "currency": currency,
         "trade_session": _day(first["trade_session"]),
         "rebalance": bool(first["rebalance"]),
         "scheduled_rebalance": bool(first["scheduled_rebalance"]),
         "next_rebalance": _day(first.get("next_rebalance")),
         "params": {"label": params, **_params_of(params)},
         "book": {"kind": str(first["book"]), "source": str(first["book_source"])},
-        "equity": _cny(equity),
-        "cash": _cny(first["cash"]),
-        "cash_after": _cny(cash_after),
+        "equity": _money(equity),
+        "cash": _money(first["cash"]),
+        "cash_after": _money(cash_after),
         "invested_after": float(first["invested_after"]),
         "cash_fraction_after": cash_after / equity if equity > 0 else None,
         "targets": targets,
@@ -151,8 +174,8 @@ BASELINE_METRICS = ("total_return", "annual_return", "volatility", "sharpe", "ma
 
 
 def baselines_of(backtest_row: Mapping[str, object] | None) -> dict[str, dict[str, object]] | None:
-    """The baselines' equity (CNY) and metrics of the session from the backtest row (None without one, or
-    for a row stored before the baselines existed)."""
+    """The baselines' equity (the pool's currency) and metrics of the session from the backtest row (None
+    without one, or for a row stored before the baselines existed)."""
     if backtest_row is None or "ew_equity" not in backtest_row:
         return None
     return {name: {"equity": _num(backtest_row.get(f"{px}_equity")),
@@ -186,9 +209,12 @@ def _params_of(label: str) -> dict[str, object]:
 
 
 def failed_pool_result(pool: str, session: object, reason: str,
-                       checks: Sequence[tuple[str, str, bool, str, str]] = ()) -> dict[str, object]:
-    """A pool whose run failed or was stopped by a fuse before its target: no orders."""
-    return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "trade_session": None,
+                       checks: Sequence[tuple[str, str, bool, str, str]] = (), *,
+                       currency: str | None = None) -> dict[str, object]:
+    """A pool whose run failed or was stopped by a fuse before its target: no orders (``currency``: the
+    pool's, when the caller knows it)."""
+    return {"pool": pool, "status": "failed", "reason": reason, "session": _day(session), "currency": currency,
+            "trade_session": None,
             "rebalance": False, "scheduled_rebalance": False, "next_rebalance": None, "params": None, "book": None,
             "equity": None, "cash": None, "cash_after": None, "invested_after": None, "cash_fraction_after": None,
             "targets": [], "orders": [], "excluded": [], "metrics": {}, "baselines": None, "value_added": None,
@@ -226,10 +252,20 @@ def run_result(config_name: str, config_hash: str, sessions: Iterable[object], p
         "sessions": days,
         "status": status,
         "pools": list(pools),
-        "summary": None if summary is None else {k: (_num(v) if isinstance(v, (float, int, np.floating)) else v)
-                                                 for k, v in summary.items()},
+        "summary": None if summary is None else _plain(summary),
         **extra,
     }
+
+
+def _plain(value: object) -> object:
+    """A summary value as JSON: numbers (flags too, as 1/0) finite or null, mappings and lists element-wise."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (float, int, np.floating, np.integer, np.bool_)):
+        return _num(value)
+    return value
 
 
 def write_result(result: Mapping[str, object], path: str | Path) -> Path:
@@ -242,7 +278,7 @@ def write_result(result: Mapping[str, object], path: str | Path) -> Path:
     return path
 
 
-def _header(first: pd.Series) -> str:
+def _header(first: pd.Series, currency: str = DEFAULT_CURRENCY) -> str:
     trade = _day(first["trade_session"])
     reb = "rebalance" if bool(first["rebalance"]) else "no rebalance (holdings kept, no orders)"
     nxt = _day(first.get("next_rebalance"))
@@ -250,8 +286,9 @@ def _header(first: pd.Series) -> str:
     cash_after = float(first["cash_after"])
     frac = cash_after / equity if equity > 0 else float("nan")
     return (f"for {trade}: {reb}" + (f"; next rebalance {nxt}" if nxt and not bool(first["rebalance"]) else "")
-            + f"; params {first['params']}; book {first['book']} ({first['book_source']}); equity {equity:,.0f} CNY, "
-              f"cash {float(first['cash']):,.0f} -> {cash_after:,.0f} CNY after the orders ({frac:.1%} cash, "
+            + f"; params {first['params']}; book {first['book']} ({first['book_source']}); equity {equity:,.0f} "
+              f"{currency}, cash {float(first['cash']):,.0f} -> {cash_after:,.0f} {currency} after the orders "
+              f"({frac:.1%} cash, "
               f"{float(first['invested_after']):.1%} invested)")
 
 
@@ -263,7 +300,7 @@ def target_markdown(block: pd.DataFrame) -> str:
     model = "weight" if bool(first["rebalance"]) else "model_weight"
     rows = rows.rename(columns={"target_weight": model, "target_value": "value"})
     body = markdown_table(rows) if len(rows) else "_all cash_"
-    out = f"**Target {_header(first)}**\n\n{body}"
+    out = f"**Target {_header(first, currency_of(block))}**\n\n{body}"
     excluded = excluded_funds(block)
     if excluded:
         out += "\n\n**Left out of the universe**\n\n" + "\n".join(f"- `{e['symbol']}`: {e['reason']}" for e in excluded)
@@ -275,14 +312,14 @@ def target_lines(pool: str, block: pd.DataFrame) -> list[str]:
     from rotation_platform.reports.tables import format_frame
 
     first = block.iloc[0]
-    lines = [f"{pool} target {_header(first)}:"]
+    lines = [f"{pool} target {_header(first, currency_of(block))}:"]
     excluded = excluded_funds(block)
     rows = shown_rows(block)
     if rows.empty:
         lines.append("  (all cash)")
     else:
         view = rows[["target_weight", "price", "current_shares", "target_shares", "order_shares", "order_value"]]
-        text = format_frame(view, {"current_shares": "shares", "order_value": "cny"})
+        text = format_frame(view, {"current_shares": "shares", "order_value": "money"})
         none = (view["order_shares"] == 0).to_numpy()
         text.loc[none, ["order_shares", "order_value"]] = ""
         model = "weight" if bool(first["rebalance"]) else "model weight"

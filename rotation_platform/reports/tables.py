@@ -10,10 +10,13 @@ kind       columns                                                              
 shares     ``shares``, ``*_shares``, ``lot``, ``orders``, counts (``n_*``, ...)  ``1,234,500``
 order      ``order_shares``, ``shares_vs_simulated``                            ``+12,300``
 pct        weights, returns, drawdowns, utilisation, rates, coverage, exposure  ``12.34%``
-cny        values, equity, cash, ADV, capacity, costs                           ``1,234,567``
+money      values, equity, cash, ADV, capacity, costs (``cny`` is an alias)     ``1,234,567``
 price      ``price``, ``close``, ``open``                                       ``1.555``
 number     anything else                                                        4 significant
 =========  ===================================================================  ==============
+
+A money column is shown in its own currency; which one it is (a pool's ``currency``, the summary's
+``currency``) is stated beside the table, never assumed to be CNY.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ _PCT = ("weight", "return", "drawdown", "utilisation", "win_rate", "coverage", "
         "change_rate", "max_abs_monthly", "month_to_date", "mean_abs_ic", "share")
 _SHARES = ("shares", "lot", "orders", "liquidations", "n_holdings", "sessions", "breaches", "without_adv_count",
            "rows", "count", "funds", "selected", "tail_size", "n_windows", "grid_size", "positions_without_adv")
-_CNY = ("value", "equity", "cash", "adv", "capacity", "commission", "slippage", "costs", "dividends", "amount",
+_MONEY = ("value", "equity", "cash", "adv", "capacity", "commission", "slippage", "costs", "dividends", "amount",
         "traded", "limit", "var_cny", "cvar_cny", "capital")
 _PRICE = ("price", "close", "open", "high", "low")
 
@@ -62,8 +65,8 @@ def column_kind(name: object) -> str:
         return "pct"
     if any(n == k or n.endswith("_" + k) or n.startswith(k + "_") or n.endswith(k) for k in _SHARES):
         return "shares"
-    if any(k in n for k in _CNY):
-        return "cny"
+    if any(k in n for k in _MONEY):
+        return "money"
     return "number"
 
 
@@ -93,10 +96,10 @@ def format_value(value: object, kind: str = "number") -> str:
             return "0" if v == 0 else (f"{v:+,.0f}" if v == round(v) else f"{v:+,.2f}")
         if kind == "pct":
             return f"{v:.2%}"
-        if kind == "cny":
+        if kind in ("money", "cny"):
             return "0" if v == 0 else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}")
         if kind == "price":
-            return f"{v:.4g}" if abs(v) >= 1000 else f"{v:.3f}"
+            return f"{v:,.2f}" if abs(v) >= 1000 else f"{v:.3f}"   # a price is shown to its tick, never rounded to units
         return f"{v:.4g}"
     if value is pd.NaT:
         return ""

@@ -5,7 +5,7 @@ actions and liquidations, in raw prices (:class:`TradePlan`). :func:`backtest` r
 through :func:`~rotation_platform.research.ledger.replay_ledger` -- a plain, event-by-event ledger
 that also enforces board lots, trade prices and non-negative cash -- and raises
 :class:`~rotation_platform.errors.ResearchError` unless both books agree share for share and to
-``1e-9`` of the capital in CNY. For a plan without corporate actions or liquidations
+``1e-9`` of the capital (in the pool's currency, like every money figure here). For a plan without corporate actions or liquidations
 :func:`vectorbt_orders` gives the arguments of ``vectorbt.Portfolio.from_orders`` that replay it (a
 third, external opinion; the tests use it).
 
@@ -35,7 +35,7 @@ __all__ = ["BacktestResult", "backtest", "benchmark_returns", "vectorbt_orders"]
 class BacktestResult:
     """The backtest of one trade plan (real units) with its metrics.
 
-    ``positions`` are shares, ``position_values`` CNY at the raw marks, ``weights`` their share of
+    ``positions`` are shares, ``position_values`` in the pool's currency at the raw marks, ``weights`` their share of
     equity; ``orders`` one row per order (``kind``: trade or liquidation); ``dividends`` the cash paid
     per session; ``asset_returns`` the funds' daily total returns (adjusted closes) for risk figures.
     """

@@ -130,7 +130,7 @@ def replay_ledger(plan) -> Ledger:
                 out_slip[t, i] = abs(q) * abs(executed - price)
                 out_traded[t, i] = abs(q) * price
                 if cash < -1e-6:
-                    raise ResearchError(f"{where(t, i)}: the {kind} order leaves cash at {cash:,.2f} CNY")
+                    raise ResearchError(f"{where(t, i)}: the {kind} order leaves cash at {cash:,.2f} (the pool's currency)")
         if np.isfinite(plan.weights[t]).any():  # a rebalance: excluded funds that can trade are sold out
             for i in range(n_f):
                 price = float(market.trade_price[t, i])
@@ -167,6 +167,6 @@ def compare_with_plan(plan, ledger: Ledger | None = None, *, rtol: float = 1e-9)
         gap = np.abs(a - b)
         if not (gap <= rtol * scale).all():
             idx = np.unravel_index(int(np.argmax(gap)), gap.shape)
-            raise ResearchError(f"the ledger's {name} departs from the simulation's by {float(gap[idx]):.6g} CNY "
+            raise ResearchError(f"the ledger's {name} departs from the simulation's by {float(gap[idx]):.6g} "
                                 f"on {pd.Timestamp(plan.sessions[idx[0]]).date()}")
     return led

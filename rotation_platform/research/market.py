@@ -11,7 +11,7 @@ the simulated book, orders, holdings, capacity, the target portfolio -- uses a :
 * ``split[t, i]`` and ``dividend[t, i]``: the corporate actions effective at the open of ``t``
   (:class:`~rotation_platform.data.corporate_actions.ActionPanel`): one share held at the close of
   ``t - 1`` becomes ``split`` shares (floored to whole shares, as fund share conversions are), and each
-  share then receives ``dividend`` CNY;
+  share then receives ``dividend`` in the pool's currency;
 * ``ended[t, i]``: known at the close of ``t - 1``: the fund had no bar for the last ``ended_after``
   sessions through ``t - 1``, or its configured delisting date is on or before ``t``. An ended fund is
   liquidated at its last price at ``t`` and cannot be bought;
@@ -20,7 +20,15 @@ the simulated book, orders, holdings, capacity, the target portfolio -- uses a :
   ``data.quality.exclusion_window``. ``excluded[t, i]`` is the same known at the close of ``t - 1``, for
   the orders of ``t``: an excluded fund cannot be bought or added to, and a holding is sold at the
   rebalance (it keeps its shares between rebalances, like a fund leaving the selection);
-* ``lots[i]``: the exchange's board lot of fund ``i`` (buys are whole lots on top of the holding).
+* ``lots[i]``: the exchange's board lot of fund ``i`` (buys are whole lots on top of the holding), from
+  :func:`pool_lots`: ``pools[].lot_sizes[symbol]``, else ``pools[].lot_size``, else the lot of the pool's
+  market (:meth:`~rotation_platform.config.models.PlatformConfig.market`: ``markets.<calendar>.lot_size``,
+  else the market's built-in lot -- 100 shares on XSHG/XSHE, 1 on XNYS -- else ``backtest.lot_size``).
+
+Money (trade prices, marks, dividends, and so every value derived from them) is in the pool's currency
+(:meth:`~rotation_platform.config.models.PlatformConfig.pool_currency`): CNY for an A-share pool, USD for
+a pool on XNYS. Nothing here converts currencies; the cross-pool summary does
+(:mod:`rotation_platform.production.summary`).
 
 Without raw prices (:meth:`Market.from_panel`, research on a panel alone) the panel's own prices are
 used and no corporate action is applied -- right for a panel without corporate actions, and the
@@ -36,13 +44,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rotation_platform.config.models import StrategyConfig
+from rotation_platform.config.models import PlatformConfig, StrategyConfig
 from rotation_platform.data.panel import PricePanel
 from rotation_platform.errors import ResearchError
 from rotation_platform.research import nb
 from rotation_platform.research.inputs import trade_prices
 
-__all__ = ["Market", "lot_array", "ended_flags", "bars_missing", "Construction", "TREND_FILTERS", "daily_returns",
+__all__ = ["Market", "lot_array", "pool_lot_size", "pool_lots",
+           "ended_flags", "bars_missing", "Construction", "TREND_FILTERS", "daily_returns",
            "composite_index", "trend_signals", "cluster_representatives"]
 
 
@@ -56,6 +65,25 @@ def lot_array(symbols: Sequence[str], default: int, per_symbol: Mapping[str, int
     if (lots < 1).any() or not np.all(lots == np.floor(lots)):
         raise ResearchError(f"board lots must be whole positive share counts, got {lots.tolist()}")
     return lots
+
+
+def pool_lot_size(config: PlatformConfig, pool: str, symbol: str | None = None) -> int:
+    """The board lot (shares) of ``symbol`` in pool ``pool`` -- or the pool's default lot without a symbol:
+    ``pools[].lot_sizes[symbol]`` > ``pools[].lot_size`` > ``markets.<calendar>.lot_size`` > the market's
+    built-in lot (:data:`~rotation_platform.config.models.MARKET_DEFAULTS`) > ``backtest.lot_size``."""
+    p = config.pool(pool)
+    if symbol is not None and symbol in p.lot_sizes:
+        return int(p.lot_sizes[symbol])
+    if p.lot_size is not None:
+        return int(p.lot_size)
+    return int(config.market(p.calendar).lot_size)
+
+
+def pool_lots(config: PlatformConfig, pool: str) -> np.ndarray:
+    """Board lot per fund of pool ``pool`` in the order of its symbols (:func:`pool_lot_size`): what the
+    backtest kernel, the ledger, the target portfolio and the capacity figures trade in."""
+    p = config.pool(pool)
+    return lot_array(p.symbols, pool_lot_size(config, pool), p.lot_sizes)
 
 
 def bars_missing(close: np.ndarray) -> np.ndarray:
@@ -113,6 +141,12 @@ class Market:
     out_of_universe: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        # one dtype, layout and writeability for every array the kernels take: a read-only view of a
+        # pandas frame would otherwise compile the simulation kernels a second time
+        for name, kind in (("trade_price", np.float64), ("mark", np.float64), ("close", np.float64),
+                           ("split", np.float64), ("dividend", np.float64), ("ended", np.bool_),
+                           ("lots", np.float64)):
+            object.__setattr__(self, name, np.require(getattr(self, name), kind, ("C", "W")))
         shape = (len(self.sessions), len(self.symbols))
         out = (np.zeros(shape, np.bool_) if self.out_of_universe is None
                else np.ascontiguousarray(self.out_of_universe, dtype=np.bool_))

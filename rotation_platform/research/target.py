@@ -1,11 +1,12 @@
-"""The target portfolio for the next session and the orders that reach it, in real shares and CNY.
+"""The target portfolio for the next session and the orders that reach it, in real shares and money.
 
 Decided at the close of session ``T`` (``decided_at``) for trading at the next session: the screen as of
 ``T`` selects the factors, the factor row of the next session (data through ``T``) scores the funds, and
 the same candidates (funds with a bar at ``T`` whose data has not ended; the liquidity filter with the
 ADV known at ``T`` and the book's value), the same selection and the same whole-lot sizing as the backtest kernel (:func:`nb.select_weights_nb`,
 :func:`nb.rebalance_targets_nb`) turn them into share counts. Prices default to the raw (tradable)
-close of ``T`` from the market, holdings are real shares and cash is CNY; the board lot is the fund's.
+close of ``T`` from the market, holdings are real shares and cash, values and commissions are in the pool's currency (CNY for an A-share
+pool, USD on XNYS); the board lot is the fund's (:func:`~rotation_platform.research.market.pool_lots`).
 
 Portfolio construction is the kernel's (:func:`nb.construct_weights_nb`): the cash policy, the trend
 signal for the next session (data through ``T``), the volatility target on the returns through ``T``,

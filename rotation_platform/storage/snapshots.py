@@ -179,22 +179,28 @@ class SnapshotStore:
                 out.setdefault(asset, {})[pool] = value
         return out
 
-    def restore(self, session: str, store: Store) -> Restored:
+    def restore(self, session: str, store: Store, pool_sessions: Mapping[str, object] | None = None) -> Restored:
         """Write the snapshot of ``session`` back into ``store`` (all values verified first). The values
         carry their own data and config hashes, so a superseded value stays superseded; each restored
-        pool's run record says where its values came from."""
+        pool's run record says where its values came from. ``pool_sessions``: pool -> the session its
+        values are of when it is not ``session`` (a pool on another calendar: its latest session on or
+        before it)."""
         from rotation_platform.storage.provenance import provenance_of, run_record, write_run_record
 
         values = self.load(session)
         n = 0
         day = str(pd.Timestamp(session).date())
+        def day_of(pool: str) -> str:
+            given = (pool_sessions or {}).get(pool)
+            return day if given is None else str(pd.Timestamp(given).date())
+
         for asset, by_pool in values.items():
             for pool, value in by_pool.items():
                 partition = Partition.single(day) if pool == "_session" else \
-                    Partition.multi({"pool": pool, "session": day})
+                    Partition.multi({"pool": pool, "session": day_of(pool)})
                 store.write((asset,), partition, value)
                 n += 1
         for pool, value in values.get("prices", {}).items():
-            write_run_record(store, Partition.multi({"pool": pool, "session": day}),
+            write_run_record(store, Partition.multi({"pool": pool, "session": day_of(pool)}),
                              run_record("restored", provenance_of(value), from_snapshot=day))
         return Restored(session, n, tuple(sorted(values)))

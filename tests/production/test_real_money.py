@@ -165,7 +165,8 @@ def test_capacity_is_one_figure_in_every_view(runs, config) -> None:
         held = table[(table["value"] > 0) & (table["adv_limit"] > 0)]
         util = held["value"] / held["adv_limit"]
         assert by_session.loc[t, "capacity_cny"] == pytest.approx(run.backtest.equity.loc[t] / util.max(), rel=1e-12)
-    assert fuse.details["capacity_cny"] == pytest.approx(by_session.loc[LAST, "capacity_cny"], rel=1e-12)
+    assert fuse.details["capacity"] == pytest.approx(by_session.loc[LAST, "capacity_cny"], rel=1e-12)
+    assert fuse.details["currency"] == "CNY"
     assert np.isfinite(by_session["capacity_cny"]).all() and (by_session["capacity_cny"] > 0).all()
 
 
