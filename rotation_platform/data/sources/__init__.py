@@ -14,6 +14,10 @@ def make_source(config: PlatformConfig, end=None) -> PriceSource:
         from rotation_platform.data.sources.synthetic import SyntheticSource
 
         return SyntheticSource(config.pools, config.data.synthetic, end=end)
+    if config.data.source == "akshare":
+        from rotation_platform.data.sources.akshare_em import akshare_source
+
+        return akshare_source(config, end=end)
     from rotation_platform.data.sources.directory import DirectorySource
 
-    return DirectorySource(config.data.directory)
+    return DirectorySource.from_config(config.data)
