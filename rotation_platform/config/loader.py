@@ -9,7 +9,8 @@ Rules
   ``ROTATION_POOLS__A_SHARE__CAPITAL__TARGET_CAPITAL=8000000``.
 * Secrets (fields typed ``SecretStr``) are read only from the environment, e.g.
   ``ROTATION_STORAGE__MYSQL_PASSWORD``; a secret in YAML is an error.
-* Relative paths (``data.directory``, ``storage.data_dir``, ``positions.directory``) are relative to the loaded file's folder.
+* Relative paths (``data.directory``, ``storage.data_dir``, ``positions.directory``, ``summary.fx``) are relative to
+  the folder of the file that wrote them (a path in a file another ``extends`` stays relative to its own file).
   Each must resolve under an allowed root (:mod:`.roots`; ``ROTATION_ALLOWED_ROOTS``).
 * ``ROTATION_CONFIG`` names the config file; ``ROTATION_ENV`` and ``ROTATION_HOME`` select the
   deployment and ``ROTATION_FACTORS_WORKERS`` / ``ROTATION_FACTORS_MALLOPT`` tune the factor engine's
@@ -89,7 +90,8 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+def _read_yaml_one(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One YAML file as a mapping (its ``extends`` key kept)."""
     path = path.resolve()
     if path in chain:
         raise ConfigError(str(path), [("extends", "circular 'extends': " + " -> ".join(map(str, chain + (path,))))])
@@ -117,12 +119,23 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         doc = {}
     if not isinstance(doc, dict):
         raise ConfigError(str(path), [("<root>", f"expected a mapping at the top level, got {type(doc).__name__}")])
+    return doc
+
+
+def _read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """``path`` with its ``extends`` chain merged, every relative path resolved against the folder of
+    the file that wrote it (a ``data_dir: ../data`` in ``configs/base.yaml`` means the same folder for
+    every file that extends it)."""
+    path = path.resolve()
+    doc = _read_yaml_one(path, chain)
     parent = doc.pop("extends", None)
+    _reject_secrets_in_yaml(doc, str(path))
+    _resolve_paths(doc, path.parent)
     if parent is None:
         return doc
     if not isinstance(parent, str):
         raise ConfigError(str(path), [("extends", "must be a relative file name")])
-    base = _read_yaml(path.parent / parent, chain + (path,))
+    base = _read_config_file(path.parent / parent, chain + (path,))
     return _deep_merge(base, doc)
 
 
@@ -232,15 +245,27 @@ def _apply_env(doc: dict, env: Mapping[str, str]) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- paths
-PATH_KEYS = (("data", "directory"), ("storage", "data_dir"), ("positions", "directory"))
+PATH_KEYS = (("data", "directory"), ("storage", "data_dir"), ("positions", "directory"), ("summary", "fx"))
+
+
+def _resolve_one(value: object, base: Path) -> object:
+    if isinstance(value, str) and value and not Path(value).is_absolute():
+        return str((base / value).resolve())
+    return value
 
 
 def _resolve_paths(doc: dict, base: Path) -> None:
-    """Relative paths in a config file are relative to that file's folder (overrides: to the cwd)."""
+    """Relative paths in a config file are relative to that file's folder (overrides: to the cwd). A key
+    may hold one path or a mapping of names to paths (``summary.fx``)."""
     for section, key in PATH_KEYS:
         node = doc.get(section)
-        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
-            node[key] = str((base / node[key]).resolve())
+        if not isinstance(node, dict) or key not in node:
+            continue
+        value = node[key]
+        if isinstance(value, dict):
+            node[key] = {name: _resolve_one(v, base) for name, v in value.items()}
+        else:
+            node[key] = _resolve_one(value, base)
 
 
 # ----------------------------------------------------------------------------------------- public API
@@ -318,13 +343,11 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
     """
     env = dict(os.environ if env is None else env)
     file = Path(path) if path is not None else default_config_path(env)
-    doc = _read_yaml(file)
-    _reject_secrets_in_yaml(doc, str(file))
-    _resolve_paths(doc, file.resolve().parent)
+    doc = _read_config_file(file)
     doc = _apply_env(doc, env)
     check_paths(doc, PATH_KEYS, file, env, ENV_PREFIX)
     try:
-        return PlatformConfig.model_validate(doc)
+        config = PlatformConfig.model_validate(doc)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
@@ -341,6 +364,10 @@ def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | 
         overridden = sorted(v for v in env if _is_override(v))
         where = str(file) + (f" (with overrides {', '.join(overridden)})" if overridden else "")
         raise ConfigError(where, problems) from None
+    from rotation_platform.calendars import configure_calendars
+
+    configure_calendars(config)  # every calendar of this process knows the config's calendar starts
+    return config
 
 
 def config_hash(config: PlatformConfig, without: tuple[str, ...] = ()) -> str:

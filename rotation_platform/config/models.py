@@ -8,6 +8,7 @@ YAML in ``configs/`` is the source of truth for research parameters; :mod:`.load
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ __all__ = [
     "CapitalConfig",
     "PoolConfig",
     "DataConfig",
+    "AkshareConfig",
     "AdjustmentConfig",
     "QualityConfig",
     "SyntheticConfig",
@@ -35,6 +37,10 @@ __all__ = [
     "NotificationConfig",
     "OrchestrationConfig",
     "PositionsConfig",
+    "MarketConfig",
+    "SummaryConfig",
+    "MARKET_DEFAULTS",
+    "ResolvedMarket",
     "PlatformConfig",
 ]
 
@@ -58,7 +64,8 @@ class PoolKind(str, Enum):
 class CapitalConfig(_Model):
     """Capital constraints of one pool."""
 
-    target_capital: float = Field(gt=0, description="capital deployed in the pool, CNY")
+    target_capital: float = Field(gt=0, description="capital deployed in the pool, in the pool's currency "
+                                                             "(pools[].currency: CNY for an A-share pool, USD on XNYS)")
     max_single_weight: Fraction = Field(description="largest weight of one fund")
     max_adv_pct: Fraction = Field(description="largest position as a fraction of 20-session ADV (0.05 = 5%)")
 
@@ -76,10 +83,13 @@ class PoolConfig(_Model):
     jump_threshold: float = Field(default=0.20, gt=0.0, lt=10.0,
                                   description="a close-to-close move beyond this with no corporate "
                                               "action is an unexplained jump")
-    lot_size: PositiveInt | None = Field(default=None, description="board lot of the pool's market, shares "
-                                                                   "(default backtest.lot_size)")
+    lot_size: PositiveInt | None = Field(default=None, description="board lot of the pool's funds, shares "
+                                                                   "(default: its market's, markets.<calendar>."
+                                                                   "lot_size, e.g. 100 on XSHG, 1 on XNYS)")
     lot_sizes: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], PositiveInt] = Field(
         default_factory=dict, description="board lot per fund where it differs from the pool's")
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = Field(
+        default=None, description="ISO 4217 code of the pool's prices (default: its market's, markets.<calendar>)")
     delisted: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)], dt.date] = Field(
         default_factory=dict, description="fund -> delisting date: from it on the fund's data counts as ended "
                                           "(liquidated at its last price, not selected afterwards)")
@@ -201,22 +211,80 @@ class AdjustmentConfig(_Model):
                     "multiplicative factor then moves with the price although nothing was paid or split)")
 
 
+class AkshareConfig(_Model):
+    """The live source ``data.source: akshare``: eastmoney's daily ETF history, the endpoint akshare's
+    ``fund_etf_hist_em`` calls, fetched into the drop folder ``data.directory`` (docs/live-data.md)."""
+
+    base_url: str = Field(default="https://push2his.eastmoney.com/api/qt/stock/kline/get",
+                          pattern=r"^https?://[^\s/]+(/\S*)?$",
+                          description="kline endpoint (http or https URL); the default is eastmoney's, as in akshare")
+    timeout_seconds: float = Field(default=15.0, gt=0.0, le=600.0,
+                                   description="seconds to wait for each response (akshare uses 15)")
+    retries: int = Field(default=3, ge=0, le=20,
+                         description="further attempts after a 5xx/429 answer, a timeout or a refused connection")
+    backoff_seconds: float = Field(default=1.0, ge=0.0, le=600.0,
+                                   description="wait before the first retry; each further retry waits twice as long")
+    max_backoff_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="longest wait between attempts")
+    min_interval_seconds: float = Field(default=0.5, ge=0.0, le=600.0,
+                                        description="shortest time between two requests to the server (rate limit)")
+    overlap_sessions: int = Field(default=5, ge=1, le=250,
+                                  description="last bars already in a file that are fetched again and compared "
+                                              "(a changed bar is reported as a restatement, never overwritten)")
+    start: dt.date | None = Field(default=None, description="first day fetched for a fund without a file "
+                                                            "(default: data.start, else the fund's first bar)")
+    factors: bool = Field(default=True, description="also fetch back-adjusted closes (fqt=2) and keep "
+                                                    "<symbol>_hfq_factor.csv up to date (corporate actions)")
+    restatement_tolerance: float = Field(default=1e-6, ge=0.0, lt=0.1,
+                                         description="relative difference above which a re-fetched value counts "
+                                                     "as changed")
+
+
 class DataConfig(_Model):
-    source: Literal["synthetic", "directory"] = "synthetic"
-    directory: Path | None = Field(default=None, description="folder of per-fund CSV/Parquet files")
+    source: Literal["synthetic", "directory", "akshare"] = Field(
+        default="synthetic", description="synthetic: generated prices; directory: the files of data.directory; "
+                                         "akshare: fetch the missing sessions into data.directory, then read it")
+    directory: Path | None = Field(default=None, description="folder of per-fund CSV/Parquet files (the drop "
+                                                             "folder the akshare source writes into)")
     price_field: Literal["close", "open"] = "close"
     start: dt.date | None = None
     synthetic: SyntheticConfig = SyntheticConfig()
     quality: QualityConfig = QualityConfig()
     adjustment: AdjustmentConfig = AdjustmentConfig()
+    akshare: AkshareConfig = AkshareConfig()
     ended_after: PositiveInt = Field(
         default=5, description="sessions of the pool calendar without a bar, before the panel's last session, "
                                "after which a fund's data counts as ended")
+    amount: Literal["estimate", "drop_factors", "require"] = Field(
+        default="estimate",
+        description="a fund whose files have no amount (turnover) at all: 'estimate' fills it with volume x "
+                    "typical price (high+low+close)/3 and marks it estimated (panel meta amount_estimated, finding "
+                    "amount_estimated); 'drop_factors' leaves the amount-based factors out of the pool and counts "
+                    "bars without amount; 'require' fails the load naming the funds")
+    splits: Literal["propose", "apply"] = Field(
+        default="propose",
+        description="an unexplained overnight move of a split ratio (2, 3, 4, 5, 10 or an inverse) with volume "
+                    "moving inversely: 'propose' reports it (finding split_proposed, with the line to add to "
+                    "platform_splits.csv) and it stays an unexplained jump; 'apply' applies it as if it were in the "
+                    "splits table (WARN finding split_inferred)")
+    volume_unit: dict[Annotated[str, Field(pattern=SYMBOL_PATTERN)],
+                      Literal["shares", "lots"] | PositiveInt] = Field(
+        default_factory=dict,
+        description="shares one unit of a price file's volume column stands for, where the layout's own unit "
+                    "(lots of 100 for cn_etf, cn_etf_vendor and akshare_em; shares for tdx, yahoo, alpha_vantage "
+                    "and plain) is wrong: keys are a fund symbol, a layout name or 'default' (the first that "
+                    "applies wins, in that order); values 'shares', 'lots' (100) or a whole number of shares")
+    symbol_map: dict[str, Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
+        default_factory=dict,
+        description="price file name (or name without extension) -> the fund symbol it holds, for files whose "
+                    "names do not say it (sh510300.csv, 510300.SH.csv, SH#510300.txt and SPY.csv need no entry)")
 
     @model_validator(mode="after")
     def _directory_needed(self) -> "DataConfig":
         if self.source == "directory" and self.directory is None:
             raise ValueError("source 'directory' needs 'directory' (a folder of per-fund price files)")
+        if self.source == "akshare" and self.directory is None:
+            raise ValueError("source 'akshare' needs 'directory': the drop folder the fetched <symbol>.csv files "
+                             "are written to and read from")
         return self
 
 
@@ -279,9 +347,10 @@ class WFOConfig(_Model):
 
 class BacktestConfig(_Model):
     commission_rate: float = Field(default=0.0002, ge=0.0, lt=0.05, description="fraction of traded value")
-    min_commission: float = Field(default=5.0, ge=0.0, description="CNY per order")
+    min_commission: float = Field(default=5.0, ge=0.0, description="per order, in the currency of the pool traded")
     slippage_bps: float = Field(default=5.0, ge=0.0, lt=1000.0)
-    lot_size: PositiveInt = Field(default=100, description="board lot, shares (a pool's lot_size/lot_sizes "
+    lot_size: PositiveInt = Field(default=100, description="board lot, shares, of a market without a built-in one "
+                                                           "(markets.<CODE>.lot_size, a pool's lot_size and lot_sizes "
                                                            "override it)")
     trade_at: Literal["open", "close"] = "open"
     risk_free_rate: float = Field(default=0.0, ge=-0.1, le=0.5)
@@ -417,6 +486,12 @@ class OrchestrationConfig(_Model):
                                     description="minutes after a session's close (pool calendar) before its data "
                                                 "counts as complete; runs for a session before then are refused "
                                                 "unless forced")
+    calendar: str | None = Field(default=None,
+                                 description="the main calendar (an exchange_calendars code of a pool): its pools keep "
+                                             "the plain asset keys, the daily job and schedule, and its sessions are "
+                                             "the summary's; pools on other calendars get prefixed copies "
+                                             "(xnys/prices), a job daily_<code> and a schedule at their market's "
+                                             "close (default: the first pool's calendar)")
 
 
 class PositionsConfig(_Model):
@@ -435,6 +510,71 @@ class PositionsConfig(_Model):
         return self
 
 
+#: Built-in facts per exchange_calendars code: board lot (shares) and trading currency. A market not
+#: listed here needs its currency in ``markets.<CODE>.currency`` (or ``pools[].currency``).
+MARKET_DEFAULTS: dict[str, dict[str, object]] = {
+    "XSHG": {"lot_size": 100, "currency": "CNY"},
+    "XSHE": {"lot_size": 100, "currency": "CNY"},
+    "XHKG": {"lot_size": 100, "currency": "HKD"},   # HK board lots differ by security: set lot_sizes per fund
+    "XNYS": {"lot_size": 1, "currency": "USD"},
+    "XNAS": {"lot_size": 1, "currency": "USD"},
+    "XASE": {"lot_size": 1, "currency": "USD"},
+    "XTKS": {"lot_size": 1, "currency": "JPY"},     # ETFs on the TSE trade in units of 1, 10 or 100: lot_sizes
+    "XLON": {"lot_size": 1, "currency": "GBP"},
+    "XETR": {"lot_size": 1, "currency": "EUR"},
+    "XPAR": {"lot_size": 1, "currency": "EUR"},
+    "XASX": {"lot_size": 1, "currency": "AUD"},
+    "XTSE": {"lot_size": 1, "currency": "CAD"},
+    "XKRX": {"lot_size": 1, "currency": "KRW"},
+    "XSES": {"lot_size": 1, "currency": "SGD"},
+    "XBOM": {"lot_size": 1, "currency": "INR"},
+}
+
+CALENDAR_START_DEFAULT = dt.date(2004, 1, 2)
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+class MarketConfig(_Model):
+    """One exchange (an exchange_calendars code): what every pool on that calendar shares unless the pool
+    says otherwise. Unset fields take :data:`MARKET_DEFAULTS`, ``backtest.lot_size`` and
+    ``orchestration.data_delay_minutes``; :meth:`PlatformConfig.market` gives the resolved values."""
+
+    calendar_start: dt.date = Field(
+        default=CALENDAR_START_DEFAULT, description="first day the exchange calendar is built from (exchange_calendars "
+                                                    "'start'); earlier history is refused, so set it before the "
+                                                    "first bar of the oldest fund (e.g. 1993-01-29 for SPY)")
+    lot_size: PositiveInt | None = Field(default=None, description="board lot, shares (default: the market's, e.g. "
+                                                                   "100 on XSHG, 1 on XNYS)")
+    currency: Currency | None = Field(default=None, description="ISO 4217 code of the market's prices")
+    data_delay_minutes: int | None = Field(default=None, ge=0, le=43_200,
+                                           description="minutes after this market's close before a session's data "
+                                                       "counts as complete (default orchestration.data_delay_minutes)")
+    holidays: tuple[dt.date, ...] = Field(
+        default=(), description="weekday exchange holidays beyond the ones exchange_calendars records, e.g. next year's "
+                                "XSHG holidays once the exchange publishes them (exchange_calendars 4.13.2 records XSHG "
+                                "holidays through 2026): list every weekday closure of that year; the calendar then "
+                                "reaches through the end of the latest year listed")
+
+    @field_validator("holidays")
+    @classmethod
+    def _weekday_holidays(cls, v: tuple[dt.date, ...]) -> tuple[dt.date, ...]:
+        weekend = [d for d in v if d.weekday() >= 5]
+        if weekend:
+            raise ValueError(f"{', '.join(map(str, weekend))} {'is a' if len(weekend) == 1 else 'are'} weekend day(s); "
+                             f"list weekday closures only (weekends are never sessions)")
+        return tuple(sorted(set(v)))
+
+
+class SummaryConfig(_Model):
+    """The combined cross-pool view."""
+
+    base_currency: Currency = Field(default="CNY", description="currency the combined view is reported in")
+    fx: dict[Currency, Path] = Field(
+        default_factory=dict, description="currency -> file of 'date,rate' (units of base_currency per one unit of the "
+                                          "currency, one row per day); pools in a currency without a series are "
+                                          "combined per currency instead")
+
+
 class PlatformConfig(_Model):
     """The whole resolved configuration of one deployment."""
 
@@ -451,6 +591,10 @@ class PlatformConfig(_Model):
     notifications: NotificationConfig = NotificationConfig()
     orchestration: OrchestrationConfig = OrchestrationConfig()
     positions: PositionsConfig = PositionsConfig()
+    markets: dict[str, MarketConfig] = Field(
+        default_factory=dict, description="per exchange_calendars code (XSHG, XNYS, ...): calendar start, board lot, "
+                                          "currency and data delay of that market's pools")
+    summary: SummaryConfig = SummaryConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -484,6 +628,14 @@ class PlatformConfig(_Model):
                 raise ValueError(f"strategy.cash_policy is 'defensive' but pool {p.name} has no defensive fund; set "
                                  f"pools[{p.name}].defensive to a bond or money-market fund of the pool or choose "
                                  f"cash_policy pro_rata or cash")
+        for p in self.pools:
+            if len(p.symbols) < self.screening.min_obs:
+                raise ValueError(f"pool {p.name} has {len(p.symbols)} funds but screening.min_obs is "
+                                 f"{self.screening.min_obs}: its cross-sectional rank ICs could never be computed; "
+                                 + (f"add funds to pools[{p.name}].symbols or lower screening.min_obs to "
+                                    f"{len(p.symbols)}" if len(p.symbols) >= 3 else
+                                    f"a pool needs at least 3 funds for the factor screen; add funds to "
+                                    f"pools[{p.name}].symbols"))
         total = sum(p.summary_weight for p in self.pools)
         if abs(total - 1.0) > 1e-9:
             raise ValueError(f"pool summary weights must add up to 1, got {total:g}")
@@ -498,3 +650,54 @@ class PlatformConfig(_Model):
     @property
     def pool_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.pools)
+
+    @property
+    def calendars(self) -> tuple[str, ...]:
+        """The pools' calendars, in the order their first pool appears."""
+        return tuple(dict.fromkeys(p.calendar for p in self.pools))
+
+    def market(self, code: str) -> "ResolvedMarket":
+        """The market of calendar ``code`` with every default filled in (``markets.<code>``, then
+        :data:`MARKET_DEFAULTS`, ``backtest.lot_size`` and ``orchestration.data_delay_minutes``)."""
+        given = self.markets.get(code, MarketConfig())
+        known = MARKET_DEFAULTS.get(code, {})
+        lot = given.lot_size or known.get("lot_size", self.backtest.lot_size)
+        delay = given.data_delay_minutes
+        return ResolvedMarket(code=code, calendar_start=given.calendar_start, lot_size=int(lot),  # type: ignore[arg-type]
+                              currency=given.currency or known.get("currency"),  # type: ignore[arg-type]
+                              data_delay_minutes=self.orchestration.data_delay_minutes if delay is None else delay)
+
+    def pool_currency(self, name: str) -> str:
+        """The currency of pool ``name``'s prices: ``pools[].currency``, else its market's."""
+        pool = self.pool(name)
+        return pool.currency or self.market(pool.calendar).currency  # type: ignore[return-value]
+
+    @model_validator(mode="after")
+    def _markets_known(self) -> "PlatformConfig":
+        import exchange_calendars as xcals
+
+        names = set(xcals.get_calendar_names(include_aliases=True))
+        unknown = sorted(set(self.markets) - names)
+        if unknown:
+            raise ValueError(f"markets names unknown exchange calendars {unknown}; use exchange_calendars codes such "
+                             f"as XSHG or XNYS")
+        main = self.orchestration.calendar
+        if main is not None and main not in self.calendars:
+            raise ValueError(f"orchestration.calendar {main!r} is not the calendar of any pool (pools use "
+                             f"{list(self.calendars)}); set it to one of them or leave it out")
+        for p in self.pools:
+            if p.currency is None and self.market(p.calendar).currency is None:
+                raise ValueError(f"pool {p.name} trades on {p.calendar}, whose currency is not known; set "
+                                 f"pools[{p.name}].currency or markets.{p.calendar}.currency (e.g. USD)")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedMarket:
+    """A market's settings with the defaults filled in (:meth:`PlatformConfig.market`)."""
+
+    code: str
+    calendar_start: dt.date
+    lot_size: int
+    currency: str | None
+    data_delay_minutes: int

@@ -60,18 +60,21 @@ def check_paths(doc: Mapping, keys: tuple[tuple[str, str], ...], config_file: st
     problems = []
     for section, key in keys:
         node = doc.get(section)
-        value = node.get(key) if isinstance(node, Mapping) else None
-        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
-            continue
-        roots = roots or allowed_roots(config_file, env)
-        resolved = Path(value).resolve()
-        if any(resolved.is_relative_to(root) for root in roots):
-            continue
-        var = f"{prefix}{section.upper()}__{key.upper()}"
-        source = f" (set by {var})" if var in env else ""
-        shown = str(resolved) if str(resolved) == str(value) else f"{value} -> {resolved}"
-        problems.append((f"{section}.{key}",
-                         f"{shown}{source} is outside the allowed folders {', '.join(map(str, roots))}"))
+        given = node.get(key) if isinstance(node, Mapping) else None
+        # one path, or a mapping of names to paths (summary.fx)
+        items = [(f"{section}.{key}.{name}", v) for name, v in given.items()] if isinstance(given, Mapping) \
+            else [(f"{section}.{key}", given)]
+        for where, value in items:
+            if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+                continue
+            roots = roots or allowed_roots(config_file, env)
+            resolved = Path(value).resolve()
+            if any(resolved.is_relative_to(root) for root in roots):
+                continue
+            var = f"{prefix}{section.upper()}__{key.upper()}"
+            source = f" (set by {var})" if var in env else ""
+            shown = str(resolved) if str(resolved) == str(value) else f"{value} -> {resolved}"
+            problems.append((where, f"{shown}{source} is outside the allowed folders {', '.join(map(str, roots))}"))
     if problems:
         raise ConfigError(str(config_file), problems,
                           hint=f"move it under one of them or list its folder in {ALLOWED_ROOTS_ENV}")

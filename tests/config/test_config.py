@@ -103,9 +103,11 @@ def test_config_hash_is_stable_and_sensitive() -> None:
 BASE = {
     "name": "t",
     "pools": [
-        {"name": "A_SHARE", "kind": "A_SHARE", "summary_weight": 0.7, "symbols": ["510300", "510500"],
+        {"name": "A_SHARE", "kind": "A_SHARE", "summary_weight": 0.7,
+         "symbols": ["510300", "510500", "159915", "512100", "512880"],
          "capital": {"target_capital": 7_000_000, "max_single_weight": 0.25, "max_adv_pct": 0.05}},
-        {"name": "QDII", "kind": "QDII", "summary_weight": 0.3, "symbols": ["513100", "513500"],
+        {"name": "QDII", "kind": "QDII", "summary_weight": 0.3,
+         "symbols": ["513100", "513500", "159941", "513030", "518880"],
          "capital": {"target_capital": 3_000_000, "max_single_weight": 0.3, "max_adv_pct": 0.03}},
     ],
 }
@@ -202,3 +204,46 @@ def test_circular_extends(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="circular 'extends'"):
         load_config(tmp_path / "a.yaml", env={})
+
+
+def test_paths_resolve_against_the_file_that_wrote_them(tmp_path: Path) -> None:
+    """``storage.data_dir: ../data`` written in a shared base file means the folder next to the base file's
+    folder for every file that extends it, wherever that file lives; a path the child writes is its own."""
+    shared, team = tmp_path / "shared" / "configs", tmp_path / "team" / "desk"
+    shared.mkdir(parents=True)
+    team.mkdir(parents=True)
+    base = dict(BASE, storage={"data_dir": "../data"}, summary={"fx": {"USD": "fx/usdcny.csv"}})
+    (shared / "base.yaml").write_text(yaml.safe_dump(base), encoding="utf-8")
+    (team / "child.yaml").write_text(yaml.safe_dump({"extends": "../../shared/configs/base.yaml",
+                                                     "positions": {"source": "directory",
+                                                                   "directory": "positions"}}),
+                                     encoding="utf-8")
+    env = {"ROTATION_ALLOWED_ROOTS": str(tmp_path)}
+    cfg = load_config(team / "child.yaml", env=env)
+    assert Path(cfg.storage.data_dir) == (tmp_path / "shared" / "data").resolve()
+    assert Path(cfg.summary.fx["USD"]) == (shared / "fx" / "usdcny.csv").resolve()
+    assert Path(cfg.positions.directory) == (team / "positions").resolve()
+    # the child overrides the base's path: its own folder counts
+    (team / "child.yaml").write_text(yaml.safe_dump({"extends": "../../shared/configs/base.yaml",
+                                                     "storage": {"data_dir": "store"}}), encoding="utf-8")
+    assert Path(load_config(team / "child.yaml", env=env).storage.data_dir) == (team / "store").resolve()
+
+
+@pytest.mark.parametrize("symbols,fix", [
+    (["510300", "510500", "159915", "512100"], "lower screening.min_obs to 4"),
+    (["510300", "510500"], "a pool needs at least 3 funds for the factor screen"),
+])
+def test_a_pool_smaller_than_min_obs_is_a_configuration_error(tmp_path: Path, symbols, fix) -> None:
+    doc = yaml.safe_load(yaml.safe_dump(BASE))
+    doc["pools"][0]["symbols"] = symbols
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    text = str(info.value)
+    assert f"pool A_SHARE has {len(symbols)} funds but screening.min_obs is 5" in text
+    assert fix in text
+    doc["screening"] = {"min_obs": max(len(symbols), 3)}
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    if len(symbols) >= 3:
+        assert load_config(path, env={}).screening.min_obs == len(symbols)

@@ -361,10 +361,11 @@ def test_data_ended_by_missing_bars_and_by_a_configured_delisting(kit) -> None:
 
 def test_delisted_must_name_symbols_of_the_pool(tmp_path: Path) -> None:
     capital = {"target_capital": 1e6, "max_single_weight": 0.5, "max_adv_pct": 0.05}
-    doc = {"name": "t", "pools": [
-        {"name": "A_SHARE", "kind": "A_SHARE", "summary_weight": 0.7, "symbols": ["510300", "510500"],
+    doc = {"name": "t", "screening": {"min_obs": 3}, "pools": [
+        {"name": "A_SHARE", "kind": "A_SHARE", "summary_weight": 0.7, "symbols": ["510300", "510500", "159915"],
          "capital": capital, "delisted": {"510500": "2026-06-08", "999999": "2026-06-08"}},
-        {"name": "QDII", "kind": "QDII", "summary_weight": 0.3, "symbols": ["513100", "513500"], "capital": capital}]}
+        {"name": "QDII", "kind": "QDII", "summary_weight": 0.3, "symbols": ["513100", "513500", "159941"],
+         "capital": capital}]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     with pytest.raises(ConfigError) as info:

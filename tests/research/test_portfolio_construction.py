@@ -283,7 +283,8 @@ def test_point_in_time_prices_after_t_change_nothing_at_or_before_t(pool, all_on
 
 
 def test_configuration_is_validated_with_one_clear_line() -> None:
-    pool = dict(name="P", kind=PoolKind.A_SHARE, symbols=("510300", "511010"), summary_weight=1.0,
+    pool = dict(name="P", kind=PoolKind.A_SHARE, symbols=("510300", "511010", "510500", "512880", "512100"),
+                summary_weight=1.0,
                 capital=CapitalConfig(target_capital=1e6, max_single_weight=0.5, max_adv_pct=0.05))
     with pytest.raises(ValueError, match=r"pools\[P\]\.defensive '159915' is not a symbol of the pool"):
         PoolConfig(**pool, defensive="159915")
