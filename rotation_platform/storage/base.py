@@ -12,6 +12,10 @@ Contract of every implementation
   never a mix, and a rewrite leaves no duplicate rows or points behind.
 * ``read`` returns a value equal to what the embedded default (:class:`~.files.FileStore`) returns
   for the same write.
+* ``read_many`` (a window of partitions, e.g. the sessions of one pool a lookback needs) returns for
+  each partition what ``read`` returns, leaves out (or, ``strict``, names) the partitions with nothing
+  stored, and costs a fixed number of round trips whatever the window's length; ``read_window``
+  returns the window combined into one value (:func:`~.partitioning.combine_values`).
 * Transient server failures are retried with exponential backoff (:class:`RetryPolicy`); when the
   attempts are spent a :class:`~.errors.StorageUnavailableError` names the server, the asset and the
   partition.
@@ -48,6 +52,8 @@ __all__ = [
     "physical_names",
     "call_with_retries",
     "ProgressCallback",
+    "unique_partitions",
+    "missing_keys",
 ]
 
 log = logging.getLogger("rotation_platform.storage")
@@ -281,6 +287,23 @@ def physical_names(names: Sequence[str], reserved: frozenset[str] = frozenset())
     return out
 
 
+# ------------------------------------------------------------------------------------------ windows
+def unique_partitions(partitions: Sequence[Partition]) -> list[Partition]:
+    """``partitions`` without repeats (by key), in order."""
+    seen: set[str] = set()
+    out = []
+    for p in partitions:
+        if p.key not in seen:
+            seen.add(p.key)
+            out.append(p)
+    return out
+
+
+def missing_keys(partitions: Sequence[Partition], found: Mapping[str, Any]) -> list[str]:
+    """Keys of the requested ``partitions`` that a :meth:`Store.read_many` answer lacks, in order."""
+    return [p.key for p in unique_partitions(partitions) if p.key not in found]
+
+
 # ------------------------------------------------------------------------------------------ the store
 class Store(ABC):
     """A place to keep asset partitions. See the module docstring for the contract."""
@@ -320,6 +343,54 @@ class Store(ABC):
     @abstractmethod
     def health(self) -> list[HealthStatus]:
         """Health of every server this store uses."""
+
+    def read_many(self, asset: Sequence[str], partitions: Sequence[Partition], *,
+                  strict: bool = False) -> dict[str, Any]:
+        """The values of a window of partitions (e.g. the N sessions of one pool a lookback needs),
+        ``{partition key: value}`` in the order of ``partitions`` (repeats read once), each equal to
+        what :meth:`read` returns for it -- values, dtypes, index and provenance.
+
+        A partition with nothing stored is left out of the answer (compare the keys, or see
+        :func:`missing_keys`); with ``strict`` a :class:`~.errors.StorageNotFoundError` names the missing
+        ones instead. Server stores load the window in one round trip (one catalog query and one data
+        query, one cache ``MGET``); this default reads the partitions one by one."""
+        from rotation_platform.storage.errors import StorageNotFoundError
+
+        out: dict[str, Any] = {}
+        for partition in unique_partitions(partitions):
+            try:
+                out[partition.key] = self.read(asset, partition)
+            except StorageNotFoundError:
+                continue
+        return self._window_answer(asset, partitions, out, strict)
+
+    def read_window(self, asset: Sequence[str], partitions: Sequence[Partition]) -> Any:
+        """The window as one value -- what a consumer of several partitions loads: the partitions of
+        :meth:`read_many` combined by :func:`~.partitioning.combine_values` (price panels joined over
+        sessions, frames concatenated in partition order, other values as ``{key: value}``). A
+        partition with nothing stored is a :class:`~.errors.StorageNotFoundError` naming it."""
+        from rotation_platform.storage.partitioning import PartitionSlice, combine_values
+
+        values = self.read_many(asset, partitions, strict=True)
+        if not values:
+            from rotation_platform.storage.errors import StorageInputError
+
+            raise StorageInputError(f"asset {'/'.join(asset)}: a window read needs at least one partition")
+        return combine_values([(PartitionSlice(p), values[p.key]) for p in unique_partitions(partitions)])
+
+    def _window_answer(self, asset: Sequence[str], partitions: Sequence[Partition], found: dict[str, Any],
+                       strict: bool) -> dict[str, Any]:
+        """``found`` in the order of ``partitions``; with ``strict``, an error naming what is missing."""
+        ordered = {p.key: found[p.key] for p in unique_partitions(partitions) if p.key in found}
+        missing = missing_keys(partitions, ordered)
+        if strict and missing:
+            from rotation_platform.storage.errors import StorageNotFoundError
+
+            shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
+            raise StorageNotFoundError(f"{self.location}: asset {'/'.join(asset)}: nothing stored for partitions "
+                                       f"[{shown}] of the {len(ordered) + len(missing)} requested; materialise them "
+                                       "first")
+        return ordered
 
     def checksum(self, asset: Sequence[str], partition: Partition) -> str | None:
         """The checksum of the stored value as the write that stored it reported it

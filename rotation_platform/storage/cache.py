@@ -11,6 +11,8 @@
 * TTLs by data kind (:class:`CacheKind`): real-time 5 min, hot data 30 min, computed results 1 h,
   user queries 15 min. An asset may declare its kind; otherwise price panels are hot and everything
   else is a computed result.
+* A window of partitions (:meth:`CachedStore.read_many`) is one ``MGET``; the misses come from the
+  store in one ``read_many`` and are cached in one ``MULTI``/``EXEC`` pipeline.
 * Redis down is never fatal: the first failure logs a warning, the cache is skipped for
   ``retry_after_s`` seconds, then tried again. Reads and writes go to the store meanwhile.
 """
@@ -25,7 +27,15 @@ from enum import Enum
 from typing import Any
 
 from rotation_platform.storage import codec
-from rotation_platform.storage.base import HealthStatus, Partition, StoredCounts, Store, WriteReceipt, asset_name
+from rotation_platform.storage.base import (
+    HealthStatus,
+    Partition,
+    StoredCounts,
+    Store,
+    WriteReceipt,
+    asset_name,
+    unique_partitions,
+)
 from rotation_platform.storage.errors import StorageError
 from rotation_platform.storage.health import check_redis, redact_url
 
@@ -155,6 +165,61 @@ class RedisCache:
             self.stats["hits"] += 1
         return data
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The entries of many keys in one ``MGET`` (entries split over chunks take one more ``MGET``
+        for all their chunks); None for a miss, and for every key while Redis is unreachable."""
+        if not keys:
+            return []
+
+        def fetch() -> list[bytes | None]:
+            found = list(self._client.mget(list(keys)))
+            chunked = {i: data for i, data in enumerate(found) if data is not None and data.startswith(_MANIFEST)}
+            if chunked:
+                plan = []
+                for i, head in chunked.items():
+                    count_text, digest = head[len(_MANIFEST):].split(b":", 1)
+                    plan.append((i, int(count_text), digest))
+                parts = self._client.mget([f"{keys[i]}#{j}" for i, count, _ in plan for j in range(count)])
+                at = 0
+                for i, count, digest in plan:
+                    pieces, at = parts[at:at + count], at + count
+                    joined = None if any(p is None for p in pieces) else b"".join(pieces)
+                    ok = joined is not None and hashlib.sha256(joined).hexdigest().encode() == digest
+                    found[i] = joined if ok else None
+            return found
+
+        answer = self._guard(f"MGET {len(keys)} keys", fetch)
+        if answer is None:
+            answer = [None] * len(keys)
+        hits = sum(1 for data in answer if data is not None)
+        self.stats["hits"] += hits
+        self.stats["misses"] += len(keys) - hits
+        return answer
+
+    def set_many(self, entries: Sequence[tuple[str, bytes, int]]) -> bool:
+        """Store ``(key, data, ttl_s)`` entries in one ``MULTI``/``EXEC`` pipeline."""
+        if not entries:
+            return True
+
+        def store() -> bool:
+            pipe = self._client.pipeline(transaction=True)
+            for key, data, ttl_s in entries:
+                if len(data) <= self.chunk_bytes:
+                    pipe.set(key, data, ex=ttl_s)
+                    continue
+                chunks = [data[i:i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes)]
+                for i, chunk in enumerate(chunks):
+                    pipe.set(f"{key}#{i}", chunk, ex=ttl_s + 60)
+                pipe.set(key, _MANIFEST + f"{len(chunks)}:".encode() + hashlib.sha256(data).hexdigest().encode(),
+                         ex=ttl_s)
+            pipe.execute()
+            return True
+
+        ok = bool(self._guard(f"SET {len(entries)} keys", store, False))
+        if ok:
+            self.stats["writes"] += len(entries)
+        return ok
+
     def set(self, key: str, data: bytes, ttl_s: int) -> bool:
         def store() -> bool:
             pipe = self._client.pipeline(transaction=True)
@@ -265,6 +330,45 @@ class CachedStore(Store):
         value = self.inner.read(asset, partition)
         self.cache.set(key, codec.to_bytes(value), self.cache.policy.ttl(kind_for(codec.kind_of(value), kind)))
         return value
+
+    def read_many(self, asset: Sequence[str], partitions: Sequence[Partition], *, strict: bool = False,
+                  version: str = "", kind: str | CacheKind | None = None) -> dict[str, Any]:
+        """A window of partitions: the cached ones from one ``MGET``, the misses from the store in one
+        :meth:`Store.read_many` call, then cached in one pipeline."""
+        self.cache.logger = self.logger
+        wanted = unique_partitions(partitions)
+        keys = [self.cache.key(asset, p, version, self.scope) for p in wanted]
+        out: dict[str, Any] = {}
+        misses: list[Partition] = []
+        for partition, key, data in zip(wanted, keys, self.cache.get_many(keys)):
+            if data is not None:
+                try:
+                    out[partition.key] = codec.from_bytes(data)
+                    continue
+                except StorageError as exc:
+                    self.log.warning(f"{self.cache.server}: entry {key} is unreadable ({exc}); reading the store")
+            misses.append(partition)
+        if misses:
+            loaded = self.inner.read_many(asset, misses)
+            fills = []
+            for partition in misses:
+                if partition.key in loaded:
+                    value = loaded[partition.key]
+                    out[partition.key] = value
+                    fills.append((self.cache.key(asset, partition, version, self.scope), codec.to_bytes(value),
+                                  self.cache.policy.ttl(kind_for(codec.kind_of(value), kind))))
+            self.cache.set_many(fills)
+        return self._window_answer(asset, wanted, out, strict)
+
+    def read_window(self, asset: Sequence[str], partitions: Sequence[Partition], *, version: str = "",
+                    kind: str | CacheKind | None = None) -> Any:
+        """:meth:`Store.read_window` through the cache (entries of ``version``)."""
+        from rotation_platform.storage.partitioning import PartitionSlice, combine_values
+
+        values = self.read_many(asset, partitions, strict=True, version=version, kind=kind)
+        if not values:
+            return super().read_window(asset, partitions)
+        return combine_values([(PartitionSlice(p), values[p.key]) for p in unique_partitions(partitions)])
 
     def _query_key(self, name: str) -> str:
         return ":".join(["rp", CACHE_FORMAT, self.cache.namespace or "-", "query", self.scope, name])

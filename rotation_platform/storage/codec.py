@@ -29,6 +29,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,10 @@ __all__ = [
     "to_bytes",
     "from_bytes",
     "FILE_SUFFIXES",
+    "panel_from_table",
+    "read_parquet_bytes",
+    "decode_table",
+    "panel_meta",
 ]
 
 KIND_PANEL = "price_panel"
@@ -72,6 +77,7 @@ FORMAT_VERSION = 1
 JSON_CHUNK_CHARS = 16_000  # at most 64,000 UTF-8 bytes: below InfluxDB 1.x's 64 KiB string limit
 
 _PARQUET_META_KEY = b"rotation_platform"
+PANEL_META_KEY = _PARQUET_META_KEY  # the Parquet key-value metadata entry of a stored price panel
 FILE_SUFFIXES = {KIND_PANEL: ".panel.parquet", KIND_FRAME: ".parquet", KIND_JSON: ".json"}
 
 
@@ -148,9 +154,45 @@ def _panel_table(panel: PricePanel) -> tuple[pa.Table, dict[str, Any]]:
     return table, meta
 
 
+def panel_from_table(table: pa.Table, sessions: Sequence[Any], symbols: Sequence[str],
+                     meta: Mapping[str, Any] | None = None) -> PricePanel:
+    """A price panel on ``sessions`` x ``symbols`` from its long form (columns ``session``, ``symbol``
+    and the price fields), as :meth:`PricePanel.from_long` builds it; rows outside the grid are left out."""
+    return _panel_from(table, {"sessions": [str(pd.Timestamp(t).date()) for t in sessions],
+                               "symbols": list(symbols), "meta": dict(meta or {})})
+
+
 def _panel_from(table: pa.Table, meta: dict[str, Any]) -> PricePanel:
-    return PricePanel.from_long(table.to_pandas(), sessions=pd.DatetimeIndex(pd.to_datetime(meta["sessions"])),
-                                symbols=meta["symbols"], meta=meta["meta"])
+    """The panel from its long form: the same value as :meth:`PricePanel.from_long` (which pivots each
+    field through pandas, 60 ms for a one-session partition), placed by position in one pass."""
+    sessions = pd.DatetimeIndex(pd.to_datetime(meta["sessions"]), name="session")
+    symbols = [str(s) for s in meta["symbols"]]
+    names = set(table.column_names)
+    if not {"session", "symbol", *PRICE_FIELDS} <= names:
+        return PricePanel.from_long(table.to_pandas(), sessions=sessions, symbols=symbols, meta=meta["meta"])
+    stamps = table.column("session").combine_chunks()
+    if not pa.types.is_timestamp(stamps.type) or stamps.type.tz is not None or stamps.null_count:
+        return PricePanel.from_long(table.to_pandas(), sessions=sessions, symbols=symbols, meta=meta["meta"])
+    labels = table.column("symbol").combine_chunks()
+    if pa.types.is_dictionary(labels.type):
+        labels = labels.dictionary_decode()
+    rows = pd.DatetimeIndex(stamps.cast(pa.timestamp("ns")).to_numpy()).as_unit("ns")
+    row_pos = sessions.as_unit("ns").get_indexer(rows)
+    col_pos = pd.Index(symbols, dtype=object).get_indexer(pd.Index(labels.to_pylist(), dtype=object).astype(str))
+    flat = row_pos.astype(np.int64) * len(symbols) + col_pos
+    if len(np.unique(flat[(row_pos >= 0) & (col_pos >= 0)])) != int(((row_pos >= 0) & (col_pos >= 0)).sum()) \
+            or len(sessions) != len(set(sessions.asi8)) or len(symbols) != len(set(symbols)):
+        # duplicates: let from_long name the offending row
+        return PricePanel.from_long(table.to_pandas(), sessions=sessions, symbols=symbols, meta=meta["meta"])
+    keep = (row_pos >= 0) & (col_pos >= 0)
+    frames = {}
+    for name in PRICE_FIELDS:
+        block = np.full(len(sessions) * len(symbols), np.nan, dtype=np.float64)
+        values = table.column(name).combine_chunks()
+        block[flat[keep]] = np.asarray(values.cast(pa.float64()).to_numpy(zero_copy_only=False))[keep]
+        frames[name] = pd.DataFrame(block.reshape(len(sessions), len(symbols)), index=sessions,
+                                    columns=pd.Index(symbols, name="symbol", dtype=object))
+    return PricePanel(frames, dict(meta["meta"] or {}))
 
 
 def _frame_table(frame: pd.DataFrame) -> pa.Table:
@@ -416,18 +458,41 @@ def encode_file(value: Any) -> tuple[str, bytes]:
     return FILE_SUFFIXES[kind], _json_text(value).encode()
 
 
-def decode_file(suffix: str, data: bytes, where: str = "<bytes>") -> Any:
+def read_parquet_bytes(data: bytes, where: str = "<bytes>") -> pa.Table:
+    """The table of an embedded Parquet file. ``ParquetFile.read`` without threads for a partition's
+    small file: ``pq.read_table`` goes through the dataset layer, 3x slower for a 16 x 212 frame."""
     try:
-        if suffix == FILE_SUFFIXES[KIND_JSON]:
-            return json.loads(data.decode("utf-8"))
-        table = pq.read_table(pa.BufferReader(data))
+        return pq.ParquetFile(pa.BufferReader(data)).read(use_threads=len(data) >= SMALL_TABLE_BYTES)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot read {where}: {exc}") from exc
+
+
+def panel_meta(table: pa.Table) -> dict[str, Any]:
+    """The panel metadata (``meta``, ``sessions``, ``symbols``) an embedded panel file carries."""
+    return json.loads((table.schema.metadata or {})[_PARQUET_META_KEY])
+
+
+def decode_table(suffix: str, table: pa.Table, where: str = "<bytes>") -> Any:
+    """The value of an embedded Parquet file from its table (:func:`read_parquet_bytes`)."""
+    try:
         if suffix == FILE_SUFFIXES[KIND_PANEL]:
-            return _panel_from(table, json.loads((table.schema.metadata or {})[_PARQUET_META_KEY]))
+            return _panel_from(table, panel_meta(table))
         if suffix == FILE_SUFFIXES[KIND_FRAME]:
             return table.to_pandas()
     except (OSError, ValueError, KeyError, UnicodeDecodeError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read {where}: {exc}") from exc
     raise StorageError(f"cannot read {where}: unknown suffix {suffix!r}")
+
+
+def decode_file(suffix: str, data: bytes, where: str = "<bytes>") -> Any:
+    if suffix == FILE_SUFFIXES[KIND_JSON]:
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read {where}: {exc}") from exc
+    if suffix not in (FILE_SUFFIXES[KIND_PANEL], FILE_SUFFIXES[KIND_FRAME]):
+        raise StorageError(f"cannot read {where}: unknown suffix {suffix!r}")
+    return decode_table(suffix, read_parquet_bytes(data, where), where)
 
 
 _BYTES_MAGIC = b"RPC2"

@@ -33,7 +33,9 @@ Dagster runs one step per partition at a time, so this needs two runs racing on 
 Line protocol is built a column at a time with Arrow and sent by two threads while the next rows
 are encoded; reads split the partition into time windows of about two million values, queried
 concurrently (CSV answers for numeric data, chunked JSON when text is involved), and verify the
-row numbers and the checksum recorded at write. A database the store creates gets 52-week shard
+row numbers and the checksum recorded at write. A window of partitions (:meth:`InfluxStore.read_many`)
+is one catalog query and one data query (``rp_part`` one of the keys, a time range), split only
+when the window holds more than :data:`READ_VALUES_PER_QUERY` values. A database the store creates gets 52-week shard
 groups (InfluxDB's default of one week wastes most of the bytes of daily data on block headers).
 
 Transports
@@ -78,6 +80,7 @@ from rotation_platform.storage.base import (
     asset_name,
     call_with_retries,
     physical_names,
+    unique_partitions,
 )
 from rotation_platform.storage.errors import (
     StorageError,
@@ -104,6 +107,7 @@ __all__ = [
     "InfluxV1Transport",
     "InfluxHTTPError",
     "InfluxStore",
+    "READ_VALUES_PER_QUERY",
 ]
 
 TAG_PART = "rp_part"
@@ -427,9 +431,11 @@ class InfluxTransport(ABC):
 
     @abstractmethod
     def select(self, measurement: str, where: Mapping[str, str], columns: Sequence[Column],
-               strings: bool, time_range: tuple[int, int] | None = None) -> pa.Table:
+               strings: bool, time_range: tuple[int, int] | None = None,
+               any_of: tuple[str, Sequence[str]] | None = None) -> pa.Table:
         """Rows of a measurement: column ``time`` (int64 ns) then ``columns`` in order; with
-        ``time_range`` only points with ``start <= time < stop`` (ns)."""
+        ``time_range`` only points with ``start <= time < stop`` (ns); with ``any_of = (tag, values)``
+        only points whose tag has one of the values (a window of partitions in one query)."""
 
     @abstractmethod
     def count(self, measurement: str, where: Mapping[str, str], field: str) -> int: ...
@@ -584,12 +590,21 @@ class InfluxV1Transport(InfluxTransport):
         return quote_ident(measurement)
 
     def select(self, measurement: str, where: Mapping[str, str], columns: Sequence[Column],
-               strings: bool, time_range: tuple[int, int] | None = None) -> pa.Table:
+               strings: bool, time_range: tuple[int, int] | None = None,
+               any_of: tuple[str, Sequence[str]] | None = None) -> pa.Table:
         cols = ", ".join(f"{quote_ident(c.name)}::{c.role}" for c in columns)
         q = f"SELECT {cols} FROM {self._from(measurement)}{self._where(where)}"
+        terms = []
+        if any_of is not None:
+            tag, values = any_of
+            if not values:
+                return self._empty(columns)
+            terms.append("(" + " OR ".join(f"{quote_ident(tag)} = {quote_literal(v)}" for v in values) + ")")
         if time_range is not None:
             start, stop = (int(x) for x in time_range)
-            q += (" AND " if where else " WHERE ") + f"time >= {start} AND time < {stop}"
+            terms.append(f"time >= {start} AND time < {stop}")
+        if terms:
+            q += (" AND " if where else " WHERE ") + " AND ".join(terms)
         if not strings and all(not _is_text(c.type) or c.role == "tag" for c in columns):
             return self._select_csv(q, columns)
         return self._select_json(q, columns)
@@ -711,6 +726,28 @@ def _json_column(values: list[Any], t: pa.DataType) -> pa.Array:
 
 
 READ_VALUES_PER_QUERY = 2_000_000
+#: spec chunks a window's catalog query asks for (a spec longer than this takes a second query)
+CATALOG_CHUNKS_READ = 8
+
+
+def _split_parts(raw: pa.Table, generations: Mapping[str, str]) -> dict[str, pa.Table]:
+    """The rows of each partition's committed generation, from the answer of a window query (the tag
+    columns ``rp_part``/``rp_gen`` removed); a partition without rows gets an empty table."""
+    parts = raw.column(TAG_PART).combine_chunks()
+    gens = raw.column(TAG_GEN).combine_chunks()
+    body = raw.drop_columns([TAG_PART, TAG_GEN])
+    codes, labels = pd.factorize(np.asarray(parts.to_numpy(zero_copy_only=False), dtype=object))
+    gen_values = np.asarray(gens.to_numpy(zero_copy_only=False), dtype=object)
+    order = np.argsort(codes, kind="stable")
+    cuts = np.searchsorted(codes[order], np.arange(len(labels) + 1))
+    out = {key: body.slice(0, 0) for key in generations}
+    for j, key in enumerate(labels):
+        if key not in generations:
+            continue
+        rows = order[cuts[j]:cuts[j + 1]]
+        rows = rows[gen_values[rows] == generations[key]]
+        out[key] = body.take(pa.array(rows, pa.int64()))
+    return out
 
 
 def read_windows(table: pa.Table, layout: InfluxLayout) -> list[list[int]]:
@@ -962,6 +999,106 @@ class InfluxStore(Store):
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="influx-read") as pool:
                 raw = pa.concat_tables(list(pool.map(fetch, windows)))
         return self._rebuild(raw, entry, layout, schema, what)
+
+    def _catalogs(self, measurement: str, keys: Sequence[str], action: str) -> dict[str, CatalogEntry]:
+        """Catalog entries of many partitions in one query (a second one only for specs longer than
+        :data:`CATALOG_CHUNKS_READ` chunks)."""
+        def query(wanted: Sequence[str], n_chunks: int) -> pa.Table:
+            cols = [Column(TAG_PART, "tag", pa.string()), Column("gen", "field", pa.string()),
+                    Column("kind", "field", pa.string()), Column("rows", "field", pa.int64()),
+                    Column("checksum", "field", pa.string()), Column("spec_n", "field", pa.int64()),
+                    *[Column(f"s{i}", "field", pa.string()) for i in range(n_chunks)]]
+            return self._call(lambda: self.transport.select(CATALOG, {CATALOG_ASSET_TAG: measurement}, cols, True,
+                                                            any_of=(TAG_PART, list(wanted))),
+                              f"{action}: read catalog")
+
+        table = query(keys, CATALOG_CHUNKS_READ)
+        rows = table.to_pylist()
+        longer = [r[TAG_PART] for r in rows if r["gen"] is not None and int(r["spec_n"] or 0) > CATALOG_CHUNKS_READ]
+        if longer:
+            n = max(int(r["spec_n"]) for r in rows if r[TAG_PART] in set(longer))
+            again = {r[TAG_PART]: r for r in query(longer, n).to_pylist()}
+            rows = [again.get(r[TAG_PART], r) for r in rows]
+        out = {}
+        for r in rows:
+            if r["gen"] is None or r[TAG_PART] is None:
+                continue
+            text = "".join(r.get(f"s{i}") or "" for i in range(int(r["spec_n"] or 0)))
+            out[r[TAG_PART]] = CatalogEntry(r["gen"], r["kind"], int(r["rows"]), r["checksum"],
+                                            codec.spec_from_text(text))
+        return out
+
+    def read_many(self, asset: Sequence[str], partitions: Sequence[Partition], *,
+                  strict: bool = False) -> dict[str, Any]:
+        """A window of partitions: one catalog query for all of them, then one data query
+        (``rp_part`` one of the keys, time between the window's first and last point) per column
+        layout -- split into concurrent queries of about :data:`READ_VALUES_PER_QUERY` values when the
+        window is larger. Points of generations the catalog does not name (a writer at work, leftovers
+        of a failed write) are dropped; each value is checked as :meth:`read` checks it."""
+        wanted = unique_partitions(partitions)
+        if not wanted:
+            return {}
+        measurement = asset_name(asset)
+        keys = [p.key for p in wanted]
+        by_key = {p.key: p for p in wanted}
+        action = f"read asset {'/'.join(asset)} partitions {keys[0]} .. {keys[-1]} ({len(keys)})"
+        entries = self._catalogs(measurement, keys, action)
+        out: dict[str, Any] = {}
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                continue
+            if entry.rows == 0:
+                out[key] = codec.decode(entry.spec, codec.schema_of(entry.spec).empty_table())
+                continue
+            layout_spec = {k: v for k, v in entry.spec["influx"].items() if k != "windows"}
+            groups.setdefault(json.dumps(layout_spec, sort_keys=True), []).append(key)
+        for group in groups.values():
+            layout = InfluxLayout.from_spec(entries[group[0]].spec["influx"])
+            columns = [*self._read_columns(layout), Column(TAG_PART, "tag", pa.string()),
+                       Column(TAG_GEN, "tag", pa.string())]
+            batches, batch, values = [], [], 0
+            per_row = len(layout.field_columns) + 1
+            for key in group:
+                if batch and values + entries[key].rows * per_row > READ_VALUES_PER_QUERY:
+                    batches.append(batch)
+                    batch, values = [], 0
+                batch.append(key)
+                values += entries[key].rows * per_row
+            batches.append(batch)
+
+            def fetch(batch_keys: list[str], layout=layout, columns=columns) -> pa.Table:
+                spans = [w for k in batch_keys for w in (entries[k].spec["influx"].get("windows") or [])]
+                window = (min(w[0] for w in spans), max(w[1] for w in spans)) if spans else None
+                return self._call(lambda: self.transport.select(measurement, {}, columns, layout.has_strings, window,
+                                                                any_of=(TAG_PART, batch_keys)), action)
+
+            if len(batches) == 1:
+                raws = [fetch(batches[0])]
+            else:
+                with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="influx-read") as pool:
+                    raws = list(pool.map(fetch, batches))
+            for batch_keys, raw in zip(batches, raws):
+                for key, part in _split_parts(raw, {k: entries[k].gen for k in batch_keys}).items():
+                    entry = entries[key]
+                    out[key] = self._rebuild(part, entry, InfluxLayout.from_spec(entry.spec["influx"]),
+                                             codec.schema_of(entry.spec), self.describe(asset, by_key[key]))
+        return self._window_answer(asset, wanted, out, strict)
+
+    @staticmethod
+    def _read_columns(layout: InfluxLayout) -> list[Column]:
+        columns = [Column(FIELD_N, "field", pa.int64())]
+        for i in layout.field_columns:
+            kind = "integer" if i == layout.time_column else layout.kinds[i]
+            if kind == "null":
+                continue
+            columns.append(Column(layout.names[i], "field", _read_type(kind)))
+        for i in layout.tag_columns:
+            columns.append(Column(layout.names[i], "tag", pa.string()))
+        if layout.special:
+            columns.append(Column(FIELD_SPECIAL, "field", pa.string()))
+        return columns
 
     def _rebuild(self, raw: pa.Table, entry: CatalogEntry, layout: InfluxLayout, schema: pa.Schema,
                  what: str) -> Any:

@@ -60,15 +60,23 @@ def _range(time_range: tuple[int, int] | None) -> str:
 
 
 def flux_select(bucket: str, measurement: str, where: Mapping[str, str], columns: Sequence[Column],
-                time_range: tuple[int, int] | None = None) -> str:
-    """Points of a measurement as one table: ``rp_time`` (int ns), then the fields and tags."""
+                time_range: tuple[int, int] | None = None,
+                any_of: tuple[str, Sequence[str]] | None = None) -> str:
+    """Points of a measurement as one table: ``rp_time`` (int ns), then the fields and tags; with
+    ``any_of = (tag, values)`` only the points whose tag has one of the values."""
+    if any_of is not None:
+        tag, values = any_of
+        where_text = _filter(measurement, where) + (
+            f" and contains(value: {_record(tag)}, set: [{', '.join(flux_string(v) for v in values)}])")
+    else:
+        where_text = _filter(measurement, where)
     fields = [c.name for c in columns if c.role == "field"]
     tags = [c.name for c in columns if c.role == "tag"]
     field_terms = " or ".join(f"r._field == {flux_string(f)}" for f in fields) or "false"
     keep = ", ".join(flux_string(n) for n in ["rp_time", *fields, *tags])
     return (f"from(bucket: {flux_string(bucket)})\n"
             f"  |> {_range(time_range)}\n"
-            f"  |> filter(fn: (r) => {_filter(measurement, where)})\n"
+            f"  |> filter(fn: (r) => {where_text})\n"
             f"  |> filter(fn: (r) => {field_terms})\n"
             f'  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
             f"  |> map(fn: (r) => ({{r with rp_time: int(v: r._time)}}))\n"
@@ -180,8 +188,12 @@ class InfluxV2Transport(InfluxTransport):
                                                          write_precision=WritePrecision.NS))
 
     def select(self, measurement: str, where: Mapping[str, str], columns: Sequence[Column],
-               strings: bool, time_range: tuple[int, int] | None = None) -> pa.Table:
-        q = flux_select(self.database, measurement, where, columns, time_range)
+               strings: bool, time_range: tuple[int, int] | None = None,
+               any_of: tuple[str, Sequence[str]] | None = None) -> pa.Table:
+        if any_of is not None and not any_of[1]:
+            return pa.table({"time": pa.array([], pa.int64()),
+                             **{c.name: pa.array([], c.type if c.role == "field" else pa.string()) for c in columns}})
+        q = flux_select(self.database, measurement, where, columns, time_range, any_of)
         if strings or any(_is_text(c.type) and c.role == "field" for c in columns):
             return self._select_records(q, columns)
         return self._select_csv(q, columns)

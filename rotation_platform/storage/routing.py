@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from rotation_platform.storage import codec
-from rotation_platform.storage.base import HealthStatus, Partition, StoredCounts, Store, WriteReceipt
+from rotation_platform.storage.base import (
+    HealthStatus,
+    Partition,
+    StoredCounts,
+    Store,
+    WriteReceipt,
+    unique_partitions,
+)
 from rotation_platform.storage.errors import StorageNotFoundError
 
 __all__ = ["RoutedStore"]
@@ -58,6 +65,19 @@ class RoutedStore(Store):
             raise StorageNotFoundError(f"nothing stored for {self.describe(asset, partition)} in "
                                        f"{self.timeseries.location} or {self.tables.location}; materialise it first")
         return holder.read(asset, partition)
+
+    def read_many(self, asset: Sequence[str], partitions: Sequence[Partition], *,
+                  strict: bool = False) -> dict[str, Any]:
+        """The window from the time-series store in one call, what it lacks from the table store in
+        one more (a partition lives in one of the two)."""
+        wanted = unique_partitions(partitions)
+        if not wanted:
+            return {}
+        found = self.timeseries.read_many(asset, wanted)
+        rest = [p for p in wanted if p.key not in found]
+        if rest:
+            found.update(self.tables.read_many(asset, rest))
+        return self._window_answer(asset, wanted, found, strict)
 
     def exists(self, asset: Sequence[str], partition: Partition) -> bool:
         return self._holder(asset, partition) is not None
