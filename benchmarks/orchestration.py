@@ -2,7 +2,8 @@
 
 Every case runs the real Dagster jobs on the demo configuration (synthetic data: A_SHARE 16 funds,
 QDII 6, OTHER 5) in fresh processes, with its own data folder and Dagster instance (SQLite, as
-``scripts/demo.sh`` uses), and the numba cache warm (a warm-up run first, not timed).
+``scripts/demo.sh`` uses), and the numba cache warm (a warm-up run first, not timed) -- except
+``first_run_after_install``, which starts from empty numba caches of its own.
 
 Cases
 -----
@@ -19,6 +20,14 @@ Cases
   (``configs/dagster.yaml``: batched event log), with Dagster's own SQLite event log (one write per
   event) and with an in-memory instance: what recording one planned and one materialisation event
   per asset and partition costs, and what writing them in batches saves.
+
+* ``first_run_after_install`` -- what a fresh install costs before the first results
+  (``scripts/demo.sh``: ``python -m jobs.main`` for the last session, every pool): the run with an
+  empty numba cache and no warm-up (``cold_first_run_seconds``: every kernel compiled in the run), the
+  warm-up ``python -m rotation_platform.warmup`` that ``scripts/_env.sh`` runs after installing, into
+  another empty cache (``warmup_seconds``), and the first run after it (``first_run_after_warmup_seconds``,
+  with ``index_files_added``: the kernels that run still had to compile, 0 when the warm-up covered
+  them all). Target: results for every pool within 60 s of the install finishing (``baseline``).
 
 ``ROTATION_BENCH_CASES`` (comma-separated case names) runs some of them only.
 """
@@ -118,11 +127,13 @@ def _fig(case: str, metric: str, value: float, unit: str, **extra: object) -> di
 def run() -> Iterator[dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="rotation-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        # warm the numba cache (and the OS file cache) once; not timed
-        _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
-
         def wanted(case: str) -> bool:
             return not CASES or case in CASES
+
+        if any(wanted(c) for c in ("one_session_cold_cli", "one_run_per_partition", "event_recording",
+                                   "backfill_single_runs")):
+            # warm the numba cache (and the OS file cache) once; not timed
+            _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
 
         if wanted("one_session_cold_cli"):
             wall, _ = _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "cli"))
@@ -135,6 +146,8 @@ def run() -> Iterator[dict[str, object]]:
             yield from _event_recording(tmp)
         if wanted("backfill_single_runs"):
             yield from _backfill(tmp)
+        if wanted("first_run_after_install"):
+            yield from _first_run_after_install(tmp)
 
 
 def _per_partition(tmp: Path, n: int) -> Iterator[dict[str, object]]:
@@ -179,6 +192,28 @@ def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
     pool_sessions = res["sessions"] * 3
     yield _fig("backfill_single_runs", "seconds_per_pool_session", sum(res["pools"].values()) / pool_sessions,
                "s", years=years, pool_sessions=pool_sessions)
+
+
+def _first_run_after_install(tmp: Path) -> Iterator[dict[str, object]]:
+    from rotation_platform.numba_cache import index_files
+
+    case, target = "first_run_after_install", 60.0
+    cold_cache, warm_cache = tmp / "numba-cold", tmp / "numba-warm"
+    cold, _ = _run(["-m", "jobs.main", "--session", LAST],
+                   _env(tmp / "install_cold", NUMBA_CACHE_DIR=str(cold_cache)))
+    yield _fig(case, "cold_first_run_seconds", cold, "s", baseline=target, ratio=round(cold / target, 3),
+               pools=3, session=LAST, kernels_compiled=len(index_files(cold_cache)),
+               peer="empty numba cache, no warm-up")
+    warmup, _ = _run(["-m", "rotation_platform.warmup", "--quiet"],
+                     _env(tmp / "install_warmup", NUMBA_CACHE_DIR=str(warm_cache)))
+    before = index_files(warm_cache)
+    yield _fig(case, "warmup_seconds", warmup, "s", kernels_cached=len(before), cache_dir=str(warm_cache))
+    first, _ = _run(["-m", "jobs.main", "--session", LAST],
+                    _env(tmp / "install_first", NUMBA_CACHE_DIR=str(warm_cache)))
+    after = index_files(warm_cache)
+    added = len([k for k in after if before.get(k) != after[k]])
+    yield _fig(case, "first_run_after_warmup_seconds", first, "s", baseline=target, ratio=round(first / target, 3),
+               pools=3, session=LAST, index_files_added=added, cold_ratio=round(cold / first, 2))
 
 
 def _session_offset(day: str, offset: int) -> str:

@@ -30,6 +30,11 @@ setup_env() {  # $1: pip extras, e.g. "dev" or ""
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e "$spec"
     touch "$stamp"
+    # compile the numba kernels once, into .venv/numba-cache (or $NUMBA_CACHE_DIR), so the first run
+    # loads them; a failure is reported and the first run then compiles them itself
+    if ! .venv/bin/python -m rotation_platform.warmup; then
+      echo "warning: the numba warm-up failed (see the line above); the first run compiles the kernels" >&2
+    fi
   fi
   export DAGSTER_HOME="${DAGSTER_HOME:-$ROOT/.dagster_home}"
   mkdir -p "$DAGSTER_HOME"

@@ -23,21 +23,32 @@ Contract
   mean deviation, drawdown) give the same bits from ``window`` rows.
 * Cross-sectional kernels (``cs_*``) work along the rows of a sessions x funds array: each row is one
   session, values compared across the funds with a finite value.
-* Every kernel is ``@njit(cache=True, nogil=True)``: compiled once to the on-disk cache, and
-  releasing the GIL so the engine can run fund chunks on several threads.
+* Every kernel is ``@njit(cache=True, nogil=True)``: compiled once to the on-disk cache
+  (:func:`rotation_platform.numba_cache.cache_dir`), and releasing the GIL so the engine can run fund
+  chunks on several threads.
 * :func:`lag_scatter_nb` is the one kernel that moves values in time: bar values to their session
-  plus the lag (see :func:`rotation_platform.factors.engine.apply_lag`).
+  plus the lag (see :func:`rotation_platform.factors.engine.apply_lag`). Its output is a whole panel
+  or the strided view of a fund chunk, and its inputs may be read-only, so it is compiled for one
+  explicit signature per output dtype (:data:`LAG_SCATTER_SIGNATURE`: read-only C inputs, a float64
+  output of any layout; :data:`LAG_SCATTER_SIGNATURE_F32` for float32 panels) that takes every such
+  call; the other kernels are compiled lazily, for the float64 / int64 C arrays the engine passes.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+
+from rotation_platform import numba_cache
+
+numba_cache.configure()  # before the first @njit(cache=True): the cache folder is read at decoration
 
 __all__ = [
     "valid_rows_nb",
     "pack_nb",
     "lag_scatter_nb",
+    "LAG_SCATTER_SIGNATURE",
+    "LAG_SCATTER_SIGNATURE_F32",
     "rolling_sum_1d_nb",
     "rolling_sum_nb",
     "rolling_ewm_1d_nb",
@@ -92,7 +103,21 @@ def pack_nb(a, rows, counts):
     return out
 
 
-@njit(cache=True, nogil=True)
+def _lag_scatter_signature(out_dtype: types.Type) -> types.Type:
+    return types.void(types.Array(types.float64, 2, "C", readonly=True),
+                      types.Array(types.int64, 2, "C", readonly=True),
+                      types.Array(types.int64, 1, "C", readonly=True), types.int64,
+                      types.Array(out_dtype, 2, "A"))
+
+
+#: the signature of :func:`lag_scatter_nb`: C-contiguous inputs (read-only accepted: a writable array
+#: converts to it), a float64 output of any layout (a whole panel or a fund chunk's strided view)
+LAG_SCATTER_SIGNATURE = _lag_scatter_signature(types.float64)
+#: the same for the float32 factor panels (``factors.dtype: float32``)
+LAG_SCATTER_SIGNATURE_F32 = _lag_scatter_signature(types.float32)
+
+
+@njit([LAG_SCATTER_SIGNATURE, LAG_SCATTER_SIGNATURE_F32], cache=True, nogil=True)
 def lag_scatter_nb(values, rows, counts, lag, out):
     """Fill ``out`` (sessions x funds): the value of bar ``k`` of column ``j`` (session
     ``rows[k, j]``) lands on session ``rows[k, j] + lag``; every other cell, and every non-finite

@@ -51,12 +51,24 @@ Money is in real units: raw (unadjusted) prices, real shares, CNY (see
   cash policy (``pro_rata`` widens the selection up to the cap), the trend filter (``risk_on``), the
   volatility target on ``rets`` through ``t - 1`` and the defensive fund; ``blocked[t, i]`` (the
   de-duplication, :func:`correlation_clusters_nb`) removes a fund from the eligible ones.
+
+Compilation
+-----------
+Every kernel is ``@njit(cache=True)``, cached in :func:`rotation_platform.numba_cache.cache_dir`, and
+compiled for one signature: counters passed to a helper kernel start as ``np.int64(0)`` and flags as
+``np.bool_(...)``, never as a bare literal (numba would compile the helper once more for the literal
+type), and the callers hand in float64 / int64 / bool C-contiguous, writable arrays
+(:class:`~rotation_platform.research.market.Market` normalises its arrays).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
+
+from rotation_platform import numba_cache
+
+numba_cache.configure()  # before the first @njit(cache=True): the cache folder is read at decoration
 
 __all__ = [
     "forward_returns_nb",
@@ -98,6 +110,47 @@ def forward_returns_nb(price: np.ndarray, horizons: np.ndarray) -> np.ndarray:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- sorting
+@njit(cache=True)
+def _stable_argsort(keys: np.ndarray, n: int) -> np.ndarray:
+    """The permutation ``np.argsort(keys[:n], kind="mergesort")`` returns: ascending, ties in index order,
+    NaN last. A bottom-up merge sort on the indices; numba's generic mergesort takes seconds to compile
+    in every kernel that uses it."""
+    order = np.arange(n)
+    buf = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i = lo
+            j = mid
+            k = lo
+            while i < mid and j < hi:
+                a = keys[order[i]]
+                b = keys[order[j]]
+                if b < a or (a != a and b == b):  # the right one only when strictly first: stable
+                    buf[k] = order[j]
+                    j += 1
+                else:
+                    buf[k] = order[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                buf[k] = order[i]
+                i += 1
+                k += 1
+            while j < hi:
+                buf[k] = order[j]
+                j += 1
+                k += 1
+            lo = hi
+        order, buf = buf, order
+        width *= 2
+    return order
+
+
 # ---------------------------------------------------------------------------------------------- batch IC
 @njit(cache=True)
 def _count_ranks(v: np.ndarray, n: int, out: np.ndarray) -> None:
@@ -117,7 +170,7 @@ def _count_ranks(v: np.ndarray, n: int, out: np.ndarray) -> None:
                 eq += y == x
             out[a] = 1.0 + lt + (eq - 1) * 0.5
         return
-    order = np.argsort(v[:n], kind="mergesort")
+    order = _stable_argsort(v, n)
     k = 0
     while k < n:
         end = k + 1
@@ -143,7 +196,7 @@ def _centered_ss(r: np.ndarray, n: int) -> float:
 def _subset_corr_cols(xa: np.ndarray, ya: np.ndarray, ok: np.ndarray, n_f: int, min_obs: int,
                       bx: np.ndarray, by: np.ndarray, rbx: np.ndarray, rby: np.ndarray) -> float:
     """Spearman correlation of ``xa`` and ``ya`` (indexed by fund) over the funds where both are finite."""
-    m = 0
+    m = np.int64(0)
     for i in range(n_f):
         if ok[i] and np.isfinite(xa[i]) and np.isfinite(ya[i]):
             bx[m] = xa[i]
@@ -297,7 +350,7 @@ def _rank_ic_block(values: np.ndarray, labels: np.ndarray, universe: np.ndarray,
             cnt[k] = 0.0
         # rows of funds outside the universe are stale: every reader checks ``inu`` first; a missing
         # value is stored as +inf, which never counts as lower than or equal to a present value
-        n_u = 0
+        n_u = np.int64(0)
         for i in range(n_f):
             inu[c, i] = universe[s, i]
             if universe[s, i]:
@@ -334,7 +387,7 @@ def _rank_ic_block(values: np.ndarray, labels: np.ndarray, universe: np.ndarray,
             varying[s, k] = sxx[k] > 0.0  # some centred rank differs from 0: two distinct values
         # labels: centred average ranks per horizon
         for j in range(n_h):
-            n = 0
+            n = np.int64(0)
             for i in range(n_f):
                 y = labels[j, s, i]
                 if universe[s, i] and np.isfinite(y):
@@ -384,7 +437,7 @@ def _rank_ic_block(values: np.ndarray, labels: np.ndarray, universe: np.ndarray,
                     sj[k] += ra[k] * dy
                     ij[k] += va[k]
         # the universe changed since the previous session: re-rank both slabs on the common funds
-        n_both = 0
+        n_both = np.int64(0)
         for i in range(n_f):
             if both[i]:
                 members[n_both] = i
@@ -410,7 +463,7 @@ def _rank_ic_block(values: np.ndarray, labels: np.ndarray, universe: np.ndarray,
             nl = lab_n[j]
             if nl == n_u or nl < min_obs:
                 continue
-            m = 0
+            m = np.int64(0)
             for i in range(n_f):
                 if lab[j, i] == lab[j, i]:
                     members[m] = i
@@ -692,13 +745,13 @@ def select_factors_nb(strength: np.ndarray, eligible: np.ndarray, ranks: np.ndar
     n_k = strength.shape[0]
     cand = np.empty(n_k, np.int64)
     keys = np.empty(n_k)
-    nc = 0
+    nc = np.int64(0)
     for k in range(n_k):
         if eligible[k]:
             cand[nc] = k
             keys[nc] = -strength[k]
             nc += 1
-    order = np.argsort(keys[:nc], kind="mergesort")
+    order = _stable_argsort(keys, nc)
     kept = np.full(top_k, -1, np.int64)
     if top_k <= 0:
         return kept, np.full(n_k, -1, np.int64), np.full(n_k, np.nan)
@@ -917,7 +970,7 @@ def select_weights_nb(score: np.ndarray, tradeable: np.ndarray, held: np.ndarray
     n_f = score.shape[0]
     keys = np.empty(n_f)
     idx = np.empty(n_f, np.int64)
-    nc = 0
+    nc = np.int64(0)
     for i in range(n_f):
         out[i] = 0.0
         if tradeable[i] and np.isfinite(score[i]):
@@ -926,7 +979,7 @@ def select_weights_nb(score: np.ndarray, tradeable: np.ndarray, held: np.ndarray
             nc += 1
     if nc == 0 or n_pick <= 0:
         return 0
-    order = np.argsort(keys[:nc], kind="mergesort")
+    order = _stable_argsort(keys, nc)
     chosen = 0
     limit = min(nc, n_pick + buffer)
     for q in range(limit):
@@ -1454,7 +1507,8 @@ def simulate_path_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
     else:
         trend_ = trend
     _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active, variant,
-              top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, True, equity, shares, orders, fees, slip,
+              top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, np.bool_(True), equity, shares,
+              orders, fees, slip,
               weights, cash, price, divs, liq, rets_, blocked_, risk_, trend_, policy, defensive, target_vol,
               vol_window, ann)
     return equity, shares, orders, fees, slip, weights, cash, price, divs, liq
@@ -1498,7 +1552,8 @@ def simulate_grid_nb(trade_price: np.ndarray, mark: np.ndarray, split: np.ndarra
             active[t] = p
         eq = np.empty(n_s)
         _simulate(trade_price, mark, split, dividend, ended, excluded, lots, adv_limit, reinvest, scores, active,
-                  variant, top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, False, eq, dummy2, dummy2, dummy2, dummy2,
+                  variant, top_n, buffer, cadence, max_weight, init_cash, rate, min_fee, slippage, np.bool_(False), eq,
+                  dummy2, dummy2, dummy2, dummy2,
                   dummy2, dummy1, dummy2, dummy2, dummyb, rets_, blocked_, risk_, trend_, policy, defensive,
                   target_vol, vol_window, ann)
         out[p] = eq
