@@ -341,6 +341,12 @@ def run(args) -> int:
           + "".join(f" · {code} pools {text}" for code, text in others.items()))
     for note in notes:
         print(note)
+    from rotation_platform.calendars import horizon_warning
+
+    for code in config.calendars:
+        warning = horizon_warning(code)
+        if warning:
+            print(f"warning: {warning}")
     summary_job = defs.resolve_job_def("session_summary")
     checks: dict[str, list[tuple[str, str, bool, str, str]]] = {}
     targets: dict[str, object] = {}

@@ -33,7 +33,7 @@ import pandas as pd
 from rotation_platform.errors import CalendarError
 
 __all__ = ["TradingCalendar", "get_calendar", "CALENDAR_START", "SessionNotClosedError", "calendar_start",
-           "calendar_start_key", "configure_calendars", "extra_holidays", "market_prefix", "storage_key"]
+           "calendar_start_key", "configure_calendars", "extra_holidays", "horizon_warning", "market_prefix", "storage_key"]
 
 CALENDAR_START = "2004-01-02"  # a calendar's first session when its market sets no calendar_start
 
@@ -328,6 +328,20 @@ def get_calendar(code: str = "XSHG", start: DateLike | None = None) -> TradingCa
     """The calendar ``code`` from ``start`` (default: the registered start, see the module); one object
     per code and start."""
     return _calendar(code, _day(start) if start is not None else calendar_start(code), extra_holidays(code))
+
+
+def horizon_warning(code: str, today: DateLike | None = None, within_days: int = 45) -> str | None:
+    """One line when ``code``'s calendar ends within ``within_days`` of ``today`` (a recorded holiday list
+    that has not been extended: no session exists after its end, so runs after it are refused)."""
+    last = get_calendar(code).last_session
+    day = _day(today) if today is not None else pd.Timestamp.now(tz="UTC").tz_convert(None).normalize()
+    left = (last - day).days
+    if left > within_days:
+        return None
+    fix = (f"list the exchange's published holidays of {last.year + 1} in markets.{code}.holidays (or upgrade "
+           f"exchange_calendars)") if last.month == 12 and last.day == 31 else "upgrade exchange_calendars"
+    return (f"the {code} calendar ends at {last.date()} ({left} day(s) from {day.date()}): no session after it can "
+            f"run; {fix}")
 
 
 @lru_cache(maxsize=32)

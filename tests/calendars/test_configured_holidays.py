@@ -74,3 +74,14 @@ def test_a_rule_based_calendar_closes_the_configured_days(tmp_path) -> None:
 def test_a_weekend_holiday_is_a_configuration_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="2027-01-02 is a weekend day"):
         _config(tmp_path, ["2027-01-01", "2027-01-02"])
+
+
+def test_a_calendar_about_to_end_is_announced(tmp_path) -> None:
+    _config(tmp_path, None)
+    text = calendars.horizon_warning("XSHG", today="2026-12-02")
+    assert text == ("the XSHG calendar ends at 2026-12-31 (29 day(s) from 2026-12-02): no session after it can run; "
+                    "list the exchange's published holidays of 2027 in markets.XSHG.holidays (or upgrade "
+                    "exchange_calendars)")
+    assert calendars.horizon_warning("XSHG", today="2026-10-01") is None       # more than 45 days ahead
+    _config(tmp_path, HOLIDAYS_2027)
+    assert calendars.horizon_warning("XSHG", today="2026-12-02") is None       # extended through 2027

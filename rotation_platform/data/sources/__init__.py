@@ -20,4 +20,4 @@ def make_source(config: PlatformConfig, end=None) -> PriceSource:
         return akshare_source(config, end=end)
     from rotation_platform.data.sources.directory import DirectorySource
 
-    return DirectorySource.from_config(config.data)
+    return DirectorySource.from_config(config.data, calendars={s: p.calendar for p in config.pools for s in p.symbols})

@@ -720,6 +720,6 @@ def akshare_source(config: PlatformConfig, end: object = None) -> AkshareSource:
     its pool's calendar with its market's data delay, fetched through ``end`` at the latest."""
     calendars = {s: p.calendar for p in config.pools for s in p.symbols}
     delays = {code: config.market(code).data_delay_minutes for code in config.calendars}
-    reader = DirectorySource.from_config(config.data)
+    reader = DirectorySource.from_config(config.data, calendars=calendars)
     return AkshareSource(config.data.directory, config.data.akshare, start=config.data.start,  # type: ignore[arg-type]
                          calendars=calendars, delays=delays, end=end, reader=reader)

@@ -615,9 +615,13 @@ class DirectorySource(PriceSource):
     synthetic = False
 
     def __init__(self, directory: str | Path, calendar: TradingCalendar | str = "XSHG", *,
-                 volume_unit: Mapping[str, object] | None = None, symbol_map: Mapping[str, str] | None = None):
+                 volume_unit: Mapping[str, object] | None = None, symbol_map: Mapping[str, str] | None = None,
+                 calendars: Mapping[str, str] | None = None):
         self.directory = Path(directory)
         self.calendar = get_calendar(calendar) if isinstance(calendar, str) else calendar
+        # symbol -> calendar code of its pool: a split's effective session is the next session of the
+        # fund's own exchange (the splits table names the last day on the old basis)
+        self.calendars = dict(calendars or {})
         if not self.directory.is_dir():
             raise DataSourceError(f"price folder {self.directory} does not exist or is not a folder; "
                                   f"set data.directory to a folder of <symbol>.csv / <symbol>.parquet files")
@@ -627,9 +631,12 @@ class DirectorySource(PriceSource):
         self._raw: dict[str, RawPrices] = {}
 
     @classmethod
-    def from_config(cls, data: DataConfig, calendar: TradingCalendar | str = "XSHG") -> "DirectorySource":
-        """The source of ``data`` (``data.directory``, ``data.volume_unit``, ``data.symbol_map``)."""
-        return cls(data.directory, calendar, volume_unit=data.volume_unit, symbol_map=data.symbol_map)
+    def from_config(cls, data: DataConfig, calendar: TradingCalendar | str = "XSHG", *,
+                    calendars: Mapping[str, str] | None = None) -> "DirectorySource":
+        """The source of ``data`` (``data.directory``, ``data.volume_unit``, ``data.symbol_map``); ``calendars``
+        maps a symbol to its pool's calendar (default ``calendar``)."""
+        return cls(data.directory, calendar, volume_unit=data.volume_unit, symbol_map=data.symbol_map,
+                   calendars=calendars)
 
     def __repr__(self) -> str:
         return f"DirectorySource({str(self.directory)!r})"
@@ -722,8 +729,12 @@ class DirectorySource(PriceSource):
         dividends = [a.dividends for a in in_file if len(a.dividends)]
         splits_path = self.directory / SPLITS_FILE
         if splits_path.is_file():
-            table = read_splits_table(self._inside(splits_path), self.calendar)
-            splits.insert(0, table[table["symbol"].isin(wanted)])
+            by_calendar: dict[str, list[str]] = {}
+            for symbol in wanted:
+                by_calendar.setdefault(self.calendars.get(symbol, self.calendar.code), []).append(symbol)
+            for code, group in by_calendar.items():
+                table = read_splits_table(self._inside(splits_path), get_calendar(code))
+                splits.insert(0, table[table["symbol"].isin(group)])
         dividends_path = self.directory / DIVIDENDS_FILE
         if dividends_path.is_file():
             table = read_dividends_table(self._inside(dividends_path))
