@@ -196,6 +196,17 @@ class RedisCache:
         self.stats["misses"] += len(keys) - hits
         return answer
 
+    def _queue_set(self, pipe: Any, key: str, data: bytes, ttl_s: int) -> None:
+        """Queue the writes of one entry on ``pipe``: the value itself, or its chunks and a manifest naming
+        their count and the value's SHA-256 when it is larger than ``chunk_bytes``."""
+        if len(data) <= self.chunk_bytes:
+            pipe.set(key, data, ex=ttl_s)
+            return
+        chunks = [data[i:i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes)]
+        for i, chunk in enumerate(chunks):
+            pipe.set(f"{key}#{i}", chunk, ex=ttl_s + 60)
+        pipe.set(key, _MANIFEST + f"{len(chunks)}:".encode() + hashlib.sha256(data).hexdigest().encode(), ex=ttl_s)
+
     def set_many(self, entries: Sequence[tuple[str, bytes, int]]) -> bool:
         """Store ``(key, data, ttl_s)`` entries in one ``MULTI``/``EXEC`` pipeline."""
         if not entries:
@@ -204,14 +215,7 @@ class RedisCache:
         def store() -> bool:
             pipe = self._client.pipeline(transaction=True)
             for key, data, ttl_s in entries:
-                if len(data) <= self.chunk_bytes:
-                    pipe.set(key, data, ex=ttl_s)
-                    continue
-                chunks = [data[i:i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes)]
-                for i, chunk in enumerate(chunks):
-                    pipe.set(f"{key}#{i}", chunk, ex=ttl_s + 60)
-                pipe.set(key, _MANIFEST + f"{len(chunks)}:".encode() + hashlib.sha256(data).hexdigest().encode(),
-                         ex=ttl_s)
+                self._queue_set(pipe, key, data, ttl_s)
             pipe.execute()
             return True
 
@@ -223,14 +227,7 @@ class RedisCache:
     def set(self, key: str, data: bytes, ttl_s: int) -> bool:
         def store() -> bool:
             pipe = self._client.pipeline(transaction=True)
-            if len(data) <= self.chunk_bytes:
-                pipe.set(key, data, ex=ttl_s)
-            else:
-                chunks = [data[i:i + self.chunk_bytes] for i in range(0, len(data), self.chunk_bytes)]
-                for i, chunk in enumerate(chunks):
-                    pipe.set(f"{key}#{i}", chunk, ex=ttl_s + 60)
-                pipe.set(key, _MANIFEST + f"{len(chunks)}:".encode() + hashlib.sha256(data).hexdigest().encode(),
-                         ex=ttl_s)
+            self._queue_set(pipe, key, data, ttl_s)
             pipe.execute()
             return True
 

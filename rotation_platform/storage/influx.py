@@ -976,16 +976,7 @@ class InfluxStore(Store):
         if entry.rows == 0:
             table = schema.empty_table()
             return codec.decode(spec, table)
-        columns = [Column(FIELD_N, "field", pa.int64())]
-        for i in layout.field_columns:
-            kind = "integer" if i == layout.time_column else layout.kinds[i]
-            if kind == "null":
-                continue
-            columns.append(Column(layout.names[i], "field", _read_type(kind)))
-        for i in layout.tag_columns:
-            columns.append(Column(layout.names[i], "tag", pa.string()))
-        if layout.special:
-            columns.append(Column(FIELD_SPECIAL, "field", pa.string()))
+        columns = self._read_columns(layout)
         where = {TAG_PART: partition.key, TAG_GEN: entry.gen}
         windows = [tuple(w) for w in spec["influx"].get("windows") or [None]]
 
