@@ -251,6 +251,16 @@ def check_folder(folder: str | Path, *, config: str | Path | None = None, calend
         outcome.update(_gate(source, pool.model_copy(update={"symbols": symbols}), data_cfg, raws, files, issues,
                              today))
 
+    if not any(outcome["symbols"] for outcome in pools_out) and not any(
+            f["severity"] in ("ERROR", "FATAL") for entry in files.values() for f in entry["findings"]):
+        # nothing in the folder reads as a fund's price file: there is nothing a run could use
+        skipped = [o["file"] for o in other]
+        issues.append(_issue("no_price_file", "ERROR",
+                             f"no file in {folder} reads as a fund's price file"
+                             + (f" ({len(skipped)} skipped: {', '.join(skipped[:5])}"
+                                f"{' ...' if len(skipped) > 5 else ''})" if skipped else "")
+                             + "; give one <symbol>.csv per fund in a known layout (docs/data-layouts.md), e.g. with "
+                               "the header date,open,high,low,close,volume,amount", file=str(folder)))
     all_findings = [f for entry in files.values() for f in entry["findings"]] + issues
     counts = {sev: sum(1 for f in all_findings if f["severity"] == sev) for sev in _SEVERITIES}
     code = EXIT_DATA if counts["FATAL"] or counts["ERROR"] else EXIT_OK

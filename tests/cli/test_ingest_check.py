@@ -198,3 +198,18 @@ def test_the_real_data_folder(real_check: dict) -> None:
     # the README's known problem: 160520 misses 323 sessions, an ERROR
     (gap,) = [x for x in findings if x["symbol"] == "160520" and x["check"] == "missing_sessions"]
     assert gap["severity"] == "ERROR" and gap["count"] == 323
+
+
+@pytest.mark.parametrize("content", [None, "foo;bar\n1;2\n"])
+def test_a_folder_without_any_price_file_is_an_error(tmp_path: Path, capsys, content) -> None:
+    """An empty folder, or one whose only file has no layout at all, gives a run nothing: exit 4, one line
+    naming the folder and the header to add -- never "exit 0: no ERROR"."""
+    if content is not None:
+        (tmp_path / "510300.csv").write_text(content)
+    assert main(["check", str(tmp_path)]) == 4
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.startswith("ERROR no_price_file")]
+    assert f"no file in {tmp_path} reads as a fund's price file" in line
+    assert "date,open,high,low,close,volume,amount" in line
+    assert ("1 skipped: 510300.csv" in line) == (content is not None)
+    assert "exit 4" in out.splitlines()[-1]
