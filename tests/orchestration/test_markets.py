@@ -92,7 +92,10 @@ def mixed(tmp_path, prices_dir, monkeypatch) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_") or k == "ROTATION_ENV"}
     env.update({"ROTATION_CONFIG": str(path), "DAGSTER_HOME": str(home),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    return {"path": path, "env": env, "data": tmp_path / "data", "home": home, "config": load_config(path)}
+    yield {"path": path, "env": env, "data": tmp_path / "data", "home": home, "config": load_config(path)}
+    # ``definitions`` builds its module-level ``defs`` from the environment's config when first imported:
+    # one imported under this mixed config must not be what later tests import
+    sys.modules.pop("definitions", None)
 
 
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -10,16 +11,27 @@ import pandas as pd
 
 from jobs.schedules import daily_after_close
 from rotation_platform.calendars import get_calendar
+from rotation_platform.config import CONFIG_DIR, load_config
 
 SH = ZoneInfo("Asia/Shanghai")
+DEMO = str(CONFIG_DIR / "demo.yaml")
+
+
+@lru_cache(maxsize=1)
+def _demo_defs() -> dg.Definitions:
+    """The demo configuration's definitions, built here rather than taken from whichever environment
+    first imported ``definitions``."""
+    from definitions import build_defs
+
+    return build_defs(DEMO)
 
 
 def _evaluate(day: str):
     when = dt.datetime.fromisoformat(day).replace(hour=18, tzinfo=SH)
-    from definitions import defs
-
-    with dg.build_schedule_context(scheduled_execution_time=when, repository_def=defs.get_repository_def()) as ctx:
-        return daily_after_close.evaluate_tick(ctx)
+    schedule = _demo_defs().resolve_schedule_def("daily_after_close")
+    with dg.build_schedule_context(scheduled_execution_time=when,
+                                   repository_def=_demo_defs().get_repository_def()) as ctx:
+        return schedule.evaluate_tick(ctx)
 
 
 def test_cron_and_timezone() -> None:
@@ -49,10 +61,10 @@ def test_runs_for_every_pool_on_sessions_only() -> None:
 
 
 def test_requested_partitions_exist() -> None:
-    from assets.partitions import pool_session_partitions
+    from assets.partitions import partitions_for
 
     result = _evaluate("2024-10-08")
-    keys = set(pool_session_partitions.get_partition_keys())
+    keys = set(partitions_for(load_config(DEMO)).pool_session.get_partition_keys())
     assert result.run_requests and all(str(r.partition_key) in keys for r in result.run_requests)
 
 
@@ -62,6 +74,7 @@ def test_summary_sensor_waits_for_every_weighted_pool() -> None:
     sessions = ["2024-12-30", "2024-12-31"]
     both = {"A_SHARE|2024-12-30", "QDII|2024-12-30", "A_SHARE|2024-12-31"}
     # OTHER has weight 0 in the demo configuration: not waited for
-    assert ready_sessions(both, set(), set(), sessions) == ["2024-12-30"]
-    assert ready_sessions(both | {"QDII|2024-12-31"}, {"2024-12-30"}, set(), sessions) == ["2024-12-31"]
-    assert ready_sessions(both | {"QDII|2024-12-31"}, set(), {"QDII|2024-12-31"}, sessions) == ["2024-12-30"]
+    demo = load_config(DEMO)
+    assert ready_sessions(both, set(), set(), sessions, demo) == ["2024-12-30"]
+    assert ready_sessions(both | {"QDII|2024-12-31"}, {"2024-12-30"}, set(), sessions, demo) == ["2024-12-31"]
+    assert ready_sessions(both | {"QDII|2024-12-31"}, set(), {"QDII|2024-12-31"}, sessions, demo) == ["2024-12-30"]
