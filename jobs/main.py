@@ -147,9 +147,10 @@ def _check_arguments(args) -> None:
                               hint="give an existing YAML file with --config")
 
 
-def _data_ends(config) -> dict:
-    """Each calendar's last date with data: the synthetic end, or the latest row of its pools' files (this
-    reads the price files: a bad one is a data error); None when the data does not bound it."""
+def _data_ends(config, pools: list[str]) -> dict:
+    """Each calendar's last date with data among the selected ``pools``: the synthetic end, or the latest
+    row of their files (this reads the price files: a bad one is a data error); None when the data does
+    not bound it."""
     import pandas as pd
 
     if config.data.source == "synthetic":
@@ -159,11 +160,11 @@ def _data_ends(config) -> dict:
 
     source = make_source(config)
     out: dict = {code: None for code in config.calendars}
-    for pool in config.pools:
+    for name in pools:
+        pool = config.pool(name)
         for raw in source.read(list(pool.symbols)).values():
-            dates = pd.to_datetime(raw.frame["date"], errors="coerce") if hasattr(raw, "frame") else None
-            if dates is not None and dates.notna().any():
-                end = dates.max()
+            end = raw.frame["date"].max()          # dates are datetime64 (NaT for a missing cell)
+            if pd.notna(end):
                 out[pool.calendar] = end if out[pool.calendar] is None else max(out[pool.calendar], end)
     return out
 
@@ -198,7 +199,7 @@ def _last_sessions(args, config) -> tuple[dict, list[str]]:
             notes.append(f"{pool}: {args.session.date()} is not an {calendars[pool].code} session; runs its latest "
                          f"session on or before it, {lasts[pool].date()}")
         return {p: lasts[p] for p in args.pools}, notes
-    ends = _data_ends(config)
+    ends = _data_ends(config, list(args.pools))
     lasts = {}
     for pool, calendar in calendars.items():
         delay = config.market(calendar.code).data_delay_minutes

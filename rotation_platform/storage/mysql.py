@@ -526,13 +526,8 @@ class MySQLStore(Store):
             entry = self._catalog(cur, asset, partition)
             if entry is None:
                 return None, None, None
-            columns = [SqlColumn(n, k) for n, k in entry.spec["mysql"]["columns"]]
-            numeric = [c for c in columns if c.kind in NUMERIC_KINDS]
-            others = [c for c in columns if c.kind not in NUMERIC_KINDS and c.kind != "z"]
-            select = ["`rp_n`", "`rp_special`"]
-            if numeric:
-                select.append("CONCAT_WS(',', " + ", ".join(f"IFNULL({ident(c.name)}, '')" for c in numeric) + ")")
-            select += [ident(c.name) for c in others]
+            select, numeric, others = self._select_list(
+                [SqlColumn(n, k) for n, k in entry.spec["mysql"]["columns"]])
             cur.execute(f"SELECT {', '.join(select)} FROM {ident(entry.data_table)} WHERE `rp_part` = %s "
                         "ORDER BY `rp_n`", (partition.key,))
             return entry, cur.fetchall(), (numeric, others)
