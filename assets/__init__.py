@@ -1,8 +1,9 @@
 """Dagster software-defined assets: thin wrappers over ``rotation_platform``.
 
 Per pool and session (``pool_session`` partitions): prices -> factor_panel -> factor_screen ->
-wfo_result -> backtest -> capacity_report -> target_portfolio. Per session: pool_metrics_summary ->
-session_snapshot. The fuses are asset checks declared with the asset that computes them.
+wfo_result -> backtest -> capacity_report -> target_portfolio, computed as one step that can be subset
+(:mod:`assets.chain`). Per session: pool_metrics_summary -> session_snapshot. The fuses are asset checks
+declared with the asset that computes them.
 """
 
 import warnings
@@ -14,12 +15,10 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from assets.factors import FACTOR_ASSETS  # noqa: E402
-from assets.prices import PRICE_ASSETS  # noqa: E402
-from assets.research import RESEARCH_ASSETS  # noqa: E402
+from assets.chain import CHAIN_ASSETS  # noqa: E402
 from assets.summary import SUMMARY_ASSETS  # noqa: E402
 
-POOL_SESSION_ASSETS = [*PRICE_ASSETS, *FACTOR_ASSETS, *RESEARCH_ASSETS]
+POOL_SESSION_ASSETS = [*CHAIN_ASSETS]
 SESSION_ASSETS = [*SUMMARY_ASSETS]
 ALL_ASSETS = [*POOL_SESSION_ASSETS, *SESSION_ASSETS]
 ALL_CHECKS: list = []

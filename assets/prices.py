@@ -1,9 +1,10 @@
 """Per pool and session: the adjusted prices of the session, quality-gated as of that session."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from assets._metadata import (
-    SINGLE_RUN,
     asset_key_of,
     check_evaluations,
     check_spec,
@@ -13,7 +14,6 @@ from assets._metadata import (
     retry_on_service_errors,
     to_dagster_metadata,
 )
-from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from rotation_platform.production import fuses
 from rotation_platform.reports.prices import price_summary, quality_check_summary
@@ -21,36 +21,39 @@ from rotation_platform.reports.prices import price_summary, quality_check_summar
 QUALITY_CHECK = "quality_gate"
 
 
-@dg.multi_asset(
-    outs={
-        "prices": dg.AssetOut(
-            group_name="data",
-            description="Adjusted daily OHLCV + amount of the pool's funds for the session (funds x fields; "
-                        "shares, CNY), loaded and checked as of that session.",
-            code_version="2",
-        ),
-        "price_quarantine": dg.AssetOut(
-            group_name="data",
-            description="Rows the data-quality gate had taken out by the session, with the reason; nothing is "
-                        "dropped silently.",
-            code_version="2",
-        ),
-    },
-    check_specs=[
-        check_spec(QUALITY_CHECK, "prices", "Data-quality gate: schema, sessions, OHLC, stale prices, gaps, "
-                                            "unexplained jumps, future dates. A fund with an ERROR finding inside "
-                                            "data.quality.exclusion_window is excluded from the session's "
-                                            "universe (listed); the gate fails on a FATAL finding or when fewer "
-                                            "than pools[].min_funds funds remain tradeable."),
-        check_spec("index_normalisation", "prices", "Fuse 6: sessions sorted, unique and on the pool's calendar; "
-                                                    "symbols exactly the configured pool."),
-    ],
-    partitions_def=pool_session_partitions,
-    backfill_policy=SINGLE_RUN,
-)
-def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
-    groups = [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
+#: the outputs of the prices step (assets.chain), with their checks
+OUTS = {
+    "prices": dg.AssetOut(
+        group_name="data",
+        description="Adjusted daily OHLCV + amount of the pool's funds for the session (funds x fields; "
+                    "shares, in the pool's currency), loaded and checked as of that session.",
+        code_version="2",
+        is_required=False,
+    ),
+    "price_quarantine": dg.AssetOut(
+        group_name="data",
+        description="Rows the data-quality gate had taken out by the session, with the reason; nothing is "
+                    "dropped silently.",
+        code_version="2",
+        is_required=False,
+    ),
+}
+CHECKS = [
+    check_spec(QUALITY_CHECK, "prices", "Data-quality gate: schema, sessions, OHLC, stale prices, gaps, "
+                                        "unexplained jumps, future dates. A fund with an ERROR finding inside "
+                                        "data.quality.exclusion_window is excluded from the session's "
+                                        "universe (listed); the gate fails on a FATAL finding or when fewer "
+                                        "than pools[].min_funds funds remain tradeable."),
+    check_spec("index_normalisation", "prices", "Fuse 6: sessions sorted, unique and on the pool's calendar; "
+                                                "symbols exactly the configured pool."),
+]
+
+
+def emit_prices(context: dg.AssetExecutionContext, platform: PlatformResource, groups: list) -> Iterator[object]:
+    """The prices and the quarantine of every partition of the run, their metadata and checks."""
     panels, quarantines, gates, indexes, findings = [], {}, {}, {}, {}
+    quarantine_selected = asset_key_of(context, "price_quarantine") in context.selected_asset_keys
+    prices_selected = asset_key_of(context, "prices") in context.selected_asset_keys
     for pool, run, sessions, keys in groups:
         with retry_on_service_errors():
             result = run.prices
@@ -78,10 +81,12 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
             out = {"excluded_funds": dg.MetadataValue.json({**universe["ended"], **universe["excluded"]})}
             return {**out, **(load_tables if t == last else {})}
 
-        per_partition(context, "prices", pool, metadata_tail(keys, sessions), row, tables, latest)
-        per_partition(context, "price_quarantine", pool, metadata_tail(keys, sessions),
-                      lambda t, by_session=by_session: {"quarantined_rows": len(by_session[t])})
-        for key, t in zip(keys, sessions):  # what each partition's values were computed from
+        if prices_selected:
+            per_partition(context, "prices", pool, metadata_tail(keys, sessions), row, tables, latest)
+        if quarantine_selected:
+            per_partition(context, "price_quarantine", pool, metadata_tail(keys, sessions),
+                          lambda t, by_session=by_session: {"quarantined_rows": len(by_session[t])})
+        for key, t in zip(keys, sessions) if prices_selected else ():  # what each partition was computed from
             context.add_asset_metadata({"session": dg.MetadataValue.text(str(t.date())),
                                         "data_hash": dg.MetadataValue.text(run.data_hash(t))},
                                        asset_key=asset_key_of(context, "prices"), partition_key=key)
@@ -89,12 +94,12 @@ def prices(context: dg.AssetExecutionContext, platform: PlatformResource):
         findings[pool] = {k: v for k, v in to_dagster_metadata(quality_check_summary(result.report)).items()
                           if k != "findings"}  # the findings are the fuse's table
         indexes[pool] = fuses.index_normalisation(run)
-    yield dg.Output(pool_value(groups, panels), output_name="prices")
-    last_key = groups[-1][3][-1]
-    yield dg.Output(quarantines if len(quarantines) > 1 else quarantines[last_key], output_name="price_quarantine")
+    if prices_selected:
+        yield dg.Output(pool_value(groups, panels), output_name="prices")
+    if quarantine_selected:
+        last_key = groups[-1][3][-1]
+        yield dg.Output(quarantines if len(quarantines) > 1 else quarantines[last_key], output_name="price_quarantine")
     yield from check_evaluations(context, "prices", groups,
                                  {QUALITY_CHECK: gates, "index_normalisation": indexes},
                                  extra={QUALITY_CHECK: lambda pool, _: findings[pool]})
 
-
-PRICE_ASSETS = [prices]

@@ -1,18 +1,22 @@
-"""Per pool and session: factor screen, walk-forward result, backtest, capacity and the target portfolio."""
+"""Per pool and session: factor screen, walk-forward result, backtest, capacity and the target portfolio.
+
+Each ``emit_*`` function yields one asset's output, its per-partition metadata and its checks for the pools of
+a run (``groups``: pool, its :class:`~rotation_platform.production.pool_run.PoolRun`, sessions, partition
+keys); :mod:`assets.chain` runs them in one step."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from assets._metadata import (
-    SINGLE_RUN,
     check_evaluations,
     check_spec,
     metadata_tail,
     per_partition,
     pool_value,
 )
-from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
 from rotation_platform.production import fuses
@@ -29,22 +33,9 @@ from rotation_platform.reports.orders import target_markdown
 from rotation_platform.reports.tables import markdown_table, number_text
 from rotation_platform.research import monthly_returns
 
-COMMON = dict(partitions_def=pool_session_partitions, backfill_policy=SINGLE_RUN, code_version="1")
 
-
-def _groups(context, platform):
-    return [(pool, platform.pool_run(pool, sessions), sessions, keys) for pool, sessions, keys in run_groups(context)]
-
-
-@dg.asset(
-    **COMMON, group_name="research", deps=["factor_panel"],
-    description="Rank-IC screen of every factor as of the session (labels realised by then): IC mean/std, ICIR, "
-                "t-stat, hit rate per horizon, coverage, turnover, clusters, selected factors with sign.",
-    check_specs=[check_spec("effective_factors", "factor_screen",
-                            "Fuse 3: the screen keeps at least fuses.min_effective_factors factors.")],
-)
-def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource):
-    groups = _groups(context, platform)
+def emit_factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource,
+                       groups: list) -> Iterator[object]:
     frames, checks = [], {}
     for pool, run, sessions, keys in groups:
         frames.append(run.screen_frame())
@@ -72,18 +63,11 @@ def factor_screen(context: dg.AssetExecutionContext, platform: PlatformResource)
                 ic_decay_png(decay, f"{pool} IC decay as of {sessions[-1].date()}"), "IC decay"))
         per_partition(context, "factor_screen", pool, metadata_tail(keys, sessions), row, tables, latest)
         checks[pool] = fuses.effective_factors(run)
-    yield dg.Output(pool_value(groups, frames))
+    yield dg.Output(pool_value(groups, frames), output_name="factor_screen")
     yield from check_evaluations(context, "factor_screen", groups, {"effective_factors": checks})
 
 
-@dg.asset(
-    **COMMON, group_name="research", deps=["factor_screen"],
-    description="Walk-forward optimisation in force at the session: re-optimised on wfo.reoptimise sessions "
-                "(monthly by default), other sessions carry the latest; live parameter set, windows, "
-                "efficiency, PBO, deflated Sharpe, stability.",
-)
-def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
-    groups = _groups(context, platform)
+def emit_wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource, groups: list) -> Iterator[object]:
     values = []
     for pool, run, sessions, keys in groups:
         records = {key: run.wfo_record(t) for key, t in zip(keys, sessions)}
@@ -104,7 +88,7 @@ def wfo_result(context: dg.AssetExecutionContext, platform: PlatformResource):
 
         per_partition(context, "wfo_result", pool, metadata_tail(keys, sessions), row, tables)
         values.append(records if len(keys) > 1 else records[keys[-1]])
-    yield dg.Output(pool_value(groups, values))
+    yield dg.Output(pool_value(groups, values), output_name="wfo_result")
 
 
 def _choice_text(record: dict) -> str:
@@ -124,21 +108,7 @@ def _choice_text(record: dict) -> str:
             f"{_fmt(dsr['sharpe_per_session'])} per session)\n\n" + table)
 
 
-@dg.asset(
-    **COMMON, group_name="backtest", deps=["wfo_result"],
-    description="Backtest of the live strategy (monthly re-optimised choices) through the session in raw prices, "
-                "board lots and corporate actions, verified by an independent ledger: equity, returns, exposure, "
-                "cash, dividends, costs and every metric as of that session.",
-    check_specs=[check_spec("monthly_returns", "backtest", "Fuse 5: every month's return finite and within "
-                                                           "fuses.max_abs_monthly_return; equity positive.")]
-    + [check_spec(f"{m}_threshold", "backtest", f"Backtest threshold on {m} (WARN).", blocking=False)
-       for m, _, _ in fuses.THRESHOLDS]
-    + [check_spec("beats_equal_weight", "backtest", "Value added (WARN): the strategy's Sharpe ratio above the "
-                  "equal-weight pool's (monthly, same costs and lots) at 5%, one-sided, by Jobson-Korkie with "
-                  "Memmel's correction.", blocking=False)],
-)
-def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
-    groups = _groups(context, platform)
+def emit_backtest(context: dg.AssetExecutionContext, platform: PlatformResource, groups: list) -> Iterator[object]:
     frames, monthly, thresholds, value_added = [], {}, {}, {}
     for pool, run, sessions, keys in groups:
         frame = run.backtest_frame()
@@ -179,21 +149,13 @@ def backtest(context: dg.AssetExecutionContext, platform: PlatformResource):
         monthly[pool] = fuses.monthly_returns(run, frame)
         for c in checks:
             thresholds.setdefault(c.name, {})[pool] = c
-    yield dg.Output(pool_value(groups, frames))
+    yield dg.Output(pool_value(groups, frames), output_name="backtest")
     yield from check_evaluations(context, "backtest", groups, {"monthly_returns": monthly, **thresholds,
                                                                "beats_equal_weight": value_added})
 
 
-@dg.asset(
-    **COMMON, group_name="backtest", deps=["backtest"],
-    description="Holdings at the session (real shares, raw prices) against the ADV of the sessions before it x "
-                "capital.max_adv_pct and the single-fund weight cap (index session x symbol); a position "
-                "without ADV is reported as such.",
-    check_specs=[check_spec("capacity", "capacity_report", "No held position above capital.max_adv_pct of its ADV "
-                                                            "(WARN); positions without ADV named.", blocking=False)],
-)
-def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResource):
-    groups = _groups(context, platform)
+def emit_capacity_report(context: dg.AssetExecutionContext, platform: PlatformResource,
+                         groups: list) -> Iterator[object]:
     frames, checks = [], {}
     for pool, run, sessions, keys in groups:
         frame = run.capacity_frame()
@@ -213,7 +175,7 @@ def capacity_report(context: dg.AssetExecutionContext, platform: PlatformResourc
         per_partition(context, "capacity_report", pool, metadata_tail(keys, sessions), row, tables)
         frames.append(frame)
         checks[pool] = fuses.capacity(run)
-    yield dg.Output(pool_value(groups, frames))
+    yield dg.Output(pool_value(groups, frames), output_name="capacity_report")
     yield from check_evaluations(context, "capacity_report", groups, {"capacity": checks})
 
 
@@ -230,20 +192,8 @@ def _holdings_text(table: pd.DataFrame, rec: pd.Series, t: pd.Timestamp, currenc
     return head + (markdown_table(held) if len(held) else "_no position held_")
 
 
-@dg.asset(
-    **COMMON, group_name="portfolio", deps=["capacity_report"],
-    description="Target portfolio decided at the close of the session for the next one, in real shares at raw "
-                "prices: weights, whole-lot shares, orders (only on rebalance sessions), cash; against the "
-                "actual positions when given (positions.*), else the simulated book (index session x symbol).",
-    check_specs=[
-        check_spec("target_vol_scaling", "target_portfolio", "Fuse 4: weights finite, long-only, within the cap, "
-                                                             "exposure <= 1, cash >= 0, ex-ante volatility sane."),
-        check_spec("metadata_completeness", "target_portfolio", "Fuse 8: pools_used, engine_version, price_field, "
-                                                                "generated_at, config hash and data hash present."),
-    ],
-)
-def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
-    groups = _groups(context, platform)
+def emit_target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResource, groups: list,
+                          storage: StoreResource) -> Iterator[object]:
     frames, scaling, completeness = [], {}, {}
     store = storage.open_store() if platform.config.positions.source == "store" else None
     try:
@@ -275,7 +225,7 @@ def target_portfolio(context: dg.AssetExecutionContext, platform: PlatformResour
     finally:
         if store is not None:
             store.close()
-    yield dg.Output(pool_value(groups, frames))
+    yield dg.Output(pool_value(groups, frames), output_name="target_portfolio")
     yield from check_evaluations(context, "target_portfolio", groups,
                                  {"target_vol_scaling": scaling, "metadata_completeness": completeness})
 
@@ -288,4 +238,43 @@ def _num(x: object) -> float:
     return float(x) if x is not None else float("nan")
 
 
-RESEARCH_ASSETS = [factor_screen, wfo_result, backtest, capacity_report, target_portfolio]
+def _out(group: str, description: str) -> dg.AssetOut:
+    return dg.AssetOut(group_name=group, code_version="1", is_required=False, description=description)
+
+
+#: the outputs of the research steps (computed by assets.chain), with their checks
+OUTS = {
+    "factor_screen": _out("research", "Rank-IC screen of every factor as of the session (labels realised by then): IC "
+                                      "mean/std, ICIR, t-stat, hit rate per horizon, coverage, turnover, clusters, "
+                                      "selected factors with sign."),
+    "wfo_result": _out("research", "Walk-forward optimisation in force at the session: re-optimised on wfo.reoptimise "
+                                   "sessions (monthly by default), other sessions carry the latest; live parameter set, "
+                                   "windows, efficiency, PBO, deflated Sharpe, stability."),
+    "backtest": _out("backtest", "Backtest of the live strategy (monthly re-optimised choices) through the session in raw "
+                                 "prices, board lots and corporate actions, verified by an independent ledger: equity, "
+                                 "returns, exposure, cash, dividends, costs and every metric as of that session."),
+    "capacity_report": _out("backtest", "Holdings at the session (real shares, raw prices) against the ADV of the sessions "
+                                        "before it x capital.max_adv_pct and the single-fund weight cap (index session x "
+                                        "symbol); a position without ADV is reported as such."),
+    "target_portfolio": _out("portfolio", "Target portfolio decided at the close of the session for the next one, in real "
+                                          "shares at raw prices: weights, whole-lot shares, orders (only on rebalance "
+                                          "sessions), cash; against the actual positions when given (positions.*), else "
+                                          "the simulated book (index session x symbol)."),
+}
+CHECKS = [
+    check_spec("effective_factors", "factor_screen",
+               "Fuse 3: the screen keeps at least fuses.min_effective_factors factors."),
+    check_spec("monthly_returns", "backtest",
+               "Fuse 5: every month's return finite and within fuses.max_abs_monthly_return; equity positive."),
+    *[check_spec(f"{m}_threshold", "backtest", f"Backtest threshold on {m} (WARN).", blocking=False)
+      for m, _, _ in fuses.THRESHOLDS],
+    check_spec("beats_equal_weight", "backtest", "Value added (WARN): the strategy's Sharpe ratio above the "
+               "equal-weight pool's (monthly, same costs and lots) at 5%, one-sided, by Jobson-Korkie with "
+               "Memmel's correction.", blocking=False),
+    check_spec("capacity", "capacity_report", "No held position above capital.max_adv_pct of its ADV (WARN); "
+               "positions without ADV named.", blocking=False),
+    check_spec("target_vol_scaling", "target_portfolio", "Fuse 4: weights finite, long-only, within the cap, "
+               "exposure <= 1, cash >= 0, ex-ante volatility sane."),
+    check_spec("metadata_completeness", "target_portfolio", "Fuse 8: pools_used, engine_version, price_field, "
+               "generated_at, config hash and data hash present."),
+]

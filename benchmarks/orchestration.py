@@ -12,7 +12,11 @@ Cases
   <= 60 s (``baseline``; ``ratio`` = value / baseline).
 * ``backfill_single_runs`` -- ``ROTATION_BENCH_YEARS`` (default 10) years of sessions for every pool,
   one single run per pool over the whole range, then one summary run over the range. Target
-  <= 300 s for 10 years. Also the seconds per pool-session.
+  <= 300 s for 10 years. Also the seconds per pool-session and the summary run's seconds per session
+  (``summary_seconds_per_session``: the metrics summary and the session snapshot, whose manifests use
+  the hashes the store recorded when it wrote each value).
+* ``rerun_one_asset`` -- ``target_portfolio`` rerun alone for a stored session against the whole chain of
+  the same session (:mod:`benchmarks._rerun`; target: at most 20% of it).
 * ``one_run_per_partition`` -- the same ``ROTATION_BENCH_SESSIONS`` (default 20) sessions of one pool
   as one run per session and as one single run; ``ratio`` = per-partition seconds / single-run
   seconds (how much single-run backfills save).
@@ -131,7 +135,7 @@ def run() -> Iterator[dict[str, object]]:
             return not CASES or case in CASES
 
         if any(wanted(c) for c in ("one_session_cold_cli", "one_run_per_partition", "event_recording",
-                                   "backfill_single_runs")):
+                                   "backfill_single_runs", "rerun_one_asset")):
             # warm the numba cache (and the OS file cache) once; not timed
             _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
 
@@ -140,6 +144,10 @@ def run() -> Iterator[dict[str, object]]:
             yield _fig("one_session_cold_cli", "seconds", wall, "s", baseline=60.0, ratio=round(wall / 60.0, 3),
                        pools=3, session=LAST)
 
+        if wanted("rerun_one_asset"):
+            from benchmarks._rerun import rerun_one_asset
+
+            yield from rerun_one_asset(tmp, _env, _run, _fig, LAST)
         if wanted("one_run_per_partition"):
             yield from _per_partition(tmp, SESSIONS)
         if wanted("event_recording"):
@@ -192,6 +200,8 @@ def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
     pool_sessions = res["sessions"] * 3
     yield _fig("backfill_single_runs", "seconds_per_pool_session", sum(res["pools"].values()) / pool_sessions,
                "s", years=years, pool_sessions=pool_sessions)
+    yield _fig("backfill_single_runs", "summary_seconds_per_session", res["summary"] / res["sessions"], "s",
+               years=years, sessions=res["sessions"])
 
 
 def _first_run_after_install(tmp: Path) -> Iterator[dict[str, object]]:

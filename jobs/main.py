@@ -56,7 +56,7 @@ def ensure_dagster_home() -> Path:
 
 
 def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwargs):
-    """Execute ``job`` in a thread and show which steps have finished while it runs."""
+    """Execute ``job`` in a thread and show which of ``steps`` (asset names) are materialised while it runs."""
     import dagster as dg
 
     run_id = str(uuid.uuid4())
@@ -78,14 +78,15 @@ def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwar
         thread.join(0.5)
         if not tty:
             continue
-        try:
-            done = len(instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_SUCCESS))
+        try:  # the pool chain is one step: progress is the assets materialised so far
+            done = len({e.asset_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                        if e.asset_key is not None and e.asset_key.path[-1] in steps})
         except Exception:  # noqa: BLE001 - the run may not be registered yet
             done = 0
         if done != shown:
             shown = done
             current = steps[min(done, len(steps) - 1)]
-            print(f"\r{label}: {done}/{len(steps)} steps, running {current} ({time.perf_counter() - t0:.0f}s)   ",
+            print(f"\r{label}: {done}/{len(steps)} assets, computing {current} ({time.perf_counter() - t0:.0f}s)   ",
                   end="", flush=True)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
@@ -356,7 +357,20 @@ def run(args) -> int:
     results: list[dict[str, object]] = []
     capacity: dict[str, float] = {}
     with dg.DagsterInstance.get() as instance:
+        no_market_data: dict[str, tuple[str, int]] = {}
+        if config.data.history == "store":  # the pools read the market store: ingest their sessions first
+            no_market_data = _ingest_market_data(defs, config, instance, pools, pool_sessions, force)
         for i, pool in enumerate(pools, 1):
+            calendar = config.pool(pool).calendar
+            if calendar in no_market_data:  # never run a pool on a store its sessions did not reach
+                from rotation_platform.reports.orders import failed_pool_result
+
+                reason, code = no_market_data[calendar]
+                failed[pool], codes[pool] = f"market data {calendar} not ingested: {reason}", code
+                checks[pool] = []
+                print(f"[{i}/{len(pools)}] {pool}: not run (market data {calendar} failed)")
+                results.append(failed_pool_result(pool, pool_sessions[pool][-1], failed[pool], checks[pool]))
+                continue
             daily = defs.resolve_job_def(group_of(config, pool).daily_job)
             keys = [pool_session_key(pool, s) for s in pool_sessions[pool]]
             kwargs = {"partition_key": keys[0], "tags": force} if len(keys) == 1 else {"tags": {
@@ -369,7 +383,7 @@ def run(args) -> int:
             outcome = _pool_outcome(result, pool, pool_sessions[pool][-1], checks[pool], failed.get(pool))
             results.append(outcome)
             if outcome["status"] != "failed":
-                target = result.output_for_node("target_portfolio")
+                target = _output(result, "target_portfolio")
                 # the pool's own last session: on another calendar it need not be the summary's
                 targets[pool] = target.xs(pool_sessions[pool][-1], level="session") \
                     if "session" in target.index.names else target
@@ -384,7 +398,7 @@ def run(args) -> int:
                                             "dagster/asset_partition_range_start": str(sessions[0].date()),
                                             "dagster/asset_partition_range_end": str(last.date()), **force}}))
         if sresult.success:
-            summary = sresult.output_for_node("pool_metrics_summary")
+            summary = _output(sresult, "pool_metrics_summary")
         else:
             failed["summary"], codes["summary"] = _failure(sresult)
         runs = cli_runs(instance, cli_run)
@@ -445,9 +459,39 @@ def _verdicts(result, last_key: str) -> list[tuple[str, str, bool, str, str]]:
             for (a, n), c in latest.items()]
 
 
-def _output(result, node: str):
+def _ingest_market_data(defs, config, instance, pools, pool_sessions, tags) -> dict[str, tuple[str, int]]:
+    """Run each calendar group's ``market_data`` job over the sessions its selected pools run; the failures
+    by calendar (``(reason, exit code)``)."""
+    from assets.partitions import group_of
+    from jobs.market import market_data_job_name
+
+    by_group: dict[str, tuple[object, set]] = {}
+    for pool in pools:
+        group = group_of(config, pool)
+        by_group.setdefault(group.calendar, (group, set()))[1].update(pool_sessions[pool])
+    failures = {}
+    for code, (group, days) in by_group.items():
+        keys = [str(d.date()) for d in sorted(days)]
+        job = defs.resolve_job_def(market_data_job_name(group))
+        kwargs = {"partition_key": keys[0], "tags": tags} if len(keys) == 1 else {"tags": {
+            "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1], **tags}}
+        result = _run_with_progress(job, instance, f"market data {code}", ("market_data",), **kwargs)
+        if not result.success:
+            failures[code] = _failure(result)
+    return failures
+
+
+def _output(result, asset: str):
+    """The value of ``asset`` (its last key part) the run computed, or None when it computed none."""
+    for event in result.all_events:
+        if event.event_type_value != "STEP_OUTPUT" or event.step_output_data.output_name != asset:
+            continue
+        try:
+            return result.output_for_node(event.step_key, asset)
+        except Exception:  # noqa: BLE001 - the output was not kept (a failed step)
+            return None
     try:
-        return result.output_for_node(node)
+        return result.output_for_node(asset)  # an asset with its own step, output "result"
     except Exception:  # noqa: BLE001 - the step did not run (a fuse stopped it) or failed
         return None
 
@@ -530,6 +574,10 @@ def _failure(result) -> tuple[str, int]:
                 reasons.append(f"{event.step_key}: {_error_text(error)}")
                 code = kind if code is None else code
     skipped = [e.step_key for e in result.all_events if e.event_type_value == "STEP_SKIPPED"]
+    made = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    planned = {e.asset_key.path[-1] for e in result.all_events
+               if e.event_type_value == "ASSET_MATERIALIZATION_PLANNED" and e.asset_key is not None}
+    skipped += [a for a in STEPS if a in planned and a not in made]  # after a failed fuse in the pool chain
     if skipped:
         reasons.append(f"not run: {', '.join(dict.fromkeys(skipped))}")
     return "; ".join(reasons) or "the run failed", EXIT_OTHER if code is None else code

@@ -102,9 +102,9 @@ def test_fuse_fails_and_blocks_downstream(fuse, demo_env, monkeypatch) -> None:
         done = materialised_assets(result)
         if first_blocked is not None:
             blocked = ORDER[ORDER.index(first_blocked):]
-            assert not done & set(blocked), done
-            started = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
-            assert not started & set(blocked), started
+            assert not done & set(blocked), done  # the chain stopped after the asset whose fuse failed
+            failure = next(e for e in result.all_events if e.is_step_failure)
+            assert f"{asset}: {fuse}" in failure.event_specific_data.error.message, failure
         evaluation = next(c for c in result.get_asset_check_evaluations() if c.check_name == fuse)
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
         head = evaluation.description.split(":")[0].split(" at ")[0]
@@ -144,4 +144,5 @@ def test_quality_gate_blocks_everything_after_prices(demo_env, monkeypatch) -> N
     errors = [e.event_specific_data.error.to_string() for e in result.all_events if e.is_step_failure]
     assert check_outcomes(result).get("prices:quality_gate") is False, errors
     assert materialised_assets(result) <= {"prices", "price_quarantine"}
-    assert not {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"} - {"prices"}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "prices: quality_gate" in failure.event_specific_data.error.message

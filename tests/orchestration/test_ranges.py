@@ -119,7 +119,7 @@ def test_a_step_refuses_a_range_run_it_would_half_compute(small_defs, tmp_path) 
         instance=dg.DagsterInstance.ephemeral(), tags=tags, run_config=QUIET, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert failure.step_key == "prices"
+    assert failure.step_key == "pool_chain"
     error = failure.event_specific_data.error
     while error.cause is not None:
         error = error.cause

@@ -134,7 +134,7 @@ def test_a_run_for_a_session_not_closed_is_refused_and_a_forced_one_runs(recent_
         refused = job.execute_in_process(partition_key=key, instance=instance, run_config=QUIET, raise_on_error=False)
         assert not refused.success
         step, message = _root_message(refused)
-        assert step == "prices" and "\n" not in message
+        assert step == "pool_chain" and "\n" not in message
         assert f"session {session.date()} of OVERSEAS has not closed yet: XSHG closes at {session.date()} 15:00 " \
                f"Asia/Shanghai" in message
         assert f"(close + {MONTH} min)" in message and f"add the run tag {FORCE_TAG}=true" in message

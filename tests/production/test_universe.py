@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,9 +104,10 @@ def test_min_funds_blocks_the_pool(config, real_run) -> None:
     assert f"pools[{POOL}].min_funds is {n + 1}" in gate.summary
     assert not gate.verdict(t).passed
     # an ERROR check on prices: the orchestration skips every asset after prices (tests/orchestration)
-    from assets.prices import prices as prices_asset
+    from assets.chain import pool_chain
 
-    assert any(spec.name == "quality_gate" and spec.blocking for spec in prices_asset.check_specs)
+    assert any(spec.name == "quality_gate" and spec.asset_key == dg.AssetKey("prices") and spec.blocking
+               for spec in pool_chain.check_specs)
 
 
 def test_a_bad_row_outside_the_window_does_not_block(config, real_run, tmp_path) -> None:

@@ -72,7 +72,7 @@ def _run(backend, monkeypatch, tmp_path, fresh_databases, redis_server):
         counts = store.counts(("prices",), part)
     finally:
         store.close()
-    mats = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("prices")}
+    mats = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node("pool_chain")}
     return result, values, counts, mats
 
 
@@ -85,7 +85,7 @@ def test_daily_job_on_each_backend_matches_embedded_default(backend, monkeypatch
     result, got, counts, mats = _run(backend, monkeypatch, tmp_path, fresh_databases, redis_server)
     panel = got["prices"]
     assert isinstance(panel, PricePanel)
-    produced = result.output_for_node("prices", "prices")
+    produced = result.output_for_node("pool_chain", "prices")
     assert panel.content_hash() == want["prices"].content_hash() == produced.content_hash()
     # the configuration hash covers the storage settings, so only it differs between backends
     assert {k: v for k, v in panel.meta.items() if k != "config_hash"} == \
