@@ -12,6 +12,11 @@ then requests the session of the day before. Every tick requests the session onl
 whose data is complete by then on their own calendar, against the session's real close (an early close,
 e.g. 13:00 the day after Thanksgiving, is complete earlier; a holiday of that calendar is skipped).
 
+With ``data.history: store`` the pools read their history from the market store, so a group's schedule
+launches its market data run (``ingest_market_data``, :mod:`jobs.market`) instead, and the sensor
+``pools_when_market_data_stored`` (``_<code>`` for another group) launches the pools' daily runs of a
+session once a run stored its market data; a failed ingest launches nothing.
+
 Both read the configuration the definitions were built from (:func:`build_automation`, called by
 ``definitions.build_defs``) when they are evaluated. The module-level ``daily_after_close`` and
 ``summary_when_pools_done`` read the environment's config (``ROTATION_CONFIG``) at evaluation.
@@ -112,6 +117,65 @@ def session_run_requests(now: pd.Timestamp, config: PlatformConfig | str | None 
     return requests
 
 
+def market_data_requests(now: pd.Timestamp, config: PlatformConfig | str | None = None,
+                         calendar: str | None = None) -> list[dg.RunRequest] | dg.SkipReason:
+    """With ``data.history: store``: the market data run of the session :func:`session_run_requests` would
+    run the pools of (the pools then run when it is stored, :func:`pools_after_market_data`); its skip
+    otherwise."""
+    from jobs.market import market_data_job_name
+
+    config = _config(config)
+    group = _group(config, calendar)
+    pools = session_run_requests(now, config, calendar)
+    if isinstance(pools, dg.SkipReason):
+        return pools
+    day = pools[0].tags["rotation/session"]
+    return [dg.RunRequest(run_key=f"market_data|{group.calendar}|{day}", partition_key=day,
+                          job_name=market_data_job_name(group),
+                          tags={"rotation/session": day, WRITE_SCOPE_TAG: f"market_data:{group.calendar}"})]
+
+
+#: the sessions a market-data sensor looks back over (a later catch-up is a backfill, launched on purpose)
+MARKET_DATA_LOOKBACK = 3
+
+
+def pools_after_market_data(instance: dg.DagsterInstance, config: PlatformConfig | str | None = None,
+                            calendar: str | None = None, now: pd.Timestamp | None = None
+                            ) -> list[dg.RunRequest] | dg.SkipReason:
+    """With ``data.history: store``: the daily runs of the group's pools for each of the calendar's latest
+    closed sessions whose market data is stored by a run that succeeded (the run keys are the
+    schedule's, so a session's pool run is requested once)."""
+    from assets.market_data import MARKET_DATA
+    from jobs.market import market_data_job_name
+
+    config = _config(config)
+    group = _group(config, calendar)
+    cal = get_calendar(group.calendar)
+    delay = config.market(group.calendar).data_delay_minutes
+    today = (pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz=cal.tz))
+    today = (today.tz_convert(cal.tz) if today.tzinfo else today.tz_localize(cal.tz)).strftime("%Y-%m-%d")
+    keys = [k for k in group.partitions.session.get_partition_keys() if k <= today]
+    closed = [k for k in keys[-(MARKET_DATA_LOOKBACK + 2):] if cal.is_closed(k, now, delay)][-MARKET_DATA_LOOKBACK:]
+    stored = {str(k) for k in instance.get_materialized_partitions(group.key(MARKET_DATA))}
+    requests = []
+    for day in closed:
+        if day not in stored:
+            continue
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=market_data_job_name(group),
+                                                       tags={"dagster/partition": day}), limit=1)
+        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:  # a later failed ingest: not current
+            continue
+        for name in group.pools:
+            requests.append(dg.RunRequest(
+                run_key=f"{name}|{day}", partition_key=pool_session_key(name, pd.Timestamp(day)),
+                job_name=group.daily_job,
+                tags={"rotation/session": day, "rotation/pool": name, WRITE_SCOPE_TAG: f"pool:{name}"}))
+    if not requests:
+        return dg.SkipReason(f"no {group.calendar} session of the latest {MARKET_DATA_LOOKBACK} has its market data "
+                             "stored yet")
+    return requests
+
+
 def summary_keys(config: PlatformConfig, session: str) -> dict[str, tuple[dg.AssetKey, str]]:
     """Each pool's target-portfolio asset key and the partition key the summary of ``session`` (a main
     calendar session) waits for: the pool's latest session on or before it, on its own calendar."""
@@ -184,14 +248,28 @@ def summary_requests(instance: dg.DagsterInstance, config: PlatformConfig,
 
 
 def _daily_schedule(name: str, calendar: str | None, cron: str, tz: str, job_name: str, config_path: str | None,
-                    description: str) -> dg.ScheduleDefinition:
+                    description: str, requests=None) -> dg.ScheduleDefinition:
+    requests = requests or session_run_requests
+
     @dg.schedule(name=name, job_name=job_name, cron_schedule=cron, execution_timezone=tz,
                  default_status=dg.DefaultScheduleStatus.STOPPED, description=description)
     def daily_schedule(context: dg.ScheduleEvaluationContext):
-        return session_run_requests(pd.Timestamp(context.scheduled_execution_time), load_config(config_path),
-                                    calendar)
+        return requests(pd.Timestamp(context.scheduled_execution_time), load_config(config_path), calendar)
 
     return daily_schedule
+
+
+def _pools_sensor(group: MarketGroup, config_path: str | None) -> dg.SensorDefinition:
+    name = "pools_when_market_data_stored" + ("" if group.main else f"_{group.prefix}")
+
+    @dg.sensor(name=name, job_name=group.daily_job, minimum_interval_seconds=60,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"data.history: store -- runs the daily job of the {group.calendar} pools "
+                           f"({', '.join(group.pools)}) for a session once its market data is stored.")
+    def pools_when_market_data_stored(context: dg.SensorEvaluationContext):
+        return pools_after_market_data(context.instance, load_config(config_path), group.calendar)
+
+    return pools_when_market_data_stored
 
 
 def build_automation(config_path: str | None = None, groups: tuple[MarketGroup, ...] | None = None
@@ -204,20 +282,28 @@ def build_automation(config_path: str | None = None, groups: tuple[MarketGroup, 
         schedules.append(_daily_schedule("daily_after_close", None, SCHEDULE_CRON, SCHEDULE_TZ, daily_job.name,
                                          config_path, "After the close: every pool, on its calendar's trading "
                                                       "sessions only."))
-    else:
+    pool_sensors = []
+    if groups is not None:
+        from jobs.market import market_data_job_name
+
         config = load_config(config_path)
+        store = config.data.history == "store"  # the schedule ingests the market data, a sensor runs the pools
         for group in groups:
             delay = config.market(group.calendar).data_delay_minutes
             cal = get_calendar(group.calendar)
             at, days = fire_time(group.calendar, delay)
             when = f"{at:%H:%M} {cal.tz}" + (f", {days} day(s) after the session" if days else "")
+            what = (f"the market data of the {group.calendar} funds, then (sensor) pools" if store else "pools")
             schedules.append(_daily_schedule(
-                group.schedule, group.calendar, schedule_cron(group.calendar, delay), cal.tz, group.daily_job,
-                config_path,
-                "After the close: every pool, on its calendar's trading sessions only." if group.main and
-                len(groups) == 1 else
-                f"After the {group.calendar} close ({when}: close {cal.regular_close:%H:%M} + {delay} min): pools "
-                f"{', '.join(group.pools)}, on {group.calendar} sessions only."))
+                group.schedule, group.calendar, schedule_cron(group.calendar, delay), cal.tz,
+                market_data_job_name(group) if store else group.daily_job, config_path,
+                "After the close: " + ("the market data, then (sensor) every pool" if store else "every pool")
+                + ", on its calendar's trading sessions only." if group.main and len(groups) == 1 else
+                f"After the {group.calendar} close ({when}: close {cal.regular_close:%H:%M} + {delay} min): {what} "
+                f"{', '.join(group.pools)}, on {group.calendar} sessions only.",
+                requests=market_data_requests if store else None))
+            if store:
+                pool_sensors.append(_pools_sensor(group, config_path))
 
     @dg.sensor(name="summary_when_pools_done", job=summary_job, minimum_interval_seconds=120,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -226,7 +312,7 @@ def build_automation(config_path: str | None = None, groups: tuple[MarketGroup, 
     def summary_when_pools_done(context: dg.SensorEvaluationContext):
         return summary_requests(context.instance, load_config(config_path))
 
-    return schedules, [summary_when_pools_done]
+    return schedules, [summary_when_pools_done, *pool_sensors]
 
 
 _SCHEDULES, _SENSORS = build_automation()

@@ -245,6 +245,11 @@ class DataConfig(_Model):
                                          "akshare: fetch the missing sessions into data.directory, then read it")
     directory: Path | None = Field(default=None, description="folder of per-fund CSV/Parquet files (the drop "
                                                              "folder the akshare source writes into)")
+    history: Literal["source", "store"] = Field(
+        default="source",
+        description="where pools read their price history: 'source' reads data.source directly on every run; "
+                    "'store' reads the market store (storage.backend), which the market_data asset fills from "
+                    "data.source (docs/market-data.md)")
     price_field: Literal["close", "open"] = "close"
     start: dt.date | None = None
     synthetic: SyntheticConfig = SyntheticConfig()

@@ -45,7 +45,7 @@ from rotation_platform.calendars import get_calendar
 from rotation_platform.config.models import PlatformConfig
 from rotation_platform.data.panel import PRICE_FIELDS, PricePanel
 from rotation_platform.data.pipeline import PoolPrices, load_pool_prices
-from rotation_platform.data.sources import make_source
+from rotation_platform.data.sources import pool_source
 from rotation_platform.errors import DataSourceError, ResearchError
 from rotation_platform.factors import FactorPanel, compute_cross_section, compute_panel
 from rotation_platform.factors.registry import get as get_factor_spec
@@ -130,7 +130,7 @@ class PoolRun:
     # ------------------------------------------------------------------------------------------ data
     @cached_property
     def prices(self) -> PoolPrices:
-        source = self._source if self._source is not None else make_source(self.config, end=self.through.date())
+        source = self._source if self._source is not None else pool_source(self.config, end=self.through.date())
         return load_pool_prices(source, self.pool, self.config.data, asof=self.through.date())
 
     @cached_property

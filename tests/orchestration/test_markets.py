@@ -158,7 +158,7 @@ def test_mixed_definitions_have_two_daily_jobs_two_schedules_and_prefixed_keys(m
     defs = build_defs(mixed["path"])
     repo = defs.get_repository_def()
     assert sorted(j.name for j in repo.get_all_jobs() if not j.name.startswith("__")) == \
-        ["daily", "daily_xnys", "session_summary"]
+        ["daily", "daily_xnys", "ingest_market_data", "ingest_market_data_xnys", "session_summary"]
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == {"daily_after_close", "daily_after_close_xnys"}
     assert (schedules["daily_after_close"].cron_schedule, schedules["daily_after_close"].execution_timezone) == \
@@ -191,7 +191,7 @@ def test_a_single_calendar_config_keeps_todays_definitions() -> None:
     from definitions import build_defs
 
     defs = build_defs(CONFIG_DIR / "demo.yaml")
-    assert sorted(j.name for j in defs.jobs) == ["daily", "session_summary"]
+    assert sorted(j.name for j in defs.jobs) == ["daily", "ingest_market_data", "session_summary"]
     assert [s.name for s in defs.schedules] == ["daily_after_close"]
     assert not [k for k in defs.resolve_asset_graph().get_all_asset_keys() if len(k.path) > 1]
 

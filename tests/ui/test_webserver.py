@@ -80,7 +80,8 @@ def test_graphql_shows_partitioned_assets_and_checks(webserver) -> None:
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     pool_assets = ["prices", "price_quarantine", "factor_panel", "factor_screen", "wfo_result", "backtest",
                    "capacity_report", "target_portfolio"]
-    assert set(pool_assets) | {"pool_metrics_summary", "session_snapshot"} == set(by_key)
+    assert set(pool_assets) | {"market_data", "pool_metrics_summary", "session_snapshot"} == set(by_key)
+    assert by_key["market_data"]["partitionDefinition"]["type"] == "TIME_WINDOW"
     for key in pool_assets:
         part = by_key[key]["partitionDefinition"]
         assert by_key[key]["isPartitioned"] and part["type"] == "MULTIPARTITIONED"
@@ -88,6 +89,7 @@ def test_graphql_shows_partitioned_assets_and_checks(webserver) -> None:
     assert by_key["pool_metrics_summary"]["partitionDefinition"]["type"] == "TIME_WINDOW"
     deps = {k: {"/".join(d["path"]) for d in n["dependencyKeys"]} for k, n in by_key.items()}
     assert deps["factor_panel"] == {"prices"} and deps["target_portfolio"] == {"capacity_report"}
+    assert deps["prices"] == {"market_data"}
     assert deps["pool_metrics_summary"] == {"backtest"}
     checks = {k: {c["name"]: c["blocking"] for c in n["assetChecksOrError"]["checks"]} for k, n in by_key.items()}
     assert checks["prices"] == {"quality_gate": True, "index_normalisation": True}
