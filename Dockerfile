@@ -6,12 +6,13 @@ COPY pyproject.toml README.md ./
 COPY rotation_platform ./rotation_platform
 # storage clients, pinned to the versions the storage tests run against (dagster-postgres 0.29.27
 # belongs to dagster 1.13.27, pinned in pyproject.toml)
-RUN pip install --no-cache-dir -e . \
+RUN pip install --no-cache-dir -e '.[celery,api]' \
         "dagster-postgres==0.29.27" "psycopg2-binary==2.9.13" \
         "SQLAlchemy==2.1.9" "PyMySQL==1.2.4" "redis==8.1.0" "influxdb-client==1.50.0" "requests==2.34.2"
 COPY assets ./assets
 COPY resources ./resources
 COPY jobs ./jobs
+COPY api ./api
 COPY configs ./configs
 COPY definitions.py workspace.yaml ./
 COPY deploy ./deploy

@@ -62,10 +62,12 @@ def _one_line_errors() -> Iterator[None]:
 
 with _one_line_errors():
     from assets import ALL_CHECKS, POOL_SESSION_ASSETS
+    from assets.market_data import market_data_asset
     from assets.partitions import bind, group_assets, market_groups
     from assets.summary import build_summary_assets
     from jobs.daily import daily_jobs, summary_job
-    from jobs.executor import range_run_executor
+    from jobs.executor import executor_for
+    from jobs.market import market_data_jobs
     from jobs.schedules import build_automation
     from jobs.sensors import build_alert_sensors
     from resources import build_resources
@@ -84,15 +86,17 @@ def build_defs(config_path: str | os.PathLike | None = None, env: str | None = N
     config = load_config(path)  # also registers the config's calendar starts (rotation_platform.calendars)
     groups = market_groups(config)
     schedules, summary_sensors = build_automation(path, groups)
-    pool_assets = [asset for group in groups for asset in group_assets(POOL_SESSION_ASSETS, group)]
+    # each calendar's market data and pool chain, renamed together for a group other than the main one
+    pool_assets = [asset for group in groups
+                   for asset in group_assets([*POOL_SESSION_ASSETS, market_data_asset(group, plain_key=True)], group)]
     return dg.Definitions(
         assets=[*pool_assets, *bind(build_summary_assets(groups), groups[0].partitions)],
         asset_checks=ALL_CHECKS,
-        jobs=[*daily_jobs(groups), summary_job],
+        jobs=[*daily_jobs(groups), summary_job, *market_data_jobs(groups)],
         schedules=schedules,
         sensors=[*build_alert_sensors(path), *summary_sensors],
         resources=build_resources(env=env, config_path=path),
-        executor=range_run_executor,
+        executor=executor_for(config),  # orchestration.executor (jobs/executor.py)
     )
 
 

@@ -1,9 +1,10 @@
 """Jobs: ``daily`` materialises every per-pool asset of one pool and session (or a session range, as one
 run); ``session_summary`` the cross-pool summary and snapshot of a session (or range).
 
-Both run their steps in one process, so the pool's prices, factors, walk-forward grid and backtest are
-computed once per run and shared by its steps (see ``PlatformResource.pool_run``). The executor is
-Dagster's in-process executor with the repair of job-page range runs (:mod:`jobs.executor`).
+The jobs take the executor of the definitions they are built into: ``orchestration.executor`` of the
+configuration (``definitions.build_defs`` passes :func:`jobs.executor.executor_for`) -- in one process
+(the default), one process per step, or on Celery workers -- each with the repair of job-page range runs
+(:mod:`jobs.executor`). Every step computes what it needs itself, so the values are the same on each.
 
 The jobs select assets by key, so they do not depend on the configuration; the assets' partitions are
 attached by ``definitions.build_defs``. A configuration with pools on several calendars has one daily job
@@ -17,7 +18,6 @@ import dagster as dg
 
 from assets import POOL_SESSION_ASSETS, SESSION_ASSETS
 from assets.partitions import DAILY_JOB, MarketGroup
-from jobs.executor import range_run_executor
 
 SUMMARY_JOB = "session_summary"
 
@@ -29,7 +29,6 @@ POOL_SESSION_KEYS = [key for asset in POOL_SESSION_ASSETS for key in asset.keys]
 daily_job = dg.define_asset_job(
     DAILY_JOB,
     selection=dg.AssetSelection.assets(*POOL_SESSION_ASSETS),
-    executor_def=range_run_executor,
     description=DAILY_DESCRIPTION,
 )
 
@@ -44,7 +43,6 @@ def daily_jobs(groups: tuple[MarketGroup, ...] | list[MarketGroup]) -> list:
             continue
         out.append(dg.define_asset_job(
             group.daily_job, selection=dg.AssetSelection.assets(*(group.key(k.path[-1]) for k in POOL_SESSION_KEYS)),
-            executor_def=range_run_executor,
             description=f"{group.calendar} pools ({', '.join(group.pools)}), on {group.calendar} sessions: "
                         + DAILY_DESCRIPTION[0].lower() + DAILY_DESCRIPTION[1:]))
     return out
@@ -52,6 +50,5 @@ def daily_jobs(groups: tuple[MarketGroup, ...] | list[MarketGroup]) -> list:
 summary_job = dg.define_asset_job(
     SUMMARY_JOB,
     selection=dg.AssetSelection.assets(*SESSION_ASSETS),
-    executor_def=range_run_executor,
     description="One trading session across pools: the combined metrics summary and the session snapshot.",
 )

@@ -481,7 +481,41 @@ class NotificationConfig(_Model):
     email: EmailConfig = EmailConfig()
 
 
+class CeleryConfig(_Model):
+    """Where the Celery executor sends steps (``orchestration.executor: celery``, docs/executors.md)."""
+
+    broker: str = Field(default="amqp://guest:guest@127.0.0.1:5672//",
+                        description="broker URL (RabbitMQ); only RabbitMQ's well-known guest password may appear in "
+                                    "it, any other comes from ROTATION_ORCHESTRATION__CELERY__BROKER_PASSWORD")
+    backend: str = Field(default="redis://127.0.0.1:6379/1",
+                         description="result backend URL (Redis), without password (see backend_password)")
+    queue: str = Field(default="dagster", pattern=r"^[A-Za-z0-9_.-]+$",
+                       description="the queue the steps are sent to; workers consume it (-q)")
+    # secrets: environment only
+    broker_password: SecretStr | None = None
+    backend_password: SecretStr | None = None
+
+    @field_validator("broker", "backend")
+    @classmethod
+    def _no_secret_in_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        if urlsplit(v).password not in (None, "guest"):
+            raise ValueError("URL carries a password; put it in the environment variable instead "
+                             "(ROTATION_ORCHESTRATION__CELERY__BROKER_PASSWORD / __BACKEND_PASSWORD)")
+        return v
+
+
 class OrchestrationConfig(_Model):
+    # how steps are executed, not what they compute: left out of the dump (exclude=True) and so of the config
+    # hash every value records, so a run stores the same bytes on every executor
+    executor: Literal["in_process", "multiprocess", "celery"] = Field(
+        default="in_process", exclude=True,
+        description="how a run executes its steps: in one process, one process per step (max_concurrent at a "
+                    "time) or on Celery workers (docs/executors.md)")
+    max_concurrent: PositiveInt | None = Field(
+        default=None, exclude=True, description="multiprocess: steps at once (default: the number of CPUs)")
+    celery: CeleryConfig = Field(default=CeleryConfig(), exclude=True)
     first_session: dt.date = Field(default=dt.date(2019, 1, 2),
                                    description="first session partition (the strategy needs history before it)")
     keep_snapshots: PositiveInt = Field(default=10, description="session snapshots kept")
