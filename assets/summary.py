@@ -37,8 +37,8 @@ from rotation_platform.production.summary import (
 from rotation_platform.reports.tables import markdown_table
 from rotation_platform.storage.base import Partition
 from rotation_platform.storage.errors import StorageNotFoundError
-from rotation_platform.storage.provenance import RUN_END_ASSET, read_run_record, results_config_hash
-from rotation_platform.storage.snapshots import SnapshotStore
+from rotation_platform.storage.provenance import PROVENANCE_KEY, RUN_END_ASSET, read_run_record, results_config_hash
+from rotation_platform.storage.snapshots import SnapshotStore, stored_digest
 
 BY_SESSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="session")
 #: a pool group on another calendar: its sessions are another time zone's windows, which Dagster does not map
@@ -99,8 +99,9 @@ def _currency(store, config_hash: str, pool: str, session: pd.Timestamp | None, 
     if session is None:
         return pool_currency(config_hash, {asset: None for asset in CURRENCY_ASSETS}, None, None)
     for asset in CURRENCY_ASSETS:
-        if asset not in values:
-            values[asset] = _read(store, asset, pool, session)
+        if asset not in values:  # only its provenance counts: from the digest recorded on write when there is one
+            v = _digested(store, asset, pool, session, {})
+            values[asset] = v if v is not None else _read(store, asset, pool, session)
     run = read_run_record(store, Partition.multi({"pool": pool, "session": str(session.date())}))
     failure = _run_failure(instance, pool, session, run_end_key) if instance is not None else None
     return pool_currency(config_hash, values, run, failure)
@@ -162,21 +163,31 @@ def _session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResou
         try:
             for i, t in enumerate(sessions):
                 values: dict[str, dict[str, object]] = {}
+                hashes: dict[str, dict[str, str]] = {}
                 taken = pool_sessions(config, t)  # each pool's values of its latest session by t
+                kept = i >= keep_from  # a kept snapshot copies the values; the others need their hashes only
                 for asset in POOL_ASSETS:
                     for pool in config.pool_names:
-                        v = _read(store, asset, pool, taken[pool]) if taken[pool] is not None else None
+                        if taken[pool] is None:
+                            continue
+                        v = None if kept else _digested(store, asset, pool, taken[pool], hashes)
+                        if v is None:
+                            v = _read(store, asset, pool, taken[pool])
                         if v is not None:
                             values.setdefault(asset, {})[pool] = v
-                summary = store.read(("pool_metrics_summary",), Partition.single(str(t.date())))
+                summary_partition = Partition.single(str(t.date()))
+                summary = store.read(("pool_metrics_summary",), summary_partition)
                 currency = _snapshot_currency(store, results_config_hash(config), config.pool_names, taken, values,
                                               summary)
                 values["pool_metrics_summary"] = {"_session": summary}
+                digest = None if kept else stored_digest(store, "pool_metrics_summary", summary_partition)
+                if digest is not None:
+                    hashes["pool_metrics_summary"] = {"_session": digest["value_hash"]}
                 day = str(t.date())
-                if i >= keep_from:
+                if kept:
                     manifest = snapshots.save(day, values, platform.config_hash, currency)
                 else:
-                    manifest = SnapshotStore.manifest_of(day, values, platform.config_hash, currency)
+                    manifest = SnapshotStore.manifest_of(day, values, platform.config_hash, currency, hashes)
                 manifests[day] = manifest
                 n_values = sum(len(v) for v in manifest["assets"].values())
                 if i < len(sessions) - PER_PARTITION_METADATA:
@@ -194,6 +205,17 @@ def _session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResou
             store.close()
     context.add_output_metadata({"snapshots_kept": dg.MetadataValue.json(snapshots.sessions())})
     return manifests if len(sessions) > 1 else manifests[str(sessions[-1].date())]
+
+
+def _digested(store, asset: str, pool: str, session: pd.Timestamp, hashes: dict) -> dict | None:
+    """A stand-in for a stored value whose hash and provenance the store recorded on write (a manifest and
+    :func:`pool_currency` need nothing else of it): ``{"provenance": ...}``, its hash put in ``hashes``;
+    None when the store has no digest for it (then it is read)."""
+    digest = stored_digest(store, asset, Partition.multi({"pool": pool, "session": str(session.date())}))
+    if digest is None:
+        return None
+    hashes.setdefault(asset, {})[pool] = digest["value_hash"]
+    return {PROVENANCE_KEY: digest["provenance"]}
 
 
 def _snapshot_currency(store, config_hash: str, pools, taken: dict, values: dict, summary) -> dict:

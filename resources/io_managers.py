@@ -284,11 +284,15 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
             if asset == (RUN_START_ASSET,) and context.has_asset_partitions:
                 for piece_slice, value in pieces:  # before the prices: a run that stops later stays "started"
                     write_run_record(store, piece_slice.partition, run_record("started", provenance_of(value)))
-            for piece_slice, value in pieces:
-                if isinstance(store, CachedStore):
-                    receipts.append(store.write(asset, piece_slice.partition, value, version=version, kind=kind))
-                else:
-                    receipts.append(store.write(asset, piece_slice.partition, value))
+            if isinstance(store, FileStore) and type(store).write is FileStore.write and len(pieces) > 1:
+                # a range run's partitions: written and synced together (FileStore.write_many)
+                receipts += store.write_many(asset, [(piece_slice.partition, value) for piece_slice, value in pieces])
+            else:
+                for piece_slice, value in pieces:
+                    if isinstance(store, CachedStore):
+                        receipts.append(store.write(asset, piece_slice.partition, value, version=version, kind=kind))
+                    else:
+                        receipts.append(store.write(asset, piece_slice.partition, value))
             if asset == (RUN_END_ASSET,) and context.has_asset_partitions:
                 for piece_slice, value in pieces:
                     write_run_record(store, piece_slice.partition, run_record("complete", provenance_of(value)))

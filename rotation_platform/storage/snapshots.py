@@ -9,7 +9,9 @@ Layout under ``root``::
 
 A snapshot is written to a temporary folder and renamed into place, so a reader sees a whole snapshot or
 none; saving a session again replaces it. :meth:`SnapshotStore.restore` verifies every hash before it
-writes anything back.
+writes anything back. A manifest's hash of a value is :func:`value_hash`; a store that recorded it when
+the value was written (:meth:`~rotation_platform.storage.files.FileStore.value_digest`, read with
+:func:`stored_digest`) gives it without the value being read again.
 
 The temporary folder ``.<session>.<uuid>`` is held with an OS advisory lock (``fcntl.flock`` on the
 folder) while it is written, so a save killed half-way (``SIGKILL``, a power cut) leaves a folder nobody
@@ -38,7 +40,7 @@ from rotation_platform.storage.codec import encode, table_checksum
 from rotation_platform.storage.errors import StorageIntegrityError, StorageNotFoundError
 from rotation_platform.storage.files import read_value, write_value
 
-__all__ = ["SnapshotStore", "value_hash", "Restored"]
+__all__ = ["SnapshotStore", "value_hash", "stored_digest", "Restored"]
 
 log = logging.getLogger(__name__)
 _STAGING = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.[0-9a-f]{32}$")
@@ -47,6 +49,18 @@ _STAGING = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.[0-9a-f]{32}$")
 def value_hash(value: Any) -> str:
     """Content hash of a stored value (the same whichever store holds it)."""
     return table_checksum(encode(value).table)
+
+
+def stored_digest(store: Store, asset: str, partition: Partition) -> dict[str, Any] | None:
+    """``{"value_hash", "provenance"}`` of a stored value as the store recorded them on write, or None
+    (the store keeps no digests, nothing trustworthy is recorded, or nothing is stored): then read it."""
+    digest = getattr(store, "value_digest", None)
+    if digest is None:
+        return None
+    got = digest((asset,), partition)
+    if not got or not isinstance(got.get("value_hash"), str):
+        return None
+    return got
 
 
 @dataclass(frozen=True)
@@ -100,11 +114,20 @@ class SnapshotStore:
 
     @staticmethod
     def manifest_of(session: str, values: Mapping[str, Mapping[str, Any]], config_hash: str,
-                    currency: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, object]:
+                    currency: Mapping[str, Mapping[str, Any]] | None = None,
+                    hashes: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, object]:
         """The manifest; ``currency``: pool -> ``rotation_platform.production.summary.pool_currency`` (its
-        ``status`` / ``reason`` and each asset's hashes and status: ``current`` or ``superseded``)."""
+        ``status`` / ``reason`` and each asset's hashes and status: ``current`` or ``superseded``);
+        ``hashes``: {asset: {pool: value_hash}} known already (recorded on write), the others are computed."""
+        known = hashes or {}
+
+        def hash_of(asset: str, pool: str, v: Any) -> str:
+            h = known.get(asset, {}).get(pool)
+            return h if h is not None else value_hash(v)
+
         manifest: dict[str, Any] = {"session": session, "config_hash": config_hash,
-                                    "assets": {asset: {pool: value_hash(v) for pool, v in sorted(by_pool.items())}
+                                    "assets": {asset: {pool: hash_of(asset, pool, v)
+                                                       for pool, v in sorted(by_pool.items())}
                                                for asset, by_pool in sorted(values.items())}}
         if currency is not None:
             manifest["pools"] = {pool: {"status": c["status"], "reason": c["reason"], "data_hash": c["data_hash"]}
