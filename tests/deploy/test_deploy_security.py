@@ -99,7 +99,7 @@ def test_proxy_template_is_what_compose_renders() -> None:
     assert mounted["./deploy/nginx/nginx.conf.template"] == "/etc/nginx/templates/nginx.conf.template"
     text = TEMPLATE.read_text()
     placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", text))
-    assert placeholders == {"ROTATION_UI_LISTEN", "ROTATION_UI_UPSTREAM", "ROTATION_UI_HTPASSWD"}
+    assert placeholders == {"ROTATION_UI_LISTEN", "ROTATION_UI_UPSTREAM", "ROTATION_UI_HTPASSWD", "ROTATION_API_UPSTREAM"}
     assert placeholders <= set(env)
     output = env["NGINX_ENVSUBST_OUTPUT_DIR"]
     command = proxy["command"]

@@ -14,9 +14,11 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -56,6 +58,21 @@ def render(template: str, values: dict[str, str]) -> str:
     return out
 
 
+class _ApiStandIn(BaseHTTPRequestHandler):
+    """Stands in for the REST API behind the proxy: answers with the path and the headers it received."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = json.dumps({"path": self.path, "authorization": self.headers.get("Authorization")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     """(proxy port, webserver port) with nginx started by this fixture and stopped by its PID."""
@@ -66,6 +83,8 @@ def proxy(tmp_path_factory):
     env.update({"DAGSTER_HOME": str(home), "ROTATION_CONFIG": str(CONFIG_DIR / "demo.yaml"),
                 "ROTATION_STORAGE__DATA_DIR": str(home / "data"),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    api = ThreadingHTTPServer(("127.0.0.1", 0), _ApiStandIn)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
     with dagster_services(env, home) as web_port:
         prefix = tmp_path_factory.mktemp("nginx")
         _htpasswd(prefix / "htpasswd")
@@ -73,7 +92,8 @@ def proxy(tmp_path_factory):
         conf = prefix / "nginx.conf"
         conf.write_text(render(TEMPLATE.read_text(), {"ROTATION_UI_LISTEN": f"127.0.0.1:{port}",
                                                       "ROTATION_UI_UPSTREAM": f"127.0.0.1:{web_port}",
-                                                      "ROTATION_UI_HTPASSWD": str(prefix / "htpasswd")}))
+                                                      "ROTATION_UI_HTPASSWD": str(prefix / "htpasswd"),
+                                                      "ROTATION_API_UPSTREAM": f"127.0.0.1:{api.server_port}"}))
         # run the workers as this user (root would hand them to 'nobody', who cannot read tmp_path)
         globals_ = f"daemon off; user {pwd.getpwuid(os.geteuid()).pw_name};" if os.geteuid() == 0 else "daemon off;"
         command = [nginx, "-p", f"{prefix}/", "-e", "stderr", "-c", str(conf), "-g", globals_]
@@ -93,6 +113,7 @@ def proxy(tmp_path_factory):
                     time.sleep(0.2)
             yield port, web_port
         finally:
+            api.shutdown()
             proc.terminate()  # the master this fixture started (SIGTERM: fast shutdown of its workers)
             try:
                 proc.wait(timeout=20)
@@ -197,3 +218,17 @@ def test_graphql_websocket_is_proxied_behind_auth(proxy) -> None:
         assert json.loads(_recv_text(sock))["type"] == "connection_ack"  # the webserver's answer, through nginx
     finally:
         sock.close()
+
+
+def test_the_rest_api_is_reached_with_its_own_key_not_basic_auth(proxy) -> None:
+    """/v1/, /docs and /openapi.json go to the API without basic auth; its bearer key passes through untouched.
+    Everything else still needs the proxy's credentials."""
+    port, _ = proxy
+    status, _, body = _get(port, "/v1/pools/A_SHARE/orders", {"Authorization": "Bearer rk_test_key"})
+    assert status == 200
+    assert json.loads(body) == {"path": "/v1/pools/A_SHARE/orders", "authorization": "Bearer rk_test_key"}
+    for path in ("/docs", "/openapi.json"):
+        status, _, body = _get(port, path)
+        assert status == 200 and json.loads(body)["path"] == path
+    assert _get(port, "/v1-not-the-api")[0] == 401
+    assert _get(port, "/docs/../graphql")[0] in (401, 404)

@@ -1,0 +1,297 @@
+"""The FastAPI application: ``create_app(config_path=None)``.
+
+Routes (docs/api.md): ``/health``, ``/ready``, ``/metrics`` without a key; under ``/v1`` with an API key
+(``Authorization: Bearer rk_...`` or ``X-API-Key``) and its role -- ``viewer``: metrics, verdicts,
+findings, snapshots; ``trader``: + orders; ``admin``: + ``POST /v1/runs``. OpenAPI docs at ``/docs``.
+Every request with a key takes a token from the key's bucket (429 + ``Retry-After`` when empty); every
+orders read and every launch -- allowed or refused -- is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from api.audit import AuditLog
+from api.keys import ApiKey, KeyStore, role_allows
+from api.ratelimit import TokenBuckets
+from api.settings import ApiSettings
+
+__all__ = ["create_app", "AppState"]
+
+log = logging.getLogger("api")
+AUDITED = ("/v1/pools/{pool}/orders", "/v1/runs")
+SESSION_RE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+@dataclass
+class AppState:
+    config: Any
+    config_path: str
+    settings: ApiSettings
+    store: Any
+    instance: Any
+    keys: KeyStore
+    audit: AuditLog
+    buckets: TokenBuckets
+    check_keys: dict = field(default_factory=dict)
+    run_end_keys: dict = field(default_factory=dict)
+    jobs: dict = field(default_factory=dict)
+
+
+def _instance():
+    import dagster as dg
+
+    root = Path(__file__).resolve().parents[1]
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(root / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        import shutil
+
+        shutil.copy(root / "configs" / "dagster.yaml", home / "dagster.yaml")
+    return dg.DagsterInstance.get()
+
+
+#: the pool chain's steps, in order (the fuses are listed in this order, then by name)
+STEPS = ("prices", "price_quarantine", "factor_panel", "factor_screen", "wfo_result", "backtest", "capacity_report",
+         "target_portfolio")
+
+
+def definition_check_keys(config_path: str) -> list:
+    """Every asset check of the Dagster definitions (the composition root, ``definitions.py``) built from
+    ``config_path``: the fuses whose evaluations the verdicts read."""
+    import importlib
+    import sys
+
+    from api.settings import without_api_env
+
+    with without_api_env():  # importing the Dagster layer loads the environment's platform config
+        saved = os.environ.get("ROTATION_CONFIG")
+        os.environ["ROTATION_CONFIG"] = config_path
+        try:
+            module = sys.modules.get("definitions") or importlib.import_module("definitions")
+            keys = module.defs.resolve_asset_graph().asset_check_keys
+        finally:
+            if saved is None:
+                os.environ.pop("ROTATION_CONFIG", None)
+            else:
+                os.environ["ROTATION_CONFIG"] = saved
+    order = {step: i for i, step in enumerate(STEPS)}
+    return sorted(keys, key=lambda k: (order.get(k.asset_key.path[-1], len(order)), k.asset_key.to_user_string(),
+                                       k.name))
+
+
+def build_state(config_path: str | None = None, *, instance=None, env=None) -> AppState:
+    from api.settings import platform_env
+    from rotation_platform.config import default_config_path, load_config
+    from rotation_platform.storage import RetryPolicy, open_store
+    from rotation_platform.storage.provenance import RUN_END_ASSET
+
+    path = str(Path(config_path or default_config_path()).resolve())
+    config = load_config(path, env=platform_env(env))
+    check_keys = definition_check_keys(path)
+    from assets.partitions import group_of
+    settings = ApiSettings.from_env(config.storage.data_dir, env)
+    store = open_store(config.storage, retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0))
+    state = AppState(config=config, config_path=path, settings=settings, store=store,
+                     instance=instance if instance is not None else _instance(),
+                     keys=KeyStore(settings.keys_file, settings.pepper), audit=AuditLog(settings.audit_log),
+                     buckets=TokenBuckets(settings.rate, settings.burst))
+    for pool in config.pool_names:
+        group = group_of(config, pool)
+        mine = {group.key(step) for step in STEPS}
+        state.check_keys[pool] = [k for k in check_keys if k.asset_key in mine]
+        state.run_end_keys[pool] = group.key(RUN_END_ASSET)
+        state.jobs[pool] = "daily" if group.main else group.daily_job
+    return state
+
+
+class LaunchRequest(BaseModel):
+    pool: str = Field(description="the pool to run")
+    sessions: list[str] = Field(min_length=1, max_length=2000,
+                                description="one session (a run) or several (one single-run backfill over "
+                                            "the range from the first to the last), YYYY-MM-DD")
+
+
+def create_app(config_path: str | None = None, *, instance=None, env=None) -> FastAPI:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from api import views
+    from api.health import readiness
+    from api.launch import LaunchError, launch, launch_params
+    from api.metrics import api_registry
+    from rotation_platform.storage.errors import StorageError, StorageNotFoundError
+
+    state = build_state(config_path, instance=instance, env=env)
+    registry, requests_total, latency = api_registry(state)
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        try:  # the store's connections go with the process
+            state.store.close()
+        except Exception:  # noqa: BLE001
+            log.warning("closing the store failed", exc_info=False)
+
+    app = FastAPI(title="Rotation platform API", version="1", lifespan=lifespan,
+                  description="Tomorrow's orders, metrics, fuse verdicts, quality findings and snapshots of the "
+                              "stored results (read-only), and run launches. Keys and roles: docs/api.md.")
+    app.state.platform = state
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        t0 = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+            requests_total.labels(route, request.method, str(status)).inc()
+            latency.labels(route).observe(time.perf_counter() - t0)
+            if route in AUDITED:
+                key: ApiKey | None = getattr(request.state, "api_key", None)
+                state.audit.record(key_id=key.id if key else None, role=key.role if key else None,
+                                   method=request.method, path=request.url.path,
+                                   query=dict(request.query_params), status=status,
+                                   client=request.client.host if request.client else None,
+                                   run_ids=getattr(request.state, "run_ids", None))
+
+    def require(role: str):
+        def dependency(request: Request) -> ApiKey:
+            header = request.headers.get("authorization", "")
+            presented = header[7:].strip() if header.lower().startswith("bearer ") else \
+                request.headers.get("x-api-key")
+            key = state.keys.verify(presented)
+            if key is None:
+                raise HTTPException(401, "missing, unknown or revoked API key; send Authorization: Bearer <key>",
+                                    headers={"WWW-Authenticate": "Bearer"})
+            request.state.api_key = key
+            wait = state.buckets.take(key.id)
+            if wait > 0:
+                raise HTTPException(429, f"rate limit of key {key.id}: {state.settings.rate:g}/s, burst "
+                                         f"{state.settings.burst:g}", headers={"Retry-After": state.buckets.retry_after(wait)})
+            if not role_allows(key.role, role):
+                raise HTTPException(403, f"key {key.id} has role {key.role}; this needs {role}")
+            return key
+        return Depends(dependency)
+
+    @app.exception_handler(views.NotFound)
+    async def not_found(_, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StorageNotFoundError)
+    async def not_stored(_, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(StorageError)
+    async def store_down(_, exc):
+        return JSONResponse({"detail": f"the store did not answer: {type(exc).__name__}"}, status_code=503)
+
+    @app.exception_handler(ValueError)
+    async def bad_input(_, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    def resolve(pool: str, session: str | None, asset: str) -> str:
+        return views.resolve_session(state.config, state.store, pool, session, asset)
+
+    def judged(pool: str, session: str) -> dict:
+        return views.pool_state(state.config, state.store, pool, session, instance=state.instance,
+                                run_end_key=state.run_end_keys[pool])
+
+    def checks(pool: str, session: str) -> list[dict]:
+        return views.check_evaluations(state.instance, state.check_keys[pool], pool, session)
+
+    session_q = Query(None, pattern=SESSION_RE, description="YYYY-MM-DD (default: the latest stored session)")
+
+    # ------------------------------------------------------------------------------------- unauthenticated
+    @app.get("/health", tags=["health"])
+    def health() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/ready", tags=["health"])
+    def ready():
+        ok, body = readiness(state.config, state.store, state.instance, state.settings)
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------------------------------- viewer
+    @app.get("/v1/pools", tags=["pools"])
+    def pools(_: ApiKey = require("viewer")) -> dict:
+        return {"pools": [{"pool": p.name, "calendar": p.calendar, "currency": state.config.pool_currency(p.name),
+                           "sessions": len(views.stored_sessions(state.store, "target_portfolio", p.name))}
+                          for p in state.config.pools]}
+
+    @app.get("/v1/pools/{pool}/metrics", tags=["pools"])
+    def pool_metrics(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
+        day = resolve(pool, session, "backtest")
+        return views.metrics_view(state.config, state.store, pool, day, judged(pool, day))
+
+    @app.get("/v1/pools/{pool}/verdicts", tags=["pools"])
+    def pool_verdicts(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
+        day = resolve(pool, session, "prices")
+        return views.clean(views.verdicts_view(state.config, state.store, state.instance, state.check_keys[pool],
+                                               pool, day, judged(pool, day)))
+
+    @app.get("/v1/pools/{pool}/findings", tags=["pools"])
+    def pool_findings(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
+        day = resolve(pool, session, "prices")
+        return views.findings_view(state.config, state.store, pool, day, judged(pool, day), checks(pool, day))
+
+    @app.get("/v1/snapshots", tags=["snapshots"])
+    def snapshots(_: ApiKey = require("viewer")) -> dict:
+        return views.snapshots_view(state.config)
+
+    @app.get("/v1/snapshots/{session}/verify", tags=["snapshots"])
+    def verify(session: str, _: ApiKey = require("viewer")) -> dict:
+        if pd.isna(pd.to_datetime(session, format="%Y-%m-%d", errors="coerce")):
+            raise ValueError(f"session={session!r} is not a date; give YYYY-MM-DD")
+        return views.verify_snapshot(state.config, session)
+
+    # ------------------------------------------------------------------------------------------- trader
+    @app.get("/v1/pools/{pool}/orders", tags=["orders"])
+    def orders(pool: str, session: str | None = session_q, _: ApiKey = require("trader")) -> dict:
+        day = resolve(pool, session, "target_portfolio")
+        return views.orders_view(state.config, state.store, pool, day, judged(pool, day), checks(pool, day))
+
+    # -------------------------------------------------------------------------------------------- admin
+    @app.post("/v1/runs", tags=["runs"], status_code=201)
+    def launch_run(body: LaunchRequest, request: Request, key: ApiKey = require("admin")) -> dict:
+        if body.pool not in state.config.pool_names:
+            raise views.NotFound(f"no pool {body.pool!r}; the configured pools are {', '.join(state.config.pool_names)}")
+        from rotation_platform.calendars import get_calendar
+
+        cal = get_calendar(state.config.pool(body.pool).calendar)
+        days = []
+        for s in body.sessions:
+            t = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+            if pd.isna(t) or not cal.is_session(t):
+                raise ValueError(f"sessions: {s!r} is not a {cal.code} session (pool {body.pool}); give YYYY-MM-DD")
+            days.append(str(t.date()))
+        days = sorted(set(days))
+        if len(days) > 1 and len(cal.sessions(pd.Timestamp(days[0]), pd.Timestamp(days[-1]))) != len(days):
+            raise ValueError(f"sessions {days[0]}..{days[-1]} leave out sessions of {cal.code}; a backfill is one "
+                             "contiguous range: give every session from the first to the last")
+        params = launch_params(state.settings.dagster_location, state.jobs[body.pool], body.pool, days,
+                               {"rotation/launched_by": f"api:{key.id}"})
+        try:
+            run = launch(state.settings.dagster_url, params)
+        except LaunchError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        request.state.run_ids = [run["run_id"]]
+        return {"pool": body.pool, "sessions": days, "job": state.jobs[body.pool], **run}
+
+    return app

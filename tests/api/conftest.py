@@ -1,0 +1,87 @@
+"""The API's tests: the demo configuration's daily runs of 2024-12-31 stored once in a temporary data
+folder and Dagster instance (as ``python -m jobs.main --session 2024-12-31`` would), then an app per test
+on that store with its own key file and audit log."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rotation_platform.config import CONFIG_DIR
+from tests.orchestration.conftest import ROOT, SESSION, fresh_defs, run_daily, run_summary
+from tests.storage_backends.conftest import mysql_server, run_tag  # noqa: F401 - fixtures reused here
+
+DEMO_POOLS = ("A_SHARE", "QDII", "OTHER")
+
+
+def demo_environment(tmp: Path) -> dict[str, str]:
+    return {"ROTATION_CONFIG": str(CONFIG_DIR / "demo.yaml"), "ROTATION_STORAGE__DATA_DIR": str(tmp / "data"),
+            "ROTATION_DATA__SYNTHETIC__END": SESSION, "DAGSTER_HOME": str(tmp / "home")}
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> Iterator[dict[str, object]]:
+    """Every demo pool's daily run of 2024-12-31 and the session summary and snapshot, stored once."""
+    tmp = tmp_path_factory.mktemp("api-demo")
+    env = demo_environment(tmp)
+    (tmp / "home").mkdir()
+    shutil.copy(ROOT / "configs" / "dagster.yaml", tmp / "home" / "dagster.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        defs = fresh_defs()
+        with dg.DagsterInstance.get() as instance:
+            for pool in DEMO_POOLS:
+                assert run_daily(defs, instance, pool, [SESSION]).success, pool
+            assert run_summary(defs, instance, [SESSION]).success
+    yield {"tmp": tmp, "env": env, "data": tmp / "data", "home": tmp / "home"}
+
+
+@pytest.fixture()
+def api_env(demo_store, tmp_path, monkeypatch) -> dict[str, str]:
+    """The demo store's environment with this test's key file and audit log."""
+    env = dict(demo_store["env"])  # type: ignore[arg-type]
+    env.update({"ROTATION_API_KEYS_FILE": str(tmp_path / "keys.json"),
+                "ROTATION_API_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ("ROTATION_API_PEPPER", "ROTATION_API_RATE", "ROTATION_API_BURST", "ROTATION_API_DAGSTER_URL",
+              "ROTATION_API_REQUIRE_DAEMON", "ROTATION_API_MAX_SESSIONS_BEHIND"):
+        monkeypatch.delenv(k, raising=False)
+    return env
+
+
+@pytest.fixture()
+def make_client(api_env, monkeypatch) -> Iterator[Callable[..., object]]:
+    """``make_client(**env)`` -> a TestClient of a new app (``env``: more variables for it)."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    clients = []
+
+    def make(**more: str):
+        for k, v in more.items():
+            monkeypatch.setenv(k, v)
+        client = TestClient(create_app())
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.app.state.platform.store.close()
+        c.app.state.platform.instance.dispose()
+
+
+def add_key(client, role: str, name: str = "test") -> tuple[str, str]:
+    """A new key of ``role`` in the app's key file: (id, full key)."""
+    key, text = client.app.state.platform.keys.add(name, role)
+    return key.id, text
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
