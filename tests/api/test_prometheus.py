@@ -113,7 +113,9 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
     targets = Path(job["file_sd_configs"][0]["files"][0]).parent
     run = uuid.uuid4().hex[:12]
     target = targets / f"test-{run}.json"
-    target.write_text(json.dumps([{"targets": [f"127.0.0.1:{served_api}"], "labels": {"test_run": run}}]))
+    staged = targets / f".test-{run}.json.tmp"  # renamed into place: Prometheus never reads half a file
+    staged.write_text(json.dumps([{"targets": [f"127.0.0.1:{served_api}"], "labels": {"test_run": run}}]))
+    staged.replace(target)
     try:
         sel = f'{{test_run="{run}"}}'
         _wait(lambda: [r for r in _query(f"up{sel}") if r["value"][1] == "1"], "Prometheus did not scrape the API", 90)

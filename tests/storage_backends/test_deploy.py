@@ -49,7 +49,8 @@ def _rotation_env() -> dict[str, str]:
 
 def test_compose_services_and_ports() -> None:
     services = COMPOSE["services"]
-    assert set(services) == {"postgres", "influxdb", "mysql", "redis", "user_code", "webserver", "daemon", "proxy"}
+    assert set(services) == {"postgres", "influxdb", "mysql", "redis", "user_code", "webserver", "daemon", "proxy",
+                             "rabbitmq", "celery-worker", "api"}
     env = _rotation_env()
     # the servers publish nothing (docs/security.md); their container ports are listed under expose
     ports = {name: [int(p) for p in svc.get("expose", [])] for name, svc in services.items()}
@@ -58,8 +59,12 @@ def test_compose_services_and_ports() -> None:
         url = urlsplit(env[var])
         assert url.hostname == service and url.port in ports[service], var
     assert int(env["DAGSTER_PG_PORT"]) == 5432 and env["DAGSTER_PG_HOST"] == "postgres"
-    for name in ("user_code", "webserver", "daemon"):
-        assert services[name]["environment"] == COMPOSE["x-rotation-env"]
+    for name in ("user_code", "webserver", "daemon"):  # the rotation env, plus where Celery steps go
+        assert services[name]["environment"] in (COMPOSE["x-rotation-env"],
+                                                 {**COMPOSE["x-rotation-env"], **COMPOSE["x-celery-env"]}), name
+    assert services["celery-worker"]["environment"] == {**COMPOSE["x-rotation-env"], **COMPOSE["x-celery-env"]}
+    for name in ("rabbitmq", "celery-worker", "api"):  # internal only, like the other servers
+        assert "ports" not in services[name], name
     assert "ports" not in services["webserver"] and 3000 in ports["webserver"]
     command = services["webserver"]["command"]
     assert COMPOSE["services"]["proxy"]["environment"]["ROTATION_UI_UPSTREAM"] == \
