@@ -333,8 +333,22 @@ def _override_of(key: str, env: Mapping[str, str]) -> str | None:
             continue
         path = ".".join(p.lower() for p in var[len(ENV_PREFIX):].split("__"))
         if target == path or target.startswith(path + "."):
-            return var if var in secrets else f"{var}={env[var]!r}"
+            return var if var in secrets else f"{var}={_without_password(env[var])!r}"
     return None
+
+
+def _without_password(value: str) -> str:
+    """``value`` as an error may show it: a URL's password (``scheme://user:pw@host``) replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value)
+        if not parts.password:
+            return value
+    except ValueError:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def load_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> PlatformConfig:

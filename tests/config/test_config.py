@@ -91,6 +91,16 @@ def test_secrets_come_from_env_only_and_never_print_or_hash() -> None:
     assert ("notifications", "email", "password") in secret_paths()
 
 
+def test_a_refused_url_override_is_shown_without_its_password() -> None:
+
+    env = {"ROTATION_ORCHESTRATION__CELERY__BROKER": "amqp://desk:hunter2-pw@broker:5672//"}
+    with pytest.raises(ConfigError) as info:
+        load_config(CONFIG_DIR / "demo.yaml", env=env)
+    text = str(info.value)
+    assert "hunter2-pw" not in text
+    assert "orchestration.celery.broker: URL carries a password" in text and "amqp://desk:***@broker:5672//" in text
+
+
 def test_config_hash_is_stable_and_sensitive() -> None:
     a = load_config(CONFIG_DIR / "demo.yaml", env={})
     b = load_config(CONFIG_DIR / "demo.yaml", env={})
