@@ -92,7 +92,6 @@ def test_secrets_come_from_env_only_and_never_print_or_hash() -> None:
 
 
 def test_a_refused_url_override_is_shown_without_its_password() -> None:
-
     env = {"ROTATION_ORCHESTRATION__CELERY__BROKER": "amqp://desk:hunter2-pw@broker:5672//"}
     with pytest.raises(ConfigError) as info:
         load_config(CONFIG_DIR / "demo.yaml", env=env)
