@@ -19,9 +19,8 @@ Value digests
 -------------
 :meth:`FileStore.write` also records each value's digest -- its content hash (what
 :func:`~rotation_platform.storage.snapshots.value_hash` gives for it) and its provenance record -- under
-the SHA-256 of the file's bytes, in a folder beside the data folder (``digest_dir``, by default the
-hidden sibling ``.<data folder name>.digests``; outside the data folder, whose files are only the
-values). Both are functions of the bytes, so an entry is right wherever and whenever a file with those
+the SHA-256 of the file's bytes, in the data folder's hidden ``.digests`` folder (``digest_dir``; no
+asset name starts with a dot, and nothing is written outside the configured folder). Both are functions of the bytes, so an entry is right wherever and whenever a file with those
 bytes is found (a data folder moved, copied or restored included) and nothing has to be removed with a
 value. :meth:`FileStore.value_digest` hashes the file's bytes and returns the entry, or None when there
 is none (the reader decodes the value). The session snapshots of a backfill use it instead of reading
@@ -73,10 +72,11 @@ SUFFIXES = (".panel.parquet", ".parquet", ".json")
 assert set(SUFFIXES) == set(FILE_SUFFIXES.values())
 _TMP_SUFFIX = ".tmp"
 STALE_TMP_SECONDS = 3600.0
+#: the data folder's bookkeeping folder of value digests (a dot: never an asset's folder)
+DIGEST_FOLDER = ".digests"
 def default_digest_dir(base_dir: str | os.PathLike[str]) -> Path:
-    """Where a data folder's value digests are kept by default: the hidden sibling ``.<name>.digests``."""
-    base = Path(base_dir).absolute()
-    return base.with_name(f".{base.name}.digests")
+    """Where a data folder's value digests are kept by default: its hidden ``.digests`` folder."""
+    return Path(base_dir).absolute() / DIGEST_FOLDER
 
 
 def encode_file_with_hash(value: Any) -> tuple[str, bytes, str]:

@@ -433,9 +433,11 @@ def run_cli(root: Path, args: tuple[str, ...], env: dict[str, str], module: str 
 
 
 def _partial(data_dir: Path) -> list[str]:
-    """Temporary files of unfinished writes (the run locks' folder ``.locks`` is the runs' own)."""
+    """Temporary files of unfinished writes (the run locks' folder ``.locks`` and the value digests'
+    ``.digests`` are the store's own)."""
     return [p.as_posix() for p in data_dir.rglob("*")
-            if ".locks" not in p.relative_to(data_dir).parts and (p.name.startswith(".") or ".tmp" in p.name)]
+            if not {".locks", ".digests"} & set(p.relative_to(data_dir).parts)
+            and (p.name.startswith(".") or ".tmp" in p.name)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -69,12 +69,13 @@ def test_value_digest_is_recorded_on_write_and_checked_against_the_file(tmp_path
     # nothing stored, digests lost or cut short: None (the reader decodes the value)
     assert store.value_digest(("backtest",), Partition.multi({"pool": POOL, "session": "2024-12-30"})) is None
     entries = sorted(store.digest_dir.rglob("*.json"))
-    assert len(entries) == 2 and store.digest_dir == tmp_path.with_name(f".{tmp_path.name}.digests")
+    assert len(entries) == 2 and store.digest_dir == tmp_path / ".digests"
     entries[0].write_text(entries[0].read_text()[:10])
     entries[1].write_text(entries[1].read_text()[:10])
     assert store.value_digest(("backtest",), part) is None
-    # the data folder holds the values only
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["2024-12-31.parquet"]
+    # the data folder holds the values, and the digests in its hidden .digests folder only
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and ".digests" not in p.parts) == \
+        ["2024-12-31.parquet"]
 
 
 def test_write_many_stores_what_write_stores(tmp_path) -> None:
@@ -93,7 +94,8 @@ def test_write_many_stores_what_write_stores(tmp_path) -> None:
     digests = lambda store: {p.name: p.read_bytes() for p in store.digest_dir.rglob("*.json")}
     assert digests(one).items() <= digests(many).items() and len(digests(one)) == 3
     assert len(digests(many)) == 3 + 1  # and the JSON written before
-    assert not list((tmp_path / "many").rglob("*.json")) and not list((tmp_path / "many").rglob("*.tmp"))
+    stray = [q for q in (tmp_path / "many").rglob("*") if ".digests" not in q.parts and q.suffix in (".json", ".tmp")]
+    assert stray == []
     for p, v in items:
         assert many.value_digest(("backtest",), p) == one.value_digest(("backtest",), p)
         assert many.value_digest(("backtest",), p)["value_hash"] == value_hash(v)
