@@ -30,7 +30,7 @@ from rotation_platform.reports.orders import METRICS, baselines_of, pool_result,
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.errors import StorageNotFoundError
 from rotation_platform.storage.files import read_value
-from rotation_platform.storage.provenance import PROVENANCE_KEY, RUN_END_ASSET, read_run_record, results_config_hash
+from rotation_platform.storage.provenance import PROVENANCE_KEY, read_run_record, results_config_hash
 from rotation_platform.storage.snapshots import SnapshotStore, stored_digest, value_hash
 
 __all__ = ["NotFound", "stored_sessions", "resolve_session", "pool_state", "orders_view", "metrics_view",
@@ -105,29 +105,13 @@ def resolve_session(config: PlatformConfig, store: Store, pool: str, session: st
 
 
 def run_failure(instance, run_end_key, pool: str, session: str) -> str | None:
-    """Why the latest run planned to materialise the pool's target for the session has not (failed,
-    stopped, or still going) when the Dagster instance knows of one newer than the stored target (as the
-    session summary asks it)."""
+    """Why the latest run planned to materialise the pool's target for the session has not, as the session
+    summary asks it (:func:`assets.summary.run_failure`)."""
     if instance is None:
         return None
-    import dagster as dg
+    from assets.summary import run_failure as summary_run_failure
 
-    key = f"{pool}|{session}"
-    try:
-        planned = instance.get_latest_planned_materialization_info(run_end_key, partition=key)
-        if planned is None:
-            return None
-        done = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=run_end_key, asset_partitions=[key]),
-                                               limit=1).records
-        if done and done[0].storage_id >= planned.storage_id:
-            return None
-        run = instance.get_run_by_id(planned.run_id)
-    except Exception:  # noqa: BLE001 - the instance is a second opinion; the store's evidence stands alone
-        return None
-    status = run.status.value.lower() if run is not None else "unknown"
-    if status == "success":
-        return None
-    return f"the latest run {planned.run_id[:8]} ({status}) did not materialise {RUN_END_ASSET}"
+    return summary_run_failure(instance, pool, pd.Timestamp(session), run_end_key)
 
 
 def _provenance_only(store: Store, asset: str, pool: str, session: str):

@@ -91,7 +91,7 @@ def chain_groups(context: dg.AssetExecutionContext, platform: PlatformResource, 
     store = storage.open_store() if selected == {"target_portfolio"} else None
     try:
         for pool, sessions, keys in run_groups(context):
-            run: PoolRun = PoolRun(config, pool, sessions)
+            run: PoolRun | None = None
             how[pool] = "computed in this run"
             if store is not None:
                 stored = TargetFromStored(config, pool, sessions, read=_stored_reader(store, pool))
@@ -102,7 +102,7 @@ def chain_groups(context: dg.AssetExecutionContext, platform: PlatformResource, 
                 except StaleUpstream as exc:
                     how[pool] = f"computed: {exc}"
                     context.log.info(f"{pool}: the target's upstream is computed, not read: {exc}")
-            groups.append((pool, run, sessions, keys))
+            groups.append((pool, run or PoolRun(config, pool, sessions), sessions, keys))
     finally:
         if store is not None:
             store.close()

@@ -69,7 +69,7 @@ def _summarise(config, t: pd.Timestamp, backtests: dict, currency: dict, taken: 
     return summarise(config, t, {p: PoolAsOf(taken[p], backtests.get(p), currency.get(p)) for p in config.pool_names})
 
 
-def _run_failure(instance, pool: str, session: pd.Timestamp, asset_key: dg.AssetKey | None = None) -> str | None:
+def run_failure(instance, pool: str, session: pd.Timestamp, asset_key: dg.AssetKey | None = None) -> str | None:
     """Why the latest run planned to materialise the pool's target for the session has not (it failed,
     was stopped, or is still going), when the Dagster instance knows of one newer than the stored target."""
     key = f"{pool}|{session.date()}"
@@ -103,7 +103,7 @@ def _currency(store, config_hash: str, pool: str, session: pd.Timestamp | None, 
             v = _digested(store, asset, pool, session, {})
             values[asset] = v if v is not None else _read(store, asset, pool, session)
     run = read_run_record(store, Partition.multi({"pool": pool, "session": str(session.date())}))
-    failure = _run_failure(instance, pool, session, run_end_key) if instance is not None else None
+    failure = run_failure(instance, pool, session, run_end_key) if instance is not None else None
     return pool_currency(config_hash, values, run, failure)
 
 

@@ -49,6 +49,7 @@ import hashlib
 import json
 import os
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,32 +326,37 @@ def session_versions(tables: Mapping[str, pd.DataFrame], sessions: Sequence[obje
 
 
 # ------------------------------------------------------------------------------------------ backends
-class _Backend:
+class _Backend(ABC):
     """What :class:`MarketStore` needs from a storage technology."""
 
     kind: str = "?"
     location: str = "?"
 
+    @abstractmethod
     def load(self, table: str, symbols: Sequence[str], through: pd.Timestamp | None) -> pd.DataFrame:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def write(self, table: str, rows: pd.DataFrame, exchanges: Mapping[str, str], replaced: pd.DataFrame) -> None:
         """Store ``rows`` (new and restated ones; ``replaced`` are the restated keys)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def append_log(self, log: pd.DataFrame) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def load_log(self, symbols: Sequence[str] | None) -> pd.DataFrame:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def load_info(self, symbols: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def put_info(self, info: Mapping[str, Mapping[str, Any]]) -> None:
-        raise NotImplementedError
+        ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # a backend with connections closes them
         pass
 
 
