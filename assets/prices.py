@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets._metadata import (
+    add_partition_metadata,
     asset_key_of,
     check_evaluations,
     check_spec,
@@ -86,10 +87,10 @@ def emit_prices(context: dg.AssetExecutionContext, platform: PlatformResource, g
         if quarantine_selected:
             per_partition(context, "price_quarantine", pool, metadata_tail(keys, sessions),
                           lambda t, by_session=by_session: {"quarantined_rows": len(by_session[t])})
-        for key, t in zip(keys, sessions) if prices_selected else ():  # what each partition was computed from
-            context.add_asset_metadata({"session": dg.MetadataValue.text(str(t.date())),
-                                        "data_hash": dg.MetadataValue.text(run.data_hash(t))},
-                                       asset_key=asset_key_of(context, "prices"), partition_key=key)
+        if prices_selected:  # what each partition was computed from
+            add_partition_metadata(context, asset_key_of(context, "prices"), {
+                key: {"session": dg.MetadataValue.text(str(t.date())),
+                      "data_hash": dg.MetadataValue.text(run.data_hash(t))} for key, t in zip(keys, sessions)})
         gates[pool] = fuses.quality_gate(run)
         findings[pool] = {k: v for k, v in to_dagster_metadata(quality_check_summary(result.report)).items()
                           if k != "findings"}  # the findings are the fuse's table
