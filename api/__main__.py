@@ -65,10 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from api.app import create_app
 
+    from rotation_platform.observability.logs import configure
+
+    try:
+        configure(default="json")  # JSON lines on stderr (ROTATION_LOG_FORMAT, ROTATION_LOG_FILE), access log too
+    except RotationError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 3
     os.environ.setdefault("ROTATION_CONFIG", config_path)
     app = create_app(config_path)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info",
-                access_log=False)
+                log_config=None)  # uvicorn's loggers, access log included, reach the root logger's JSON handlers
     return 0
 
 

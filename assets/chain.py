@@ -34,6 +34,8 @@ from assets.partitions import pool_session_partitions, run_groups
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
 from rotation_platform.calendars import storage_key
+from rotation_platform.observability.logs import iterate_with
+from rotation_platform.observability.steps import step_logs
 from rotation_platform.production.pool_run import PoolRun
 from rotation_platform.production.stored_chain import UPSTREAM_ASSETS, StaleUpstream, TargetFromStored
 from rotation_platform.storage.base import Partition
@@ -128,6 +130,11 @@ def _blocked(event: object) -> bool:
                 "the target portfolio, computed once per run.",
 )
 def pool_chain(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
+    with step_logs(context):  # run, step, pool and session on every log record of the step
+        yield from _chain(context, platform, storage)
+
+
+def _chain(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
     selected = _selected(context)
     groups, how = chain_groups(context, platform, storage, selected)
     for names, emit in _EMITTERS:
@@ -135,7 +142,8 @@ def pool_chain(context: dg.AssetExecutionContext, platform: PlatformResource, st
             continue
         kwargs = {"storage": storage} if "target_portfolio" in names else {}
         blocked = False
-        for event in emit(context, platform, groups, **kwargs):
+        asset = asset_key_of(context, names[0]).to_user_string()
+        for event in iterate_with(emit(context, platform, groups, **kwargs), asset=asset):  # the asset on its records
             if isinstance(event, dg.Output) and event.output_name == "target_portfolio":
                 for pool, _, _, keys in groups:  # what the target was decided from, after what it shows
                     context.add_asset_metadata({"upstream": dg.MetadataValue.text(how[pool])},

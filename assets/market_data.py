@@ -26,8 +26,9 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 import pandas as pd
 
-from assets._metadata import SINGLE_RUN
+from assets._metadata import SINGLE_RUN, add_partition_metadata
 from assets.partitions import MarketGroup, session_of
+from rotation_platform.observability.steps import step_logs
 from rotation_platform.data.market_store import (
     Restatement,
     calendar_symbols,
@@ -88,6 +89,10 @@ def market_data_asset(group: MarketGroup, *, plain_key: bool = False) -> dg.Asse
         required_resource_keys={"platform"},
     )
     def market_data(context: dg.AssetExecutionContext) -> Iterator[object]:
+        with step_logs(context):  # run, step, asset and session on every log record of the step
+            yield from _market_data(context)
+
+    def _market_data(context: dg.AssetExecutionContext) -> Iterator[object]:
         # the key at run time: group_assets may have renamed the plain key to the group's
         asset_key = context.assets_def.key
         config = context.resources.platform.config
@@ -111,6 +116,7 @@ def market_data_asset(group: MarketGroup, *, plain_key: bool = False) -> dg.Asse
 
         restated_table = dg.MetadataValue.md(restatement_table(result.restatements)) if result.restatements else None
         last_meta: dict[str, object] = {}
+        entries: dict[str, dict[str, object]] = {}
         for i, k in enumerate(run_keys):
             previous = run_keys[i - 1] if i else None
             counts = result.bars_in(previous, k)
@@ -126,8 +132,9 @@ def market_data_asset(group: MarketGroup, *, plain_key: bool = False) -> dg.Asse
                              "restated_values": dg.MetadataValue.int(len(result.restatements))})
                 if restated_table is not None:
                     meta["restatements"] = restated_table
-            context.add_asset_metadata(meta, partition_key=k)
+            entries[k] = meta
             last_meta = meta
+        add_partition_metadata(context, asset_key, entries)
         yield dg.MaterializeResult(data_version=dg.DataVersion(versions[run_keys[-1]]))
         # a range run: Dagster gives every partition of the result the same version; each gets its own
         for k in run_keys[:-1]:

@@ -26,6 +26,7 @@ from assets._metadata import PER_PARTITION_METADATA, SINGLE_RUN, metadata_tail, 
 from assets.partitions import MarketGroup, session_of, session_partitions
 from resources.platform import PlatformResource
 from resources.stores import StoreResource
+from rotation_platform.observability.steps import step_logs
 from rotation_platform.production.summary import (
     COMBINED,
     CURRENCY_ASSETS,
@@ -261,7 +262,8 @@ def build_summary_assets(groups: tuple[MarketGroup, ...] | list[MarketGroup] = (
         description=SUMMARY_DESCRIPTION,
     )
     def pool_metrics_summary(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
-        return _pool_metrics_summary(context, platform, storage)
+        with step_logs(context):  # run, step, asset and session on every log record of the step
+            return _pool_metrics_summary(context, platform, storage)
 
     @dg.asset(
         name="session_snapshot", partitions_def=session_partitions, group_name="summary",
@@ -272,7 +274,8 @@ def build_summary_assets(groups: tuple[MarketGroup, ...] | list[MarketGroup] = (
         description=SNAPSHOT_DESCRIPTION,
     )
     def session_snapshot(context: dg.AssetExecutionContext, platform: PlatformResource, storage: StoreResource):
-        return _session_snapshot(context, platform, storage)
+        with step_logs(context):
+            return _session_snapshot(context, platform, storage)
 
     return [pool_metrics_summary, session_snapshot]
 

@@ -281,6 +281,9 @@ def _preflight(config, pools: list[str], lasts: dict, prices_read: bool) -> None
 def run(args) -> int:
     """The main job for parsed ``args``: check them, load the config, run every pool, print the report."""
     _check_arguments(args)
+    from rotation_platform.observability.logs import configure
+
+    configure(default="message")  # ROTATION_LOG_FORMAT, ROTATION_LOG_FILE; unset, stderr shows what it always did
     if args.config:
         # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())

@@ -45,6 +45,7 @@ from pydantic import PrivateAttr
 
 from resources.stores import FileStoreResource, RedisCacheResource, StoreResource
 from rotation_platform.calendars import storage_key
+from rotation_platform.observability.logs import log_context
 from rotation_platform.production.runlock import RunLock, scope_of_partition
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.cache import CachedStore
@@ -280,7 +281,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         pieces = self._with_step_provenance(context, split_value(obj, slices, f"asset {_asset_label(context)}"))
         version, kind = _code_version(context), _cache_kind(context)
         receipts = []
-        with store.logging_to(context.log):
+        with store.logging_to(context.log), log_context(asset=context.asset_key.to_user_string()):
             if asset == (RUN_START_ASSET,) and context.has_asset_partitions:
                 for piece_slice, value in pieces:  # before the prices: a run that stops later stays "started"
                     write_run_record(store, piece_slice.partition, run_record("started", provenance_of(value)))
@@ -339,7 +340,7 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         slices = partition_slices(context)
         version, kind = _code_version(context), _cache_kind(context)
         parts = []
-        with store.logging_to(context.log):
+        with store.logging_to(context.log), log_context(asset=context.asset_key.to_user_string()):
             for piece_slice in slices:
                 if isinstance(store, CachedStore):
                     value = store.read(asset, piece_slice.partition, version=version, kind=kind)

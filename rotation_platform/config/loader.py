@@ -56,9 +56,9 @@ ENV_PREFIX = "ROTATION_"
 #: Variables that select a deployment or tune the runtime; they are not configuration overrides.
 RESERVED_ENV = frozenset({"ROTATION_CONFIG", "ROTATION_ENV", "ROTATION_HOME", "ROTATION_DEBUG",
                           "ROTATION_FACTORS_MALLOPT", "ROTATION_FACTORS_WORKERS", ALLOWED_ROOTS_ENV})
-#: Prefixes of variables for test and CI tooling (server URLs, ports) and of the REST API's own settings
-#: (api/settings.py); never overrides.
-RESERVED_PREFIXES = ("ROTATION_TEST_", "ROTATION_CI_", "ROTATION_BENCH_", "ROTATION_API_")
+#: Prefixes of variables for test and CI tooling (server URLs, ports), of the REST API's own settings
+#: (api/settings.py) and of the logs (rotation_platform/observability/logs.py); never overrides.
+RESERVED_PREFIXES = ("ROTATION_TEST_", "ROTATION_CI_", "ROTATION_BENCH_", "ROTATION_API_", "ROTATION_LOG_")
 
 
 def _is_override(var: str) -> bool:
