@@ -19,20 +19,39 @@ Per pool (label ``pool``):
                                                         deadline (``ROTATION_API_PUBLISH_DEADLINE_MIN``)
 ======================================================  ==========================================
 
-Besides: ``rotation_dagster_failed_runs_24h`` (runs of the instance that failed in the last 24 hours),
-``rotation_store_up`` (1/0) with ``rotation_store_check_seconds``, ``rotation_metrics_collect_errors_total``,
+Runs and steps, from the instance's run records. Every one has the label ``dagster_job`` (``job`` is the
+label Prometheus gives the scrape job); ``pool`` is the run's pool, empty for a job of all pools:
+
+======================================================  ==========================================
+``rotation_dagster_failed_runs_24h``                    runs that failed in the last 24 hours (no label)
+``rotation_dagster_runs_24h{status}``                   runs that ended in the last 24 hours, by status
+``rotation_dagster_run_retries_24h``                    of those, runs that were retries of a failed run
+``rotation_dagster_run_duration_seconds{pool}``         start to end of the latest ended run
+``rotation_dagster_step_duration_seconds{pool,step}``   each step of that run
+``rotation_dagster_step_failures_24h{step}``            steps that failed in runs ended in the last 24 hours
+``rotation_dagster_step_retries_24h{step}``             step attempts beyond the first in those runs
+======================================================  ==========================================
+
+The store layer, summed over the API and every run that left its counts in ``<data_dir>/.stats``
+(:mod:`rotation_platform.storage.stats`; labels ``backend`` -- ``local``, ``influxdb``, ``mysql``,
+``redis`` -- and ``op`` -- ``read``, ``write``, ``delete``): ``rotation_store_operations_total``,
+``rotation_store_operation_seconds`` (histogram), ``rotation_store_bytes_total``,
+``rotation_store_errors_total``; ``rotation_cache_hits_total`` and ``rotation_cache_misses_total``.
+
+Besides: ``rotation_store_up`` (1/0) with ``rotation_store_check_seconds``, ``rotation_metrics_collect_errors``,
 ``rotation_api_requests_total{route,method,status}`` and ``rotation_api_request_duration_seconds{route}``.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 import time
 
 import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 __all__ = ["StoredResultsCollector", "api_registry", "CACHE_SECONDS"]
 
@@ -50,6 +69,7 @@ class StoredResultsCollector:
         self._lock = threading.Lock()
         self._cached: tuple[float, list] | None = None
         self.errors = 0
+        self._steps: dict[str, list] = {}  # the step stats of ended runs (they do not change)
 
     def collect(self):
         with self._lock:
@@ -74,7 +94,11 @@ class StoredResultsCollector:
         ok = all(x.ok for x in statuses)
         up.add_metric([config.storage.backend], 1.0 if ok else 0.0)
         took.add_metric([config.storage.backend], time.perf_counter() - t0)
-        fams = [up, took]
+        fams = [up, took, *self._store_stats(config)]
+        try:
+            fams += self._runs()
+        except Exception as exc:  # noqa: BLE001 - reported as missing series
+            log.warning("metrics: the instance's run records could not be read: %s", type(exc).__name__)
         errors = GaugeMetricFamily("rotation_metrics_collect_errors", "pools whose stored results could not be read "
                                    "at the last collection", labels=["pool"])
         if not ok:
@@ -181,6 +205,100 @@ class StoredResultsCollector:
                                                 limit=1).records
         if rec:
             published.add_metric([pool], float(rec[0].timestamp))
+
+
+    def _store_stats(self, config) -> list:
+        from pathlib import Path
+
+        from rotation_platform.storage import stats
+
+        got = stats.totals(Path(config.storage.data_dir) / ".stats")
+        labels = ["backend", "op"]
+        ops = CounterMetricFamily("rotation_store_operations", "store calls (a window read is one)", labels=labels)
+        secs = HistogramMetricFamily("rotation_store_operation_seconds", "time of a store call", labels=labels)
+        nbytes = CounterMetricFamily("rotation_store_bytes", "bytes read or written by store calls, as the "
+                                     "backend counts them (files, answers, sent batches, cache entries)",
+                                     labels=labels)
+        errors = CounterMetricFamily("rotation_store_errors", "store calls that failed (a missing partition is "
+                                     "not a failure)", labels=labels)
+        for key, op in sorted(got["ops"].items()):
+            backend, name = key.split("|", 1)
+            ops.add_metric([backend, name], op["count"])
+            nbytes.add_metric([backend, name], op["bytes"])
+            errors.add_metric([backend, name], op["errors"])
+            cumulative, buckets = 0, []
+            for le, n in zip([*stats.BUCKETS, float("inf")], op["buckets"]):
+                cumulative += n
+                buckets.append(("+Inf" if le == float("inf") else repr(le), cumulative))
+            secs.add_metric([backend, name], buckets, op["seconds"])
+        hits = CounterMetricFamily("rotation_cache_hits", "cache lookups answered by Redis")
+        misses = CounterMetricFamily("rotation_cache_misses", "cache lookups Redis could not answer")
+        hits.add_metric([], got["cache"]["hits"])
+        misses.add_metric([], got["cache"]["misses"])
+        return [ops, secs, nbytes, errors, hits, misses]
+
+    def _runs(self) -> list:
+        import dagster as dg
+
+        s = self.state
+        since = time.time() - 24 * 3600
+        ended = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+        records = s.instance.get_run_records(filters=dg.RunsFilter(
+            statuses=ended, updated_after=datetime.datetime.fromtimestamp(since, tz=datetime.timezone.utc)), limit=1000)
+        runs = GaugeMetricFamily("rotation_dagster_runs_24h", "runs that ended in the last 24 hours",
+                                 labels=["dagster_job", "status"])
+        retried = GaugeMetricFamily("rotation_dagster_run_retries_24h", "runs that ended in the last 24 hours "
+                                    "and were retries of a failed run", labels=["dagster_job"])
+        run_s = GaugeMetricFamily("rotation_dagster_run_duration_seconds", "start to end of the latest ended run",
+                                  labels=["dagster_job", "pool"])
+        step_s = GaugeMetricFamily("rotation_dagster_step_duration_seconds", "the step's time in the latest ended "
+                                   "run", labels=["dagster_job", "pool", "step"])
+        step_failed = GaugeMetricFamily("rotation_dagster_step_failures_24h", "steps that failed in runs that ended "
+                                        "in the last 24 hours", labels=["dagster_job", "step"])
+        step_retries = GaugeMetricFamily("rotation_dagster_step_retries_24h", "step attempts beyond the first in "
+                                         "runs that ended in the last 24 hours", labels=["dagster_job", "step"])
+        counts: dict[tuple[str, str], int] = {}
+        retries: dict[str, int] = {}
+        failures: dict[tuple[str, str], int] = {}
+        attempts: dict[tuple[str, str], int] = {}
+        latest: dict[tuple[str, str], object] = {}
+        pools = set(s.config.pool_names)
+        for rec in records:  # newest first
+            run = rec.dagster_run
+            if rec.end_time is None or rec.end_time < since:
+                continue
+            job = run.job_name
+            counts[(job, run.status.value)] = counts.get((job, run.status.value), 0) + 1
+            if run.tags.get("dagster/retry_number") or run.tags.get("dagster/parent_run_id"):
+                retries[job] = retries.get(job, 0) + 1
+            head = (run.tags.get("dagster/partition") or "").split("|", 1)[0]
+            pool = head if head in pools else ""
+            steps = self._steps.get(run.run_id)
+            if steps is None:
+                steps = self._steps[run.run_id] = list(s.instance.get_run_step_stats(run.run_id))
+            for st in steps:
+                key = (job, st.step_key)
+                if st.status is not None and st.status.value == "FAILURE":
+                    failures[key] = failures.get(key, 0) + 1
+                attempts[key] = attempts.get(key, 0) + max(0, (st.attempts or 1) - 1)
+            if (job, pool) not in latest and rec.start_time is not None:
+                latest[(job, pool)] = (rec, steps)
+        live = {rec.dagster_run.run_id for rec in records}
+        for run_id in [r for r in self._steps if r not in live]:
+            del self._steps[run_id]
+        for (job, status), n in sorted(counts.items()):
+            runs.add_metric([job, status], float(n))
+        for job in sorted({job for job, _ in counts}):
+            retried.add_metric([job], float(retries.get(job, 0)))
+        for (job, pool), (rec, steps) in sorted(latest.items()):
+            run_s.add_metric([job, pool], float(rec.end_time - rec.start_time))
+            for st in steps:
+                if st.start_time is not None and st.end_time is not None:
+                    step_s.add_metric([job, pool, st.step_key], float(st.end_time - st.start_time))
+        for key in sorted(attempts):
+            step_failed.add_metric(list(key), float(failures.get(key, 0)))
+            step_retries.add_metric(list(key), float(attempts[key]))
+        return [runs, retried, run_s, step_s, step_failed, step_retries]
 
 
 def api_registry(app_state) -> tuple[CollectorRegistry, Counter, Histogram]:

@@ -57,8 +57,12 @@ def open_store(storage: Any, *, retry: RetryPolicy | None = None, cache_namespac
     """The store for a ``StorageConfig``: ``local`` files, ``mysql`` tables, or ``influxdb`` time
     series with tables and documents in MySQL; behind a Redis cache when ``redis_cache`` is on.
     InfluxDB goes through the v2 client when ``influx_token`` is set, otherwise the v1 HTTP API."""
+    from pathlib import Path
+
+    from rotation_platform.storage import stats
     from rotation_platform.storage.routing import RoutedStore
 
+    stats.use_folder(Path(storage.data_dir) / ".stats")  # where this process leaves its store statistics
     store: Store
     if storage.backend == "local":
         store = FileStore(storage.data_dir)

@@ -305,11 +305,30 @@ def missing_keys(partitions: Sequence[Partition], found: Mapping[str, Any]) -> l
 
 
 # ------------------------------------------------------------------------------------------ the store
+#: store methods counted by :mod:`.stats`, and the operation each one is
+COUNTED_METHODS = {"read": "read", "read_many": "read", "read_window": "read", "write": "write",
+                   "write_many": "write", "delete": "delete"}
+
+
 class Store(ABC):
     """A place to keep asset partitions. See the module docstring for the contract."""
 
     backend: ClassVar[str] = "abstract"
     logger: Any = None
+    #: True for stores that only hand calls to other stores (cache, routing): those stores count them
+    delegates: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every implementation's reads and writes are counted per call (:mod:`.stats`)."""
+        super().__init_subclass__(**kwargs)
+        if cls.delegates:
+            return
+        from rotation_platform.storage import stats
+
+        for name, op in COUNTED_METHODS.items():
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "__stats_op__", None) and not getattr(fn, "__isabstractmethod__", False):
+                setattr(cls, name, stats.instrumented(fn, op))
 
     @property
     @abstractmethod

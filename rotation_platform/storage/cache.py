@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Any
 
 from rotation_platform.storage import codec
+from rotation_platform.storage import stats as store_stats
 from rotation_platform.storage.base import (
     HealthStatus,
     Partition,
@@ -118,20 +119,28 @@ class RedisCache:
     def available(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _guard(self, op: str, fn: Callable[[], Any], default: Any = None) -> Any:
+    def _guard(self, op: str, fn: Callable[[], Any], default: Any = None, *, kind: str = "",
+               size: Callable[[Any], int] | None = None) -> Any:
+        """``fn()``, or ``default`` while Redis is unreachable; counted as one ``kind`` operation of the
+        backend ``redis`` (:mod:`.stats`) when ``kind`` is given, ``size(result)`` its bytes."""
         import redis
 
         if not self.available:
             self.stats["skipped"] += 1
             return default
+        t0 = time.perf_counter()
         try:
             result = fn()
+            if kind:
+                store_stats.record("redis", kind, time.perf_counter() - t0, size(result) if size else 0)
             if self.last_error is not None:
                 self._warn(f"{self.server}: answering again; the cache is back in use")
                 self.last_error = None
             return result
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
                 redis.exceptions.ResponseError, OSError) as exc:
+            if kind:
+                store_stats.record("redis", kind, time.perf_counter() - t0, 0, error=True)
             self.stats["errors"] += 1
             self.last_error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
             self._down_until = time.monotonic() + self.retry_after_s
@@ -158,11 +167,12 @@ class RedisCache:
             joined = b"".join(parts)
             return joined if hashlib.sha256(joined).hexdigest().encode() == digest else None
 
-        data = self._guard(f"GET {key}", fetch)
+        data = self._guard(f"GET {key}", fetch, kind="read", size=lambda d: len(d) if d else 0)
         if data is None:
             self.stats["misses"] += 1
         else:
             self.stats["hits"] += 1
+        store_stats.cache_lookups(int(data is not None), int(data is None))
         return data
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -188,12 +198,14 @@ class RedisCache:
                     found[i] = joined if ok else None
             return found
 
-        answer = self._guard(f"MGET {len(keys)} keys", fetch)
+        answer = self._guard(f"MGET {len(keys)} keys", fetch, kind="read",
+                             size=lambda found: sum(len(d) for d in found if d))
         if answer is None:
             answer = [None] * len(keys)
         hits = sum(1 for data in answer if data is not None)
         self.stats["hits"] += hits
         self.stats["misses"] += len(keys) - hits
+        store_stats.cache_lookups(hits, len(keys) - hits)
         return answer
 
     def _queue_set(self, pipe: Any, key: str, data: bytes, ttl_s: int) -> None:
@@ -219,7 +231,8 @@ class RedisCache:
             pipe.execute()
             return True
 
-        ok = bool(self._guard(f"SET {len(entries)} keys", store, False))
+        ok = bool(self._guard(f"SET {len(entries)} keys", store, False, kind="write",
+                              size=lambda _: sum(len(data) for _, data, _ in entries)))
         if ok:
             self.stats["writes"] += len(entries)
         return ok
@@ -231,14 +244,14 @@ class RedisCache:
             pipe.execute()
             return True
 
-        ok = bool(self._guard(f"SET {key}", store, False))
+        ok = bool(self._guard(f"SET {key}", store, False, kind="write", size=lambda _: len(data)))
         if ok:
             self.stats["writes"] += 1
         return ok
 
     def delete(self, key: str) -> None:
         """Remove an entry (its chunks, if any, become unreachable and expire with their TTL)."""
-        self._guard(f"DEL {key}", lambda: self._client.delete(key))
+        self._guard(f"DEL {key}", lambda: self._client.delete(key), kind="delete")
 
     def delete_partition(self, asset: Sequence[str], partition: Partition) -> int:
         """Delete the entries of a partition under every code version; the number removed."""
@@ -287,6 +300,8 @@ def _glob_escape(text: str) -> str:
 
 class CachedStore(Store):
     """A store with a Redis read-through, write-through cache in front of it."""
+
+    delegates = True  # the store behind counts its calls, the cache its own (backend ``redis``)
 
     def __init__(self, inner: Store, cache: RedisCache, logger: Any = None):
         self.inner = inner

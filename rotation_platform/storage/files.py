@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rotation_platform.data.panel import PricePanel
-from rotation_platform.storage import codec
+from rotation_platform.storage import codec, stats
 
 from rotation_platform.storage.base import (
     HealthStatus,
@@ -172,6 +172,7 @@ def read_value(stem: Path) -> Any:
         data = path.read_bytes()
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
+    stats.add_bytes(len(data))
     return decode_file(_suffix_of(path), data, where=str(path))
 
 
@@ -260,6 +261,7 @@ class FileStore(Store):
         self.base_dir = Path(base_dir)
         self.logger = logger
         self.digest_dir = Path(digest_dir) if digest_dir is not None else default_digest_dir(base_dir)
+        stats.use_folder(self.base_dir / ".stats")  # the process's store statistics, for the API
 
     @property
     def location(self) -> str:
@@ -385,6 +387,7 @@ class FileStore(Store):
                 continue
             try:
                 data = path.read_bytes()
+                stats.add_bytes(len(data))
             except FileNotFoundError:  # deleted since it was found
                 continue
             except OSError as exc:
@@ -407,6 +410,7 @@ class FileStore(Store):
             try:
                 if path is not None:
                     found[partition.key] = (_suffix_of(path), path.read_bytes())
+                    stats.add_bytes(len(found[partition.key][1]))
             except FileNotFoundError:
                 pass
             except OSError as exc:

@@ -67,7 +67,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from rotation_platform.storage import codec
+from rotation_platform.storage import codec, stats
 from rotation_platform.storage.arrowtext import apply_special, has_special, join, negative_zero, special_column
 from rotation_platform.storage.base import (
     HealthStatus,
@@ -622,6 +622,7 @@ class InfluxV1Transport(InfluxTransport):
                 return self._empty(columns)
             raise
         raw = response.content
+        stats.add_bytes(len(raw))
         types = {"name": pa.string(), "tags": pa.string(), "time": pa.int64()}
         for c in columns:
             types[c.name] = pa.string() if c.role == "tag" else c.type
@@ -657,6 +658,7 @@ class InfluxV1Transport(InfluxTransport):
         for line in response.iter_lines():
             if not line:
                 continue
+            stats.add_bytes(len(line))
             payload = json.loads(line)
             try:
                 results = self._results(payload, q)

@@ -25,6 +25,8 @@ __all__ = ["RoutedStore"]
 
 
 class RoutedStore(Store):
+    delegates = True  # the two stores count their own calls
+
     def __init__(self, timeseries: Store, tables: Store, logger: Any = None):
         self.timeseries = timeseries
         self.tables = tables

@@ -42,7 +42,7 @@ def _promtool() -> str:
 def test_promtool_checks_the_rules():
     out = subprocess.run([_promtool(), "check", "rules", "rules.yml"], cwd=RULES, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 7 rules found" in out.stdout + out.stderr
+    assert "SUCCESS: 8 rules found" in out.stdout + out.stderr
 
 
 def test_promtool_unit_tests_the_rules():
@@ -132,6 +132,21 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
             {"A_SHARE", "QDII", "OTHER"}
         assert _query(f'rotation_store_up{{test_run="{run}",backend="local"}} == 1')
         assert _query(f"rotation_dagster_failed_runs_24h{sel}")
+        # runs and steps from the instance's run records: the demo's three daily runs and the summary
+        assert {r["metric"]["pool"] for r in _query(f'rotation_dagster_run_duration_seconds{{test_run="{run}",'
+                                                    'dagster_job="daily"} > 0')} == {"A_SHARE", "QDII", "OTHER"}
+        assert _query(f'sum(rotation_dagster_runs_24h{{test_run="{run}",status="SUCCESS"}}) >= 4')
+        assert _query(f'rotation_dagster_step_duration_seconds{{test_run="{run}",step="pool_chain"}} > 0')
+        assert _query(f'sum(rotation_dagster_step_failures_24h{sel}) == 0')
+        assert _query(f'sum(rotation_dagster_step_retries_24h{sel}) == 0')
+        # the store layer's counts: the API's own reads (and what the runs left in the data folder)
+        _wait(lambda: _query(f'rotation_store_operations_total{{test_run="{run}",backend="local",op="read"}} > 0'),
+              "no store counts scraped", 30)
+        assert _query(f'rotation_store_bytes_total{{test_run="{run}",backend="local",op="read"}} > 0')
+        assert _query(f'rotation_store_errors_total{{test_run="{run}",backend="local",op="read"}} == 0')
+        assert _query(f'histogram_quantile(0.9, sum by (le) (rotation_store_operation_seconds_bucket{{'
+                      f'test_run="{run}",op="read"}})) > 0')
+        assert _query(f"rotation_cache_hits_total{sel}") and _query(f"rotation_cache_misses_total{sel}")
         # a request is counted when its answer has gone: the scrapes after the first show the earlier ones
         _wait(lambda: _query(f'rotation_api_requests_total{{test_run="{run}",route="/metrics"}} > 0'),
               "the API's own request counts were not scraped", 30)

@@ -436,7 +436,7 @@ def _partial(data_dir: Path) -> list[str]:
     """Temporary files of unfinished writes (the run locks' folder ``.locks`` and the value digests'
     ``.digests`` are the store's own)."""
     return [p.as_posix() for p in data_dir.rglob("*")
-            if not {".locks", ".digests"} & set(p.relative_to(data_dir).parts)
+            if not {".locks", ".digests", ".stats"} & set(p.relative_to(data_dir).parts)
             and (p.name.startswith(".") or ".tmp" in p.name)]
 
 

@@ -131,8 +131,10 @@ def small_env(tmp_path: Path, **config) -> dict[str, str]:
 
 
 def stored_files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root``, by relative path."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file under ``root``, by relative path, but the store's operation counts (``.stats/``: what each
+    process read and wrote, not what was computed)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".stats" not in p.relative_to(root).parts}
 
 
 def pool_files(files: dict[str, bytes], pool: str) -> dict[str, bytes]:

@@ -46,9 +46,10 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path."""
+    """sha256 of every file under ``root``, by relative path, but the store's operation counts (``.stats/``,
+    one file per process: what each process read and wrote, not what was computed)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and ".stats" not in p.relative_to(root).parts}
 
 
 class Sandbox:
