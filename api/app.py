@@ -18,14 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import APIKeyHeader, HTTPBearer
 from pydantic import BaseModel, Field
 
 from api.audit import AuditLog
 from api.keys import ApiKey, KeyStore, role_allows
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
+from api.views import AnswerCache
 
 __all__ = ["create_app", "AppState"]
 
@@ -44,6 +48,7 @@ class AppState:
     keys: KeyStore
     audit: AuditLog
     buckets: TokenBuckets
+    answers: Any = None  # views.AnswerCache of the orders answers
     check_keys: dict = field(default_factory=dict)
     run_end_keys: dict = field(default_factory=dict)
     jobs: dict = field(default_factory=dict)
@@ -106,7 +111,7 @@ def build_state(config_path: str | None = None, *, instance=None, env=None) -> A
     state = AppState(config=config, config_path=path, settings=settings, store=store,
                      instance=instance if instance is not None else _instance(),
                      keys=KeyStore(settings.keys_file, settings.pepper), audit=AuditLog(settings.audit_log),
-                     buckets=TokenBuckets(settings.rate, settings.burst))
+                     buckets=TokenBuckets(settings.rate, settings.burst), answers=AnswerCache(ttl=1.0))
     for pool in config.pool_names:
         group = group_of(config, pool)
         mine = {group.key(step) for step in STEPS}
@@ -116,7 +121,32 @@ def build_state(config_path: str | None = None, *, instance=None, env=None) -> A
     return state
 
 
+class Problem(BaseModel):
+    detail: str = Field(description="what went wrong and what to do")
+
+
+class LaunchProblem(BaseModel):
+    detail: str | list[dict[str, Any]] = Field(description="Dagster's reason, or the fields that failed validation")
+
+
+#: the error answers each route can give, declared in the OpenAPI spec (``responses=``)
+_ERRORS = {400: "a session that is not a date or not a session of the pool's calendar",
+           401: "no key, or an unknown, forged or revoked key", 403: "the key's role is too low",
+           404: "an unknown pool, or nothing stored for the session", 429: "the key's rate limit (Retry-After)",
+           503: "the store (or, for launches, the Dagster webserver) did not answer"}
+
+
+def errors(*codes: int) -> dict[int, dict[str, Any]]:
+    return {c: {"model": Problem, "description": _ERRORS[c]} for c in codes}
+
+
+class Alive(BaseModel):
+    status: str = Field(description="alive", examples=["alive"])
+
+
 class LaunchRequest(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [{"pool": "A_SHARE", "sessions": ["2024-12-31"]}]}}
+
     pool: str = Field(description="the pool to run")
     sessions: list[str] = Field(min_length=1, max_length=2000,
                                 description="one session (a run) or several (one single-run backfill over "
@@ -159,16 +189,20 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
             route = getattr(request.scope.get("route"), "path", None) or "unmatched"
             requests_total.labels(route, request.method, str(status)).inc()
             latency.labels(route).observe(time.perf_counter() - t0)
-            if route in AUDITED:
+            if route in AUDITED:  # written (and fsync'd) in a worker thread: the event loop serves on meanwhile
                 key: ApiKey | None = getattr(request.state, "api_key", None)
-                state.audit.record(key_id=key.id if key else None, role=key.role if key else None,
+                await run_in_threadpool(state.audit.record, key_id=key.id if key else None, role=key.role if key else None,
                                    method=request.method, path=request.url.path,
                                    query=dict(request.query_params), status=status,
                                    client=request.client.host if request.client else None,
                                    run_ids=getattr(request.state, "run_ids", None))
 
+    # declared for the OpenAPI spec (its security schemes); the headers are read below
+    bearer_scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer rk_<id>_<secret>")
+    header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key itself")
+
     def require(role: str):
-        def dependency(request: Request) -> ApiKey:
+        def dependency(request: Request, _bearer=Security(bearer_scheme), _header=Security(header_scheme)) -> ApiKey:
             header = request.headers.get("authorization", "")
             presented = header[7:].strip() if header.lower().startswith("bearer ") else \
                 request.headers.get("x-api-key")
@@ -215,11 +249,12 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
     session_q = Query(None, pattern=SESSION_RE, description="YYYY-MM-DD (default: the latest stored session)")
 
     # ------------------------------------------------------------------------------------- unauthenticated
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], response_model=Alive)
     def health() -> dict:
         return {"status": "alive"}
 
-    @app.get("/ready", tags=["health"])
+    @app.get("/ready", tags=["health"], responses={200: {"description": "every required component is up"},
+                                                   503: {"description": "a required component is down"}})
     def ready():
         ok, body = readiness(state.config, state.store, state.instance, state.settings)
         return JSONResponse(body, status_code=200 if ok else 503)
@@ -229,46 +264,52 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     # ------------------------------------------------------------------------------------------- viewer
-    @app.get("/v1/pools", tags=["pools"])
+    @app.get("/v1/pools", tags=["pools"], responses=errors(401, 403, 429, 503))
     def pools(_: ApiKey = require("viewer")) -> dict:
         return {"pools": [{"pool": p.name, "calendar": p.calendar, "currency": state.config.pool_currency(p.name),
                            "sessions": len(views.stored_sessions(state.store, "target_portfolio", p.name))}
                           for p in state.config.pools]}
 
-    @app.get("/v1/pools/{pool}/metrics", tags=["pools"])
+    @app.get("/v1/pools/{pool}/metrics", tags=["pools"], responses=errors(400, 401, 403, 404, 429, 503))
     def pool_metrics(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
         day = resolve(pool, session, "backtest")
         return views.metrics_view(state.config, state.store, pool, day, judged(pool, day))
 
-    @app.get("/v1/pools/{pool}/verdicts", tags=["pools"])
+    @app.get("/v1/pools/{pool}/verdicts", tags=["pools"], responses=errors(400, 401, 403, 404, 429, 503))
     def pool_verdicts(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
         day = resolve(pool, session, "prices")
         return views.clean(views.verdicts_view(state.config, state.store, state.instance, state.check_keys[pool],
                                                pool, day, judged(pool, day)))
 
-    @app.get("/v1/pools/{pool}/findings", tags=["pools"])
+    @app.get("/v1/pools/{pool}/findings", tags=["pools"], responses=errors(400, 401, 403, 404, 429, 503))
     def pool_findings(pool: str, session: str | None = session_q, _: ApiKey = require("viewer")) -> dict:
         day = resolve(pool, session, "prices")
         return views.findings_view(state.config, state.store, pool, day, judged(pool, day), checks(pool, day))
 
-    @app.get("/v1/snapshots", tags=["snapshots"])
+    @app.get("/v1/snapshots", tags=["snapshots"], responses=errors(401, 403, 429))
     def snapshots(_: ApiKey = require("viewer")) -> dict:
         return views.snapshots_view(state.config)
 
-    @app.get("/v1/snapshots/{session}/verify", tags=["snapshots"])
-    def verify(session: str, _: ApiKey = require("viewer")) -> dict:
+    @app.get("/v1/snapshots/{session}/verify", tags=["snapshots"], responses=errors(400, 401, 403, 404, 429))
+    def verify(session: str = PathParam(pattern=SESSION_RE, description="YYYY-MM-DD"),
+               _: ApiKey = require("viewer")) -> dict:
         if pd.isna(pd.to_datetime(session, format="%Y-%m-%d", errors="coerce")):
             raise ValueError(f"session={session!r} is not a date; give YYYY-MM-DD")
         return views.verify_snapshot(state.config, session)
 
     # ------------------------------------------------------------------------------------------- trader
-    @app.get("/v1/pools/{pool}/orders", tags=["orders"])
+    @app.get("/v1/pools/{pool}/orders", tags=["orders"], responses=errors(400, 401, 403, 404, 429, 503))
     def orders(pool: str, session: str | None = session_q, _: ApiKey = require("trader")) -> dict:
         day = resolve(pool, session, "target_portfolio")
-        return views.orders_view(state.config, state.store, pool, day, judged(pool, day), checks(pool, day))
+        # the same stored values and, within a second, the same instance: the answer made for them
+        return state.answers.get_or_make((pool, day), views.stored_version(state.store, pool, day), lambda: views.orders_view(
+            state.config, state.store, pool, day, judged(pool, day), checks(pool, day)))
 
     # -------------------------------------------------------------------------------------------- admin
-    @app.post("/v1/runs", tags=["runs"], status_code=201)
+    @app.post("/v1/runs", tags=["runs"], status_code=201,
+              responses={**errors(400, 401, 403, 404, 429, 503),
+                         422: {"model": LaunchProblem, "description": "an invalid body, or Dagster refused the launch"},
+                         502: {"model": Problem, "description": "the Dagster webserver answered an error"}})
     def launch_run(body: LaunchRequest, request: Request, key: ApiKey = require("admin")) -> dict:
         if body.pool not in state.config.pool_names:
             raise views.NotFound(f"no pool {body.pool!r}; the configured pools are {', '.join(state.config.pool_names)}")

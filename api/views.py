@@ -18,6 +18,8 @@ Money is in raw units of the pool's currency (``currency``), as stored.
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,13 @@ from rotation_platform.reports.orders import METRICS, baselines_of, pool_result,
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.errors import StorageNotFoundError
 from rotation_platform.storage.files import read_value
-from rotation_platform.storage.provenance import PROVENANCE_KEY, read_run_record, results_config_hash
+from rotation_platform.storage.provenance import (PROVENANCE_KEY, RUN_RECORD_ASSET, RUN_START_ASSET,
+                                                  read_run_record, results_config_hash)
 from rotation_platform.storage.snapshots import SnapshotStore, stored_digest, value_hash
 
 __all__ = ["NotFound", "stored_sessions", "resolve_session", "pool_state", "orders_view", "metrics_view",
-           "verdicts_view", "findings_view", "snapshots_view", "verify_snapshot", "check_evaluations", "clean"]
+           "verdicts_view", "findings_view", "snapshots_view", "verify_snapshot", "check_evaluations", "clean",
+           "ORDERS_INPUTS", "stored_version", "AnswerCache"]
 
 
 class NotFound(LookupError):
@@ -205,6 +209,74 @@ def _capacity(table, frame, session: str) -> dict | None:
         return capacity_by_session(block, frame["equity"]).iloc[-1].to_dict()
     except (KeyError, IndexError):
         return None
+
+
+#: the stored values an orders answer is made of (with the run record and the pool state's values)
+ORDERS_INPUTS = (("target_portfolio",), ("backtest",), ("capacity_report",), ("wfo_result",), (RUN_START_ASSET,),
+                 RUN_RECORD_ASSET)
+
+
+def stored_version(store: Store, pool: str, session: str, assets=ORDERS_INPUTS) -> tuple[str, ...] | None:
+    """The value hashes the store recorded on write for these values of the partition: they change whenever
+    one is written again. None when the store keeps no digests or one is missing (then nothing is reused)."""
+    digest = getattr(store, "value_digest", None)
+    if digest is None:
+        return None
+    out = []
+    for asset in assets:
+        got = digest(tuple(asset), _partition(pool, session))
+        if not got or not isinstance(got.get("value_hash"), str):
+            return None
+        out.append(got["value_hash"])
+    return tuple(out)
+
+
+class AnswerCache:
+    """Answers kept per ``key`` while the stored values they were made of are unchanged (the same
+    :func:`stored_version`) and for at most ``ttl`` seconds: what they take from the Dagster instance (fuse
+    evaluations, a failed run) is read again after that. One request makes a missing answer; the others
+    asking for it meanwhile wait for it instead of making it too."""
+
+    def __init__(self, ttl: float = 1.0, size: int = 256, clock=time.monotonic):
+        self.ttl, self.size, self._clock = float(ttl), int(size), clock
+        self._entries: dict[Any, tuple[tuple, float, Any]] = {}
+        self._lock = threading.Lock()
+        self._making: dict[Any, threading.Lock] = {}
+
+    def get_or_make(self, key, version: tuple | None, make):
+        """The kept answer for ``key`` at ``version``, else ``make()`` (kept when ``version`` is not None)."""
+        hit = self.get(key, version)
+        if hit is not None:
+            return hit
+        if version is None:
+            return make()
+        with self._lock:
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            hit = self.get(key, version)
+            if hit is None:
+                made = self._clock()
+                hit = make()
+                self.put(key, version, hit, made)
+            return hit
+
+    def get(self, key, version: tuple | None):
+        if version is None:
+            return None
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is None or hit[0] != version or self._clock() - hit[1] > self.ttl:
+            return None
+        return hit[2]
+
+    def put(self, key, version: tuple | None, answer: Any, made: float) -> None:
+        """``made``: the clock when the answer's reads started."""
+        if version is None:
+            return
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[key] = (version, made, answer)
 
 
 def orders_view(config, store, pool: str, session: str, state: dict, checks: list[dict]) -> dict[str, Any]:

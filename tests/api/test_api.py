@@ -4,6 +4,7 @@ log, orders equal to the stored target, stale results marked, snapshots."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -234,3 +235,26 @@ def test_bad_settings_are_one_line_and_secrets_are_never_shown(make_client, api_
     written = state.audit.path.read_text() + state.keys.path.read_text()
     for text in answers + [written]:
         assert pepper not in text and key not in text
+
+
+def test_a_rewritten_target_is_shown_at_once_not_the_kept_answer(make_client, demo_store, tmp_path):
+    """Orders answers are kept while the stored values they were made of are unchanged: a target written
+    again (here with another cash figure) is what the next request shows, however soon it comes."""
+    from rotation_platform.storage import FileStore, Partition
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_store["data"], data)
+    client = make_client(ROTATION_STORAGE__DATA_DIR=str(data))
+    _, key = add_key(client, "trader")
+    first = client.get("/v1/pools/QDII/orders", headers=bearer(key)).json()
+    assert client.get("/v1/pools/QDII/orders", headers=bearer(key)).json() == first  # kept: the same answer
+    store = FileStore(data)
+    partition = Partition.multi({"pool": "QDII", "session": SESSION})
+    target = store.read(("target_portfolio",), partition)
+    changed = target.copy()
+    changed.attrs = dict(target.attrs)
+    changed["cash_after"] = changed["cash_after"] + 1000.0
+    store.write(("target_portfolio",), partition, changed)
+    second = client.get("/v1/pools/QDII/orders", headers=bearer(key)).json()
+    assert second["cash_after"] == round(first["cash_after"] + 1000.0, 2)
+    assert second["status"] == "ok" and second["state"]["current"] is True
