@@ -251,6 +251,22 @@ def _combine_panels(tables: list[tuple[str, pa.Table]]) -> PricePanel | None:
     return with_provenance(panel, None if all(r is None for r in records.values()) else {"partitions": records})
 
 
+#: a kept partition listing is reused only when its folders last changed longer ago than this (ns)
+LISTING_SETTLE_NS = 2_000_000_000
+
+
+def _folders_unchanged(folders: dict[str, int]) -> bool:
+    settled = time.time_ns() - LISTING_SETTLE_NS
+    for folder, mtime in folders.items():
+        try:
+            now = os.stat(folder).st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if now != mtime or now > settled:
+            return False
+    return True
+
+
 class FileStore(Store):
     """The embedded default store: one file per asset partition under ``base_dir``."""
 
@@ -262,6 +278,7 @@ class FileStore(Store):
         self.logger = logger
         self.digest_dir = Path(digest_dir) if digest_dir is not None else default_digest_dir(base_dir)
         stats.use_folder(self.base_dir / ".stats")  # the process's store statistics, for the API
+        self._listings: dict[Path, tuple[dict[str, int], tuple[str, ...]]] = {}  # partitions(), see there
 
     @property
     def location(self) -> str:
@@ -440,20 +457,39 @@ class FileStore(Store):
             stem.with_name(stem.name + suffix).unlink(missing_ok=True)
 
     def partitions(self, asset: Sequence[str]) -> list[str]:
+        """The stored partition keys of ``asset``, sorted.
+
+        The listing is kept with the modification time of every folder it walked and reused while none
+        of them has changed (a file written, replaced or removed changes its folder's time), so a reader
+        asking again and again (the API's latest session) stats a few folders instead of walking thousands
+        of files. A listing is only reused when every folder's time is older than
+        :data:`LISTING_SETTLE_NS`: a change within the file system's timestamp granularity of the listing
+        cannot go unseen."""
         root = self.base_dir.joinpath(*check_asset(asset))
         if not root.is_dir():
             return []
+        kept = self._listings.get(root)
+        if kept is not None and _folders_unchanged(kept[0]):
+            return list(kept[1])
         keys = set()
-        for path in root.rglob("*"):
-            if not path.is_file() or path.name.startswith("."):
+        folders: dict[str, int] = {}
+        for folder, dirs, files in os.walk(root):
+            try:
+                folders[folder] = os.stat(folder).st_mtime_ns
+            except FileNotFoundError:
                 continue
-            for suffix in SUFFIXES:
-                if path.name.endswith(suffix):
-                    rel = path.relative_to(root)
-                    parts = list(rel.parts[:-1]) + [path.name[: -len(suffix)]]
-                    keys.add("|".join(parts))
-                    break
-        return sorted(keys)
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = Path(folder).relative_to(root).parts
+            for name in files:
+                if name.startswith("."):
+                    continue
+                for suffix in SUFFIXES:
+                    if name.endswith(suffix):
+                        keys.add("|".join([*rel, name[: -len(suffix)]]))
+                        break
+        out = sorted(keys)
+        self._listings[root] = (folders, tuple(out))
+        return out
 
     def counts(self, asset: Sequence[str], partition: Partition) -> StoredCounts:
         stem = self.stem(asset, partition)

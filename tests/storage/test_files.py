@@ -61,3 +61,33 @@ def test_missing_and_unsupported(tmp_path: Path) -> None:
         read_value(tmp_path / "nope")
     with pytest.raises(StorageError, match="cannot store a value of type set"):
         write_value(tmp_path / "s", {1, 2})
+
+
+def test_partition_listing_is_reused_only_while_its_folders_are_unchanged(tmp_path: Path, monkeypatch) -> None:
+    from rotation_platform.storage import files
+    from rotation_platform.storage.base import Partition
+
+    store = files.FileStore(tmp_path)
+    part = lambda pool, day: Partition.multi({"pool": pool, "session": day})  # noqa: E731
+    value = pd.DataFrame({"x": [1.0]})
+    store.write(("target_portfolio",), part("A", "2024-12-30"), value)
+    assert store.partitions(("target_portfolio",)) == ["A|2024-12-30"]
+    # written right after the listing: seen at once (a folder changed within the settle time is walked again)
+    store.write(("target_portfolio",), part("A", "2024-12-31"), value)
+    assert store.partitions(("target_portfolio",)) == ["A|2024-12-30", "A|2024-12-31"]
+
+    walks = []
+    real_walk = os.walk
+    monkeypatch.setattr(files.os, "walk", lambda *a, **k: walks.append(a) or real_walk(*a, **k))
+    monkeypatch.setattr(files, "LISTING_SETTLE_NS", 0)  # every folder's time counts as settled
+    assert store.partitions(("target_portfolio",)) == ["A|2024-12-30", "A|2024-12-31"]
+    assert store.partitions(("target_portfolio",)) == ["A|2024-12-30", "A|2024-12-31"]
+    assert walks == []  # the kept listing of the folders as they were
+    store.write(("target_portfolio",), part("B", "2024-12-31"), value)  # a new pool folder
+    assert store.partitions(("target_portfolio",)) == ["A|2024-12-30", "A|2024-12-31", "B|2024-12-31"]
+    assert len(walks) == 1
+    old_time = os.stat(tmp_path / "target_portfolio" / "A").st_mtime_ns
+    store.delete(("target_portfolio",), part("A", "2024-12-30"))
+    if os.stat(tmp_path / "target_portfolio" / "A").st_mtime_ns != old_time:  # the folder's time moved (not
+        assert store.partitions(("target_portfolio",)) == ["A|2024-12-31", "B|2024-12-31"]  # in the same tick)
+        assert len(walks) == 2
