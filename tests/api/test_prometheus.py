@@ -4,6 +4,7 @@ server (started by ``.ci/services.sh``, 127.0.0.1:19090 or ``ROTATION_CI_PROMETH
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -104,7 +106,10 @@ def served_api(demo_store, tmp_path):
         log.close()
 
 
-def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
+@contextlib.contextmanager
+def scraped(port: int) -> Iterator[str]:
+    """For the block, the live Prometheus scrapes the API on ``port`` as a target of its own (a file of the
+    ``rotation-api`` job's file_sd folder) labelled ``test_run``; yields that label's value."""
     try:
         config = yaml.safe_load(_get(f"{PROMETHEUS}/api/v1/status/config")["data"]["yaml"])
     except OSError as exc:
@@ -114,9 +119,16 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
     run = uuid.uuid4().hex[:12]
     target = targets / f"test-{run}.json"
     staged = targets / f".test-{run}.json.tmp"  # renamed into place: Prometheus never reads half a file
-    staged.write_text(json.dumps([{"targets": [f"127.0.0.1:{served_api}"], "labels": {"test_run": run}}]))
+    staged.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"test_run": run}}]))
     staged.replace(target)
     try:
+        yield run
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
+    with scraped(served_api) as run:
         sel = f'{{test_run="{run}"}}'
         _wait(lambda: [r for r in _query(f"up{sel}") if r["value"][1] == "1"], "Prometheus did not scrape the API", 90)
         _wait(lambda: _query(f"rotation_strategy_sharpe{sel}"), "no stored-results metrics scraped", 60)
@@ -156,5 +168,3 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
                                 if a["labels"].get("test_run") == run and a["labels"]["alertname"] == "TargetNotPublished"],
                        "TargetNotPublished did not fire", 30)
         assert {a["labels"]["pool"] for a in alerts} == {"A_SHARE", "QDII", "OTHER"}
-    finally:
-        target.unlink(missing_ok=True)

@@ -8,14 +8,10 @@ import json
 import re
 import urllib.error
 import urllib.parse
-import uuid
-from pathlib import Path
 
-import pytest
-import yaml
 
 from tests.api.conftest import demo_store  # noqa: F401 - the fixture the served API reads
-from tests.api.test_prometheus import HINT, PROMETHEUS, _get, _query, _wait, served_api  # noqa: F401
+from tests.api.test_prometheus import PROMETHEUS, _get, _query, _wait, scraped, served_api  # noqa: F401
 from tests.orchestration.conftest import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "rotation.json"
@@ -63,20 +59,10 @@ def test_the_dashboard_is_a_grafana_dashboard_on_a_prometheus_variable():
 
 
 def test_every_panel_query_names_a_scraped_metric_and_is_valid_promql(served_api):  # noqa: F811
-    try:
-        config = yaml.safe_load(_get(f"{PROMETHEUS}/api/v1/status/config")["data"]["yaml"])
-    except OSError as exc:
-        pytest.fail(f"Prometheus is not answering at {PROMETHEUS} ({exc}); {HINT}", pytrace=False)
-    job = next(j for j in config["scrape_configs"] if j["job_name"] == "rotation-api")
-    targets = Path(job["file_sd_configs"][0]["files"][0]).parent
-    run = uuid.uuid4().hex[:12]
-    target, staged = targets / f"test-{run}.json", targets / f".test-{run}.json.tmp"
-    staged.write_text(json.dumps([{"targets": [f"127.0.0.1:{served_api}"], "labels": {"test_run": run}}]))
-    staged.replace(target)
     dash = json.loads(DASHBOARD.read_text())
     exprs = _exprs(dash)
     names = sorted({m for _, e in exprs for m in METRIC.findall(e)})
-    try:
+    with scraped(served_api) as run:
         sel = f'{{test_run="{run}"}}'
         _wait(lambda: _query(f"rotation_strategy_sharpe{sel}"), "Prometheus did not scrape the API", 90)
         # the API's own store reads and requests show from the second scrape on
@@ -95,5 +81,3 @@ def test_every_panel_query_names_a_scraped_metric_and_is_valid_promql(served_api
             except urllib.error.HTTPError as exc:
                 raise AssertionError(f"panel {title!r}: Prometheus refused {query!r}: {exc.read()[:300]!r}") from exc
             assert got["status"] == "success", (title, query, got)
-    finally:
-        target.unlink(missing_ok=True)
