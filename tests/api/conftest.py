@@ -4,8 +4,12 @@ on that store with its own key file and audit log."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -85,3 +89,37 @@ def add_key(client, role: str, name: str = "test") -> tuple[str, str]:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def stub_graphql(run_prefix: str = "run-") -> Iterator[tuple[str, list[dict]]]:
+    """A stand-in for the Dagster webserver's GraphQL endpoint on a free loopback port: every ``launchRun``
+    of the job ``daily`` succeeds with a queued run ``<run_prefix><n>``, any other job is not found. Yields
+    its URL and what it was sent (each request's path and body, in order)."""
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            seen.append({"path": self.path, **body})
+            answer = {"data": {"launchRun": {"__typename": "LaunchRunSuccess",
+                                             "run": {"runId": f"{run_prefix}{len(seen)}", "status": "QUEUED"}}}}
+            if body["variables"]["executionParams"]["selector"]["jobName"] != "daily":
+                answer = {"data": {"launchRun": {"__typename": "PipelineNotFoundError", "message": "no such job"}}}
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", seen
+    finally:
+        server.shutdown()
+        server.server_close()

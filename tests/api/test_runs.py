@@ -7,43 +7,18 @@ the launched run with its partition tags."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from api.launch import LAUNCH_RUN
-from tests.api.conftest import add_key, bearer
+from tests.api.conftest import add_key, bearer, stub_graphql
 from tests.orchestration.conftest import SESSION
 
 
 @pytest.fixture()
 def graphql_server():
-    seen: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, **body})
-            answer = {"data": {"launchRun": {"__typename": "LaunchRunSuccess",
-                                             "run": {"runId": f"run-{len(seen)}", "status": "QUEUED"}}}}
-            if body["variables"]["executionParams"]["selector"]["jobName"] != "daily":
-                answer = {"data": {"launchRun": {"__typename": "PipelineNotFoundError", "message": "no such job"}}}
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", seen
-    server.shutdown()
-    server.server_close()
+    with stub_graphql() as served:
+        yield served
 
 
 def _tags(call: dict) -> dict[str, str]:

@@ -13,17 +13,16 @@ This module is also the hooks module of the keyless pass (``SCHEMATHESIS_HOOKS``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -60,44 +59,23 @@ class Served:
         return self.tmp / "api.log"
 
 
-class _StubDagster(BaseHTTPRequestHandler):
-    """Answers every ``launchRun`` mutation with a success and keeps what it was sent."""
-
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-        type(self).received.append(body)
-        answer = {"data": {"launchRun": {"__typename": "LaunchRunSuccess",
-                                         "run": {"runId": f"stub-{len(type(self).received)}", "status": "QUEUED"}}}}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # quiet
-        pass
-
-
 @pytest.fixture(scope="module")
 def served(demo_store, tmp_path_factory):
     """``python -m api`` on a free loopback port over the demo store, launches sent to the stub; stopped by
     its process group."""
     from api.keys import KeyStore
+    from tests.api.conftest import stub_graphql
     from tests.ui.services import free_port
 
     tmp = tmp_path_factory.mktemp("schemathesis")
-    stub = ThreadingHTTPServer(("127.0.0.1", 0), _StubDagster)
-    _StubDagster.received = []
-    threading.Thread(target=stub.serve_forever, daemon=True).start()
+    stub = contextlib.ExitStack()
+    stub_url, launches = stub.enter_context(stub_graphql(run_prefix="stub-"))
     _, key = KeyStore(tmp / "keys.json").add("schemathesis", "admin")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_")}
     env.update(demo_store["env"])  # type: ignore[arg-type]
     env.update({"ROTATION_API_KEYS_FILE": str(tmp / "keys.json"), "ROTATION_API_AUDIT_LOG": str(tmp / "audit.jsonl"),
-                "ROTATION_API_DAGSTER_URL": f"http://127.0.0.1:{stub.server_address[1]}",
+                "ROTATION_API_DAGSTER_URL": stub_url,
                 "ROTATION_API_RATE": "100000", "ROTATION_API_BURST": "100000",  # the fuzzing is not rate limited
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
     log = open(tmp / "api.log", "w")
@@ -117,13 +95,12 @@ def served(demo_store, tmp_path_factory):
                 if time.time() > deadline:
                     raise AssertionError("the API did not answer /openapi.json within 90 s") from None
                 time.sleep(0.5)
-        yield Served(url, key, tmp, spec, _StubDagster.received)
+        yield Served(url, key, tmp, spec, launches)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
-        stub.shutdown()
-        stub.server_close()
+        stub.close()
 
 
 def _operations(spec: dict, prefix: str = "/") -> set[str]:
