@@ -9,8 +9,10 @@ orders read and every launch -- allowed or refused -- is appended to the audit l
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ class AppState:
     audit: AuditLog
     buckets: TokenBuckets
     answers: Any = None  # views.AnswerCache of the orders answers
+    local_store: bool = False  # the embedded files: stats are cheap enough for the event loop
     check_keys: dict = field(default_factory=dict)
     run_end_keys: dict = field(default_factory=dict)
     jobs: dict = field(default_factory=dict)
@@ -108,7 +111,10 @@ def build_state(config_path: str | None = None, *, instance=None, env=None) -> A
     from assets.partitions import group_of
     settings = ApiSettings.from_env(config.storage.data_dir, env)
     store = open_store(config.storage, retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0))
+    from rotation_platform.storage.files import FileStore
+
     state = AppState(config=config, config_path=path, settings=settings, store=store,
+                     local_store=isinstance(store, FileStore),
                      instance=instance if instance is not None else _instance(),
                      keys=KeyStore(settings.keys_file, settings.pepper), audit=AuditLog(settings.audit_log),
                      buckets=TokenBuckets(settings.rate, settings.burst), answers=AnswerCache(ttl=1.0))
@@ -119,6 +125,107 @@ def build_state(config_path: str | None = None, *, instance=None, env=None) -> A
         state.run_end_keys[pool] = group.key(RUN_END_ASSET)
         state.jobs[pool] = "daily" if group.main else group.daily_job
     return state
+
+
+def presented_key(headers) -> str | None:
+    """The key a request presents: ``Authorization: Bearer <key>``, else ``X-API-Key``."""
+    header = headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else headers.get("x-api-key")
+
+
+ORDERS_PATH = re.compile(r"/v1/pools/([^/]+)/orders")
+ORDERS_QUERY = re.compile(rb"(?:session=(\d{4}-\d{2}-\d{2}))?")
+
+
+class KeptOrders:
+    """Answers an orders read whose answer is kept (:class:`~api.views.AnswerCache`) before the framework
+    sees it: the same checks as the route -- a valid key of a trader or admin, the pool's latest session
+    or the one asked for, the stored values unchanged (:func:`~api.views.stored_version`), a token of the
+    key's bucket -- and the same bytes and headers. Everything else (no kept answer, any refusal, an
+    unusual query string, a database store) goes on to the route, which answers it as before; nothing is
+    taken from the key's bucket unless the answer is given here. The audit line and the metrics are
+    :class:`Observe`'s, outside this."""
+
+    def __init__(self, app, state: AppState, route, lookup):
+        self.app, self.state, self.route, self.lookup = app, state, route, lookup
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "GET" and self.state.local_store:
+            match = ORDERS_PATH.fullmatch(scope["path"])
+            query = ORDERS_QUERY.fullmatch(scope["query_string"]) if match else None
+            if query is not None:
+                body = self._kept(scope, match.group(1), query.group(1))
+                if body is not None:
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+        await self.app(scope, receive, send)
+
+    def _kept(self, scope, pool: str, session: bytes | None) -> bytes | None:
+        from starlette.datastructures import Headers
+
+        state = self.state
+        key = state.keys.verify(presented_key(Headers(scope=scope)))
+        if key is None or not role_allows(key.role, "trader"):
+            return None
+        try:
+            day, version = self.lookup(pool, session.decode() if session else None)
+        except Exception:  # noqa: BLE001 - the route answers it (404, 400, 503)
+            return None
+        body = state.answers.get((pool, day), version)
+        if body is None or state.buckets.take(key.id) > 0:
+            return None
+        scope["route"] = self.route  # what Observe labels and audits the request by
+        scope.setdefault("state", {})["api_key"] = key
+        return body
+
+
+class Observe:
+    """Counts and times every request (``requests_total``, ``latency`` by route) and appends the audited
+    routes' requests to the audit log before their answer leaves: the answer's start is held until its
+    audit line is synced (:meth:`AuditLog.arecord`, on the event loop). A plain ASGI middleware: no task
+    or stream per request."""
+
+    def __init__(self, app, state: AppState, requests_total, latency):
+        self.app, self.state, self.requests_total, self.latency = app, state, requests_total, latency
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+        audited = [False]
+
+        async def audit(code: int) -> None:
+            route = getattr(scope.get("route"), "path", None)
+            if route not in AUDITED or audited[0]:
+                return
+            audited[0] = True
+            extra = scope.get("state") or {}
+            key: ApiKey | None = extra.get("api_key")
+            client = scope.get("client")
+            request = Request(scope)
+            await self.state.audit.arecord(key_id=key.id if key else None, role=key.role if key else None,
+                                           method=scope["method"], path=scope["path"],
+                                           query=dict(request.query_params), status=code,
+                                           client=client[0] if client else None, run_ids=extra.get("run_ids"))
+
+        async def observed_send(message):
+            if message["type"] == "http.response.start":
+                await audit(message["status"])  # raises when the line cannot be synced: answered 500
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.requests_total.labels(route, scope["method"], str(status[0])).inc()
+            self.latency.labels(route).observe(time.perf_counter() - t0)
+            if not audited[0]:  # the app raised before it answered: recorded as the 500 it becomes
+                await audit(status[0])
 
 
 class Problem(BaseModel):
@@ -166,7 +273,12 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
     registry, requests_total, latency = api_registry(state)
     @asynccontextmanager
     async def lifespan(_app):
+        # what is loaded by now (Dagster, pandas, the definitions: some 400,000 objects) lives as long as the
+        # process: kept out of the collector's full passes, which otherwise stop every request for a quarter
+        # of a second a few times a minute under load (docs/api.md, "Load")
+        gc.freeze()
         yield
+        gc.unfreeze()
         try:  # the store's connections go with the process
             state.store.close()
         except Exception:  # noqa: BLE001
@@ -177,36 +289,15 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
                               "stored results (read-only), and run launches. Keys and roles: docs/api.md.")
     app.state.platform = state
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-            requests_total.labels(route, request.method, str(status)).inc()
-            latency.labels(route).observe(time.perf_counter() - t0)
-            if route in AUDITED:  # written (and fsync'd) in a worker thread: the event loop serves on meanwhile
-                key: ApiKey | None = getattr(request.state, "api_key", None)
-                await run_in_threadpool(state.audit.record, key_id=key.id if key else None, role=key.role if key else None,
-                                   method=request.method, path=request.url.path,
-                                   query=dict(request.query_params), status=status,
-                                   client=request.client.host if request.client else None,
-                                   run_ids=getattr(request.state, "run_ids", None))
-
     # declared for the OpenAPI spec (its security schemes); the headers are read below
     bearer_scheme = HTTPBearer(auto_error=False, description="Authorization: Bearer rk_<id>_<secret>")
     header_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="the key itself")
 
     def require(role: str):
-        def dependency(request: Request, _bearer=Security(bearer_scheme), _header=Security(header_scheme)) -> ApiKey:
-            header = request.headers.get("authorization", "")
-            presented = header[7:].strip() if header.lower().startswith("bearer ") else \
-                request.headers.get("x-api-key")
-            key = state.keys.verify(presented)
+        # on the event loop: the key file is stat'ed (read again only when it changed) and one HMAC computed
+        async def dependency(request: Request, _bearer=Security(bearer_scheme),
+                             _header=Security(header_scheme)) -> ApiKey:
+            key = state.keys.verify(presented_key(request.headers))
             if key is None:
                 raise HTTPException(401, "missing, unknown or revoked API key; send Authorization: Bearer <key>",
                                     headers={"WWW-Authenticate": "Bearer"})
@@ -250,7 +341,7 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
 
     # ------------------------------------------------------------------------------------- unauthenticated
     @app.get("/health", tags=["health"], response_model=Alive)
-    def health() -> dict:
+    async def health() -> dict:
         return {"status": "alive"}
 
     @app.get("/ready", tags=["health"], responses={200: {"description": "every required component is up"},
@@ -298,12 +389,33 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
         return views.verify_snapshot(state.config, session)
 
     # ------------------------------------------------------------------------------------------- trader
-    @app.get("/v1/pools/{pool}/orders", tags=["orders"], responses=errors(400, 401, 403, 404, 429, 503))
-    def orders(pool: str, session: str | None = session_q, _: ApiKey = require("trader")) -> dict:
+    def orders_version(pool: str, session: str | None) -> tuple[str, tuple | None]:
         day = resolve(pool, session, "target_portfolio")
+        return day, views.stored_version(state.store, pool, day)
+
+    def orders_answer(pool: str, day: str) -> bytes:
+        return views.encode_json(views.orders_view(state.config, state.store, pool, day, judged(pool, day),
+                                                   checks(pool, day)))
+
+    @app.get("/v1/pools/{pool}/orders", tags=["orders"], response_model=dict[str, Any],
+             responses=errors(400, 401, 403, 404, 429, 503))
+    async def orders(pool: str, session: str | None = session_q, _: ApiKey = require("trader")) -> Response:
+        # the files' identities are checked on the event loop (a few stats, no decoding); a database
+        # store's in a worker thread
+        if state.local_store:
+            day, version = orders_version(pool, session)
+        else:
+            day, version = await run_in_threadpool(orders_version, pool, session)
         # the same stored values and, within a second, the same instance: the answer made for them
-        return state.answers.get_or_make((pool, day), views.stored_version(state.store, pool, day), lambda: views.orders_view(
-            state.config, state.store, pool, day, judged(pool, day), checks(pool, day)))
+        body = await state.answers.aget_or_make((pool, day), version,
+                                                lambda: run_in_threadpool(orders_answer, pool, day))
+        return Response(body, media_type="application/json")
+
+    # the middleware: Observe outermost (every request counted and, where due, audited), then the kept
+    # orders answers (add_middleware puts the last one added outside)
+    orders_route = next(r for r in app.routes if getattr(r, "path", None) == "/v1/pools/{pool}/orders")
+    app.add_middleware(KeptOrders, state=state, route=orders_route, lookup=orders_version)
+    app.add_middleware(Observe, state=state, requests_total=requests_total, latency=latency)
 
     # -------------------------------------------------------------------------------------------- admin
     @app.post("/v1/runs", tags=["runs"], status_code=201,

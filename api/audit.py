@@ -11,10 +11,14 @@ Group commit: the records of requests answered at the same time are written and 
 record is queued; the first caller that finds no write in progress writes every queued line in one
 ``write`` and one ``fsync`` while the others wait; each caller returns only once its own line is synced
 (and raises if that write failed). Under load one ``fsync`` serves many answers; alone it is one each.
+The server's requests use :meth:`AuditLog.arecord`, the same on the event loop: the lines queued while a
+write is in progress go out in the next one, written in a worker thread, and each request's answer waits
+for its own line -- one thread hand-off per write instead of one per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -35,10 +39,48 @@ class AuditLog:
         self._writing = False
         self._failed: list[tuple[int, int, BaseException]] = []  # (first, last, error) of failed writes
         self.writes = 0  # how many write+fsync calls were made (the group commits)
+        self._loop_queues: dict[Any, list[tuple[bytes, asyncio.Future]]] = {}  # arecord: lines waiting, per loop
+        self._loop_writers: dict[Any, asyncio.Task] = {}
+
+    @staticmethod
+    def _line(fields: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **fields}
+        return rec, (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()
+
+    async def arecord(self, **fields: Any) -> dict[str, Any]:
+        """:meth:`record` for a caller on the event loop: returns once the line is written and synced."""
+        rec, line = self._line(fields)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        queue = self._loop_queues.setdefault(loop, [])
+        queue.append((line, done))
+        if len(queue) == 1 and loop not in self._loop_writers:
+            self._loop_writers[loop] = loop.create_task(self._write_queued(loop))
+        await asyncio.shield(done)  # a caller that goes away leaves its line to be written
+        return rec
+
+    async def _write_queued(self, loop) -> None:
+        try:
+            while self._loop_queues.get(loop):
+                batch = self._loop_queues.pop(loop)
+                try:
+                    await loop.run_in_executor(None, self._write, b"".join(line for line, _ in batch))
+                except BaseException as exc:  # noqa: BLE001 - every caller of the batch is told
+                    error = OSError(f"the audit log {self.path} could not be written: {exc}")
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(error)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+        finally:
+            self._loop_writers.pop(loop, None)
 
     def record(self, **fields: Any) -> dict[str, Any]:
-        rec = {"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"), **fields}
-        line = (json.dumps(rec, sort_keys=True, default=str) + "\n").encode()
+        rec, line = self._line(fields)
         with self._cv:
             self._pending.append(line)
             self._queued += 1

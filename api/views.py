@@ -17,9 +17,11 @@ Money is in raw units of the pool's currency (``currency``), as stored.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -76,14 +78,27 @@ def _read(store: Store, asset: str, pool: str, session: str):
         return None
 
 
+#: per store: (asset, pool) -> (the listing, its sessions of the pool) -- derived once per listing
+_sessions_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def stored_sessions(store: Store, asset: str, pool: str) -> list[str]:
-    """The sessions of ``pool`` the store holds ``asset`` for, oldest first."""
+    """The sessions of ``pool`` the store holds ``asset`` for, oldest first. A file store's listing is the
+    same object while unchanged (``partition_keys``): its sessions are picked out once, not per request."""
+    keys = getattr(store, "partition_keys", None)
+    listing = keys((asset,)) if keys is not None else tuple(store.partitions((asset,)))
+    memo = _sessions_of.setdefault(store, {})
+    kept = memo.get((asset, pool))
+    if kept is not None and kept[0] is listing:
+        return list(kept[1])
     out = []
-    for key in store.partitions((asset,)):
+    for key in listing:
         name, _, day = str(key).partition("|")
         if name == pool and day:
             out.append(day)
-    return sorted(out)
+    out.sort()
+    memo[(asset, pool)] = (listing, tuple(out))
+    return out
 
 
 def resolve_session(config: PlatformConfig, store: Store, pool: str, session: str | None, asset: str) -> str:
@@ -223,12 +238,22 @@ def stored_version(store: Store, pool: str, session: str, assets=ORDERS_INPUTS) 
     if digest is None:
         return None
     out = []
+    partition = _partition(pool, session)
     for asset in assets:
-        got = digest(tuple(asset), _partition(pool, session))
+        got = digest(tuple(asset), partition)
         if not got or not isinstance(got.get("value_hash"), str):
             return None
         out.append(got["value_hash"])
     return tuple(out)
+
+
+def encode_json(answer: Any) -> bytes:
+    """The JSON bytes FastAPI answers for ``answer`` (``jsonable_encoder``, then ``JSONResponse``'s
+    rendering): made once per kept answer instead of once per request."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(jsonable_encoder(answer)).body
 
 
 class AnswerCache:
@@ -241,24 +266,30 @@ class AnswerCache:
         self.ttl, self.size, self._clock = float(ttl), int(size), clock
         self._entries: dict[Any, tuple[tuple, float, Any]] = {}
         self._lock = threading.Lock()
-        self._making: dict[Any, threading.Lock] = {}
+        self._flights: dict[Any, asyncio.Future] = {}  # aget_or_make: the answers being made
 
-    def get_or_make(self, key, version: tuple | None, make):
-        """The kept answer for ``key`` at ``version``, else ``make()`` (kept when ``version`` is not None)."""
+    async def aget_or_make(self, key, version: tuple | None, make):
+        """The kept answer for ``key`` at ``version``, else ``await make()`` (kept when ``version`` is not
+        None). The requests that ask for a missing answer while it is being made wait for that one making
+        (each is told its error) instead of making it too. On the event loop."""
         hit = self.get(key, version)
         if hit is not None:
             return hit
         if version is None:
-            return make()
-        with self._lock:
-            making = self._making.setdefault(key, threading.Lock())
-        with making:
-            hit = self.get(key, version)
-            if hit is None:
-                made = self._clock()
-                hit = make()
-                self.put(key, version, hit, made)
-            return hit
+            return await make()
+        flight = self._flights.get((key, version))
+        if flight is None:
+            made = self._clock()
+            flight = asyncio.ensure_future(make())
+            self._flights[(key, version)] = flight
+
+            def settle(task, key=key, version=version, made=made) -> None:
+                self._flights.pop((key, version), None)
+                if not task.cancelled() and task.exception() is None:
+                    self.put(key, version, task.result(), made)
+
+            flight.add_done_callback(settle)
+        return await asyncio.shield(flight)  # a request that goes away does not stop the others' answer
 
     def get(self, key, version: tuple | None):
         if version is None:

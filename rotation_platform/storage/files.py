@@ -23,7 +23,11 @@ the SHA-256 of the file's bytes, in the data folder's hidden ``.digests`` folder
 asset name starts with a dot, and nothing is written outside the configured folder). Both are functions of the bytes, so an entry is right wherever and whenever a file with those
 bytes is found (a data folder moved, copied or restored included) and nothing has to be removed with a
 value. :meth:`FileStore.value_digest` hashes the file's bytes and returns the entry, or None when there
-is none (the reader decodes the value). The session snapshots of a backfill use it instead of reading
+is none (the reader decodes the value). The store keeps the answer with the file's identity (inode, size,
+times) and its folder's modification time, and gives it again while both are unchanged and older than
+:data:`LISTING_SETTLE_NS`: the file is the same file with the same bytes (a replace is a new inode, a
+rewrite in place moves its times, a file of another suffix moves the folder's time), so its entry is the
+same. A reader asking again and again (the API) stats a folder and a file instead of hashing the value. The session snapshots of a backfill use it instead of reading
 and re-hashing every stored value.
 """
 
@@ -255,6 +259,27 @@ def _combine_panels(tables: list[tuple[str, pa.Table]]) -> PricePanel | None:
 LISTING_SETTLE_NS = 2_000_000_000
 
 
+#: how many value digests a store keeps (:meth:`FileStore.value_digest`)
+DIGESTS_KEPT = 4096
+
+
+def _file_id(path: Path) -> tuple[int, int, int, int] | None:
+    """What changes whenever a file is replaced or rewritten: inode, size, modification and change time
+    (an atomic replace is a new inode; a rewrite in place moves the times). None when it is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, max(st.st_mtime_ns, st.st_ctime_ns), st.st_dev
+
+
+def _folder_time(folder: Path) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return None
+
+
 def _folders_unchanged(folders: dict[str, int]) -> bool:
     settled = time.time_ns() - LISTING_SETTLE_NS
     for folder, mtime in folders.items():
@@ -279,6 +304,7 @@ class FileStore(Store):
         self.digest_dir = Path(digest_dir) if digest_dir is not None else default_digest_dir(base_dir)
         stats.use_folder(self.base_dir / ".stats")  # the process's store statistics, for the API
         self._listings: dict[Path, tuple[dict[str, int], tuple[str, ...]]] = {}  # partitions(), see there
+        self._digests: dict[Path, tuple] = {}  # value_digest(), see there
 
     @property
     def location(self) -> str:
@@ -372,17 +398,30 @@ class FileStore(Store):
     def value_digest(self, asset: Sequence[str], partition: Partition) -> dict[str, Any] | None:
         """``{"value_hash", "provenance"}`` of the stored value, recorded when a file with its bytes was
         written; None when nothing is stored or no digest was recorded (the caller reads the value)."""
+        memo = (tuple(asset), partition)
+        kept = self._digests.get(memo)
+        if kept is not None:  # the same folder listing and the same file as when it was read: the same bytes
+            path, folder_time, file_id, answer = kept
+            if _folder_time(path.parent) == folder_time and _file_id(path) == file_id:
+                return dict(answer)
         path = _find(self.stem(asset, partition))
         if path is None:
             return None
         try:
+            folder_time, file_id = _folder_time(path.parent), _file_id(path)
             sha = hashlib.sha256(path.read_bytes()).hexdigest()
             entry = json.loads((self.digest_dir / sha[:2] / f"{sha}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(entry, dict):
             return None
-        return {"value_hash": entry.get("value_hash"), "provenance": entry.get("provenance")}
+        answer = {"value_hash": entry.get("value_hash"), "provenance": entry.get("provenance")}
+        settled = time.time_ns() - LISTING_SETTLE_NS
+        if folder_time is not None and file_id is not None and max(folder_time, file_id[2]) < settled:
+            if len(self._digests) >= DIGESTS_KEPT:
+                self._digests.pop(next(iter(self._digests)))
+            self._digests[memo] = (path, folder_time, file_id, answer)
+        return dict(answer)
 
     def read(self, asset: Sequence[str], partition: Partition) -> Any:
         stem = self.stem(asset, partition)
@@ -457,7 +496,12 @@ class FileStore(Store):
             stem.with_name(stem.name + suffix).unlink(missing_ok=True)
 
     def partitions(self, asset: Sequence[str]) -> list[str]:
-        """The stored partition keys of ``asset``, sorted.
+        """The stored partition keys of ``asset``, sorted (see :meth:`partition_keys`)."""
+        return list(self.partition_keys(asset))
+
+    def partition_keys(self, asset: Sequence[str]) -> tuple[str, ...]:
+        """The stored partition keys of ``asset``, sorted: the same tuple object while the listing is
+        unchanged, so a reader can keep what it derived from it (the API's latest session per pool).
 
         The listing is kept with the modification time of every folder it walked and reused while none
         of them has changed (a file written, replaced or removed changes its folder's time), so a reader
@@ -467,10 +511,10 @@ class FileStore(Store):
         cannot go unseen."""
         root = self.base_dir.joinpath(*check_asset(asset))
         if not root.is_dir():
-            return []
+            return ()
         kept = self._listings.get(root)
         if kept is not None and _folders_unchanged(kept[0]):
-            return list(kept[1])
+            return kept[1]
         keys = set()
         folders: dict[str, int] = {}
         for folder, dirs, files in os.walk(root):
@@ -487,8 +531,8 @@ class FileStore(Store):
                     if name.endswith(suffix):
                         keys.add("|".join([*rel, name[: -len(suffix)]]))
                         break
-        out = sorted(keys)
-        self._listings[root] = (folders, tuple(out))
+        out = tuple(sorted(keys))
+        self._listings[root] = (folders, out)
         return out
 
     def counts(self, asset: Sequence[str], partition: Partition) -> StoredCounts:

@@ -258,3 +258,72 @@ def test_a_rewritten_target_is_shown_at_once_not_the_kept_answer(make_client, de
     second = client.get("/v1/pools/QDII/orders", headers=bearer(key)).json()
     assert second["cash_after"] == round(first["cash_after"] + 1000.0, 2)
     assert second["status"] == "ok" and second["state"]["current"] is True
+
+
+def test_concurrent_orders_reads_make_the_answer_once_and_are_each_audited(make_client, api_env, monkeypatch):
+    """Requests that arrive while an orders answer is being made wait for that one making; each is answered
+    the same bytes and each has its own audit line, written together (group commit)."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    from api import views
+
+    client = make_client()
+    _, key = add_key(client, "trader")
+    audit = client.app.state.platform.audit
+    release = threading.Event()
+    made = []
+    real = views.orders_view
+
+    def slow_orders_view(*args, **kwargs):
+        made.append(args[2])
+        assert release.wait(30)  # held until every request is waiting for it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(views, "orders_view", slow_orders_view)
+    answers = client.app.state.platform.answers
+
+    async def ask_all(n: int):
+        transport = httpx.ASGITransport(app=client.app, client=("127.0.0.1", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            pending = [asyncio.ensure_future(http.get("/v1/pools/QDII/orders", headers=bearer(key)))
+                       for _ in range(n)]
+            while not answers._flights:  # the first request is making the answer
+                await asyncio.sleep(0.01)
+            for _ in range(20):  # and the others have reached it
+                await asyncio.sleep(0.01)
+            release.set()
+            return await asyncio.gather(*pending)
+
+    before = audit.writes
+    got = asyncio.run(ask_all(12))
+    assert [r.status_code for r in got] == [200] * 12
+    assert len({r.content for r in got}) == 1 and json.loads(got[0].content)["pool"] == "QDII"
+    assert made == ["QDII"]  # made once for the twelve
+    assert answers._flights == {}  # nothing left behind
+    records = [json.loads(x) for x in open(api_env["ROTATION_API_AUDIT_LOG"]).read().splitlines()]
+    assert [(r["path"], r["status"]) for r in records] == [("/v1/pools/QDII/orders", 200)] * 12
+    assert 1 <= audit.writes - before < 12  # lines of answers given together are synced together
+    # the answer is the framework's own JSON rendering of the view
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.responses import JSONResponse
+
+    assert got[0].content == JSONResponse(jsonable_encoder(json.loads(got[0].content))).body
+    assert got[0].headers["content-type"] == "application/json"
+
+
+def test_an_audit_line_that_cannot_be_written_fails_the_orders_read(make_client, api_env, tmp_path):
+    """The answer leaves only once its audit line is synced: with the audit log unwritable the read is
+    refused (500), never answered unaudited."""
+    audit = tmp_path / "audit-as-folder"
+    audit.mkdir()
+    client = make_client(ROTATION_API_AUDIT_LOG=str(audit))
+    _, key = add_key(client, "trader")
+    from fastapi.testclient import TestClient
+
+    with TestClient(client.app, raise_server_exceptions=False) as quiet:
+        response = quiet.get("/v1/pools/QDII/orders", headers=bearer(key))
+    assert response.status_code == 500 and b"target" not in response.content
+    assert quiet.get("/health").status_code == 200  # the server goes on

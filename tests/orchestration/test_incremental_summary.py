@@ -47,6 +47,43 @@ def test_file_bytes_and_hash_are_the_codecs(make) -> None:
     assert vhash == value_hash(value)
 
 
+def test_value_digest_is_kept_while_the_file_and_its_entry_are_unchanged(tmp_path, monkeypatch) -> None:
+    from rotation_platform.storage import files
+
+    hashed = []
+    real_sha256 = files.hashlib.sha256
+    monkeypatch.setattr(files.hashlib, "sha256", lambda data=b"": hashed.append(len(data)) or real_sha256(data))
+    store = FileStore(tmp_path)
+    part = Partition.multi({"pool": POOL, "session": "2024-12-31"})
+    store.write(("backtest",), part, _frame())
+    monkeypatch.setattr(files, "LISTING_SETTLE_NS", 0)  # every file counts as settled
+    hashed.clear()
+    first = store.value_digest(("backtest",), part)
+    assert [store.value_digest(("backtest",), part) for _ in range(3)] == [first] * 3
+    assert len(hashed) == 1  # the file's bytes hashed once, then its identity checked
+    first["value_hash"] = "changed by the caller"  # a copy each time: the kept answer is not touched
+    assert store.value_digest(("backtest",), part)["value_hash"] == value_hash(_frame())
+    # rewritten (another value, then the first value again): read again at once, never the kept answer
+    other = with_provenance(_frame() * 3, {"data_hash": "d9", "config_hash": "c1"})
+    store.write(("backtest",), part, other)
+    assert store.value_digest(("backtest",), part)["value_hash"] == value_hash(other)
+    store.write(("backtest",), part, _frame())
+    assert store.value_digest(("backtest",), part)["value_hash"] == value_hash(_frame())
+    # a file of another type written beside it by hand (the folder changes): looked up again
+    (tmp_path / "backtest" / POOL / "2024-12-31.panel.parquet").write_bytes(b"not a value")
+    assert store.value_digest(("backtest",), part) is None  # the first suffix wins, with no recorded digest
+    (tmp_path / "backtest" / POOL / "2024-12-31.panel.parquet").unlink()
+    assert store.value_digest(("backtest",), part)["value_hash"] == value_hash(_frame())
+    # files younger than the settle time are hashed on every call (a rewrite within the file system's
+    # timestamp granularity could keep the same times)
+    monkeypatch.setattr(files, "LISTING_SETTLE_NS", 10**18)
+    store.write(("backtest",), part, other)
+    expected = value_hash(other)
+    hashed.clear()
+    assert [store.value_digest(("backtest",), part)["value_hash"] for _ in range(3)] == [expected] * 3
+    assert len(hashed) == 3
+
+
 def test_value_digest_is_recorded_on_write_and_checked_against_the_file(tmp_path) -> None:
     store = FileStore(tmp_path)
     part = Partition.multi({"pool": POOL, "session": "2024-12-31"})
@@ -73,8 +110,10 @@ def test_value_digest_is_recorded_on_write_and_checked_against_the_file(tmp_path
     entries[0].write_text(entries[0].read_text()[:10])
     entries[1].write_text(entries[1].read_text()[:10])
     assert store.value_digest(("backtest",), part) is None
-    # the data folder holds the values, and the digests in its hidden .digests folder only
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and ".digests" not in p.parts) == \
+    # the data folder holds the values, and the digests in its hidden .digests folder only (beside the
+    # process's store statistics in .stats)
+    assert sorted(p.name for p in tmp_path.rglob("*")
+                  if p.is_file() and not {".digests", ".stats"} & set(p.parts)) == \
         ["2024-12-31.parquet"]
 
 
