@@ -20,7 +20,10 @@ latest session on or before them. ``--json FILE`` writes the run's result
 for an execution desk (schema ``docs/run-result.schema.json``, described in ``docs/orders.md``).
 One run at a time writes a pool of a data folder (and the summary): the run locks under
 ``<storage.data_dir>/.locks/`` (:mod:`rotation_platform.production.runlock`); a second run fails at once
-with a line naming the holder (exit code 5), or with ``--wait SECONDS`` waits for it. The run's alert
+with a line naming the holder (exit code 5), or with ``--wait SECONDS`` waits for it. The runs execute on
+``orchestration.executor`` (``docs/executors.md``); their steps in other processes write under the locks
+this command holds for them. The report and the result file read the values from the configured store
+and the checks from the instance, on every executor. The run's alert
 (DingTalk, e-mail; ``notifications``) is sent once for the whole invocation when the runs end.
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default: ``.dagster_home`` in the
 repository), so the UI started with ``scripts/ui.sh`` shows them and the stored assets.
@@ -55,17 +58,77 @@ def ensure_dagster_home() -> Path:
     return home
 
 
-def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwargs):
-    """Execute ``job`` in a thread and show which of ``steps`` (asset names) are materialised while it runs."""
+class Launch:
+    """How this invocation executes its jobs: ``orchestration.executor`` and the absolute path of the config
+    file the steps' processes load (``ROTATION_CONFIG``)."""
+
+    def __init__(self, executor: str, config_path: str):
+        self.executor, self.config_path = executor, config_path
+
+
+class RunEvents:
+    """A finished run as the report reads it, on every executor: its events from the instance -- those
+    its execution emitted, as Dagster's result of the run lists them (not the planned materialisations and
+    checks recorded when the run was created) -- with the same accessors as that result."""
+
+    def __init__(self, run_id: str, success: bool, events: list):
+        self.run_id, self.success, self.all_events = run_id, success, events
+
+    @classmethod
+    def read(cls, instance, run_id: str, success: bool) -> "RunEvents":
+        events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event is not None
+                  and not e.dagster_event.event_type_value.endswith("_PLANNED")]
+        return cls(run_id, success, events)
+
+    def get_asset_check_evaluations(self) -> list:
+        return [e.event_specific_data for e in self.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+    def get_asset_materialization_events(self) -> list:
+        return [e for e in self.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
+
+    def materialised(self, asset: str, partition_key: str) -> bool:
+        """Whether the run stored ``asset`` (its last key part) for ``partition_key``."""
+        return any(e.asset_key is not None and e.asset_key.path[-1] == asset and str(e.partition) == partition_key
+                   for e in self.get_asset_materialization_events())
+
+
+def _cli_run_ids(instance, tags) -> set[str]:
+    """The runs already recorded with the invocation's ``rotation/cli_run`` tag."""
     import dagster as dg
 
-    run_id = str(uuid.uuid4())
+    from rotation_platform.notify import CLI_RUN_TAG
+
+    return {r.run_id for r in instance.get_runs(filters=dg.RunsFilter(tags={CLI_RUN_TAG: tags[CLI_RUN_TAG]}))}
+
+
+def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], launch: Launch, **kwargs) -> RunEvents:
+    """Execute ``job`` on ``launch``'s executor in a thread and show which of ``steps`` (asset names) are
+    materialised while it runs; the run's events from the instance (:class:`RunEvents`)."""
+    import dagster as dg
+
     box: dict[str, object] = {}
+    if launch.executor == "in_process":
+        # the job the command line built, in this process: no definitions loaded again, no process started,
+        # the steps' values computed exactly as before; the run id is chosen here for the progress display
+        run_id: str | None = str(uuid.uuid4())
+
+        def execute():
+            return job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
+                                          run_config=QUIET_LOGS, **kwargs)
+    else:
+        # a reconstructable job on the configured executor: Dagster creates the run, found for the progress
+        # display as the one new run of this invocation (its runs are executed one after the other)
+        from jobs.executor import execute_job
+
+        run_id, earlier = None, _cli_run_ids(instance, kwargs["tags"])
+
+        def execute():
+            return execute_job(job.name, instance, config_path=launch.config_path, run_config=QUIET_LOGS,
+                               partition_key=kwargs.get("partition_key"), tags=kwargs["tags"])
 
     def target() -> None:
         try:
-            box["result"] = job.execute_in_process(instance=instance, raise_on_error=False, run_id=run_id,
-                                                   run_config=QUIET_LOGS, **kwargs)
+            box["result"] = execute()
         except BaseException as exc:  # noqa: BLE001 - reported below
             box["error"] = exc
 
@@ -79,8 +142,11 @@ def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwar
         if not tty:
             continue
         try:  # the pool chain is one step: progress is the assets materialised so far
-            done = len({e.asset_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-                        if e.asset_key is not None and e.asset_key.path[-1] in steps})
+            if run_id is None:
+                run_id = next(iter(_cli_run_ids(instance, kwargs["tags"]) - earlier), None)
+            done = 0 if run_id is None else len({
+                e.asset_key for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                if e.asset_key is not None and e.asset_key.path[-1] in steps})
         except Exception:  # noqa: BLE001 - the run may not be registered yet
             done = 0
         if done != shown:
@@ -91,10 +157,11 @@ def _run_with_progress(job, instance, label: str, steps: tuple[str, ...], **kwar
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     result = box["result"]
+    run_id = result.run_id
     dt = time.perf_counter() - t0
     status = "ok" if result.success else "FAILED"
     print(f"{chr(13) if tty else ''}{label}: {status} in {dt:.1f}s (run {run_id[:8]})" + " " * 20)
-    return result
+    return RunEvents.read(instance, run_id, result.success)
 
 
 def build_parser():
@@ -314,6 +381,12 @@ def run(args) -> int:
 
     defs = build_defs(os.environ.get("ROTATION_CONFIG") or None)
     force = {FORCE_TAG: "true"} if args.force else {}
+    from rotation_platform.config import default_config_path
+
+    launch = Launch(config.orchestration.executor, str(Path(os.environ.get("ROTATION_CONFIG") or
+                                                            default_config_path()).resolve()))
+    if launch.executor == "celery":  # a broker that does not answer: one line, before anything is stored
+        _require_celery(config)
 
     # run locks: one writer per data folder and pool, and for the summary/snapshots, held until the runs
     # end; another run holding one is RunLockBusy (exit code 5, a busy resource: retry later or --wait)
@@ -322,7 +395,7 @@ def run(args) -> int:
     from jobs.sensors import alert_cli_run, cli_runs, degraded_service
     from rotation_platform.errors import UsageError
     from rotation_platform.notify import CLI_ALERT_TAG, CLI_RUN_TAG
-    from rotation_platform.production.runlock import SUMMARY_SCOPE, acquire_all, pool_scope
+    from rotation_platform.production.runlock import SUMMARY_SCOPE, acquire_all, cli_holder_run_id, pool_scope
 
     if args.wait < 0:
         raise UsageError(f"--wait {args.wait:g}: must be 0 or more seconds")
@@ -330,9 +403,10 @@ def run(args) -> int:
     run_locks = contextlib.ExitStack()
     run_locks.enter_context(acquire_all(
         config.storage.data_dir, [*(pool_scope(p) for p in pools), SUMMARY_SCOPE], wait_s=args.wait,
-        run_id=f"jobs.main {cli_run}", config=os.environ.get("ROTATION_CONFIG", ""),
+        run_id=cli_holder_run_id(cli_run), config=os.environ.get("ROTATION_CONFIG", ""),
         on_wait=lambda busy: print(f"waiting up to {args.wait:g}s: {busy.what}", file=sys.stderr, flush=True)))
-    # the command line alerts its runs itself (the sensors skip this tag) and groups them by cli_run
+    # the command line alerts its runs itself (the sensors skip this tag) and groups them by cli_run; a step of
+    # these runs in another process writes under the locks held here (runlock: delegation)
     force = {**force, CLI_ALERT_TAG: "jobs.main", CLI_RUN_TAG: cli_run}
 
     def span_of(days: list) -> str:
@@ -343,7 +417,8 @@ def run(args) -> int:
     others = {code: text for code, text in others.items() if text != span}
     print(f"rotation platform · config {config.name} ({config_hash(config)[:12]}) · storage {config.storage.backend} "
           f"at {config.storage.data_dir} · session {span}"
-          + "".join(f" · {code} pools {text}" for code, text in others.items()))
+          + "".join(f" · {code} pools {text}" for code, text in others.items())
+          + ("" if launch.executor == "in_process" else f" · executor {launch.executor}"))
     for note in notes:
         print(note)
     from rotation_platform.calendars import horizon_warning
@@ -359,10 +434,11 @@ def run(args) -> int:
     codes: dict[str, int] = {}
     results: list[dict[str, object]] = []
     capacity: dict[str, float] = {}
-    with dg.DagsterInstance.get() as instance:
+    store = _report_store(config)
+    with dg.DagsterInstance.get() as instance, contextlib.closing(store):
         no_market_data: dict[str, tuple[str, int]] = {}
         if config.data.history == "store":  # the pools read the market store: ingest their sessions first
-            no_market_data = _ingest_market_data(defs, config, instance, pools, pool_sessions, force)
+            no_market_data = _ingest_market_data(defs, config, instance, pools, pool_sessions, force, launch)
         for i, pool in enumerate(pools, 1):
             calendar = config.pool(pool).calendar
             if calendar in no_market_data:  # never run a pool on a store its sessions did not reach
@@ -379,14 +455,15 @@ def run(args) -> int:
             kwargs = {"partition_key": keys[0], "tags": force} if len(keys) == 1 else {"tags": {
                 "dagster/asset_partition_range_start": str(keys[0]),
                 "dagster/asset_partition_range_end": str(keys[-1]), **force}}
-            result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, **kwargs)
+            result = _run_with_progress(daily, instance, f"[{i}/{len(pools)}] {pool}", STEPS, launch, **kwargs)
             checks[pool] = _verdicts(result, str(keys[-1]))
             if not result.success:
                 failed[pool], codes[pool] = _failure(result)
-            outcome = _pool_outcome(result, pool, pool_sessions[pool][-1], checks[pool], failed.get(pool))
+            values = _pool_values(store, result, pool, pool_sessions[pool][-1])
+            outcome = _pool_outcome(values, pool, pool_sessions[pool][-1], checks[pool], failed.get(pool))
             results.append(outcome)
             if outcome["status"] != "failed":
-                target = _output(result, "target_portfolio")
+                target = values["target_portfolio"]
                 # the pool's own last session: on another calendar it need not be the summary's
                 targets[pool] = target.xs(pool_sessions[pool][-1], level="session") \
                     if "session" in target.index.names else target
@@ -395,13 +472,16 @@ def run(args) -> int:
                     capacity[pool] = cap
         summary = None
         sresult = _run_with_progress(summary_job, instance, "summary and snapshot", ("pool_metrics_summary",
-                                                                                      "session_snapshot"),
+                                                                                      "session_snapshot"), launch,
                                      **({"partition_key": str(last.date()), "tags": force} if len(sessions) == 1
                                         else {"tags": {
                                             "dagster/asset_partition_range_start": str(sessions[0].date()),
                                             "dagster/asset_partition_range_end": str(last.date()), **force}}))
         if sresult.success:
-            summary = _output(sresult, "pool_metrics_summary")
+            from rotation_platform.storage.base import Partition
+
+            summary = _stored(store, sresult, "pool_metrics_summary", str(last.date()),
+                              Partition.single(str(last.date())))
         else:
             failed["summary"], codes["summary"] = _failure(sresult)
         runs = cli_runs(instance, cli_run)
@@ -462,7 +542,8 @@ def _verdicts(result, last_key: str) -> list[tuple[str, str, bool, str, str]]:
             for (a, n), c in latest.items()]
 
 
-def _ingest_market_data(defs, config, instance, pools, pool_sessions, tags) -> dict[str, tuple[str, int]]:
+def _ingest_market_data(defs, config, instance, pools, pool_sessions, tags, launch: Launch
+                        ) -> dict[str, tuple[str, int]]:
     """Run each calendar group's ``market_data`` job over the sessions its selected pools run; the failures
     by calendar (``(reason, exit code)``)."""
     from assets.partitions import group_of
@@ -478,51 +559,103 @@ def _ingest_market_data(defs, config, instance, pools, pool_sessions, tags) -> d
         job = defs.resolve_job_def(market_data_job_name(group))
         kwargs = {"partition_key": keys[0], "tags": tags} if len(keys) == 1 else {"tags": {
             "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1], **tags}}
-        result = _run_with_progress(job, instance, f"market data {code}", ("market_data",), **kwargs)
+        result = _run_with_progress(job, instance, f"market data {code}", ("market_data",), launch, **kwargs)
         if not result.success:
             failures[code] = _failure(result)
     return failures
 
 
-def _output(result, asset: str):
-    """The value of ``asset`` (its last key part) the run computed, or None when it computed none."""
-    for event in result.all_events:
-        if event.event_type_value != "STEP_OUTPUT" or event.step_output_data.output_name != asset:
-            continue
-        try:
-            return result.output_for_node(event.step_key, asset)
-        except Exception:  # noqa: BLE001 - the output was not kept (a failed step)
-            return None
+def _report_store(config):
+    """The configured store (the system of record, without the Redis cache), which the report reads the
+    runs' values from."""
+    from resources.definitions import PROFILES, resolve_environment
+    from rotation_platform.storage import RetryPolicy, open_store
+
+    profile = PROFILES[resolve_environment()]
+    return open_store(config.storage.model_copy(update={"redis_cache": False}),
+                      retry=RetryPolicy(attempts=profile.retry_attempts, base_delay=profile.retry_base_delay_s,
+                                        max_delay=profile.retry_max_delay_s))
+
+
+def _stored(store, run: RunEvents, asset: str, key: str, partition):
+    """The stored value of ``asset`` (its last key part) for ``partition`` (Dagster key ``key``) when ``run``
+    materialised it; None when it did not (a fuse stopped it, the step failed), whatever an earlier run left."""
+    from rotation_platform.storage.errors import StorageNotFoundError
+
+    if not run.materialised(asset, key):
+        return None
     try:
-        return result.output_for_node(asset)  # an asset with its own step, output "result"
-    except Exception:  # noqa: BLE001 - the step did not run (a fuse stopped it) or failed
+        return store.read((asset,), partition)
+    except StorageNotFoundError:
         return None
 
 
-def _pool_outcome(result, pool: str, last, checks, reason: str | None) -> dict[str, object]:
-    """The pool's entry of the result file from the run's outputs (see rotation_platform.reports.orders)."""
+REPORT_ASSETS = ("wfo_result", "backtest", "capacity_report", "target_portfolio")
+
+
+def _pool_values(store, run: RunEvents, pool: str, last) -> dict[str, object]:
+    """The values of the pool's last session the report and the result file read, from the store."""
+    from assets.partitions import pool_session_key
+    from rotation_platform.storage.base import Partition
+
+    key, day = str(pool_session_key(pool, last)), str(last.date())
+    return {asset: _stored(store, run, asset, key, Partition.multi({"pool": pool, "session": day}))
+            for asset in REPORT_ASSETS}
+
+
+def _pool_outcome(values: dict[str, object], pool: str, last, checks, reason: str | None) -> dict[str, object]:
+    """The pool's entry of the result file from the run's stored values of ``last`` (see
+    rotation_platform.reports.orders)."""
     import pandas as pd
 
     from rotation_platform.reports.orders import failed_pool_result, pool_result
     from rotation_platform.research.capacity import capacity_by_session
 
-    target = _output(result, "target_portfolio")
+    target = values["target_portfolio"]
     if target is None:
         return failed_pool_result(pool, last, reason or "the run made no target portfolio", checks)
-    frame = _output(result, "backtest")
+    frame = values["backtest"]
     row = frame.loc[pd.Timestamp(last)].to_dict() if frame is not None and pd.Timestamp(last) in frame.index else None
     cap = None
-    table = _output(result, "capacity_report")
+    table = values["capacity_report"]
     if table is not None and frame is not None:
         block = table.loc[pd.IndexSlice[[pd.Timestamp(last)], :], :]
         cap = capacity_by_session(block, frame["equity"]).iloc[-1].to_dict()
-    wfo = _output(result, "wfo_result")
+    wfo = values["wfo_result"]
     if isinstance(wfo, dict) and "dsr" not in wfo:  # a range: one record per partition key
         wfo = list(wfo.values())[-1] if wfo else None
     out = pool_result(pool, last, target, row, checks, capacity=cap, wfo=wfo)
     if reason and out["status"] == "ok":
         out["status"], out["reason"] = "blocked", reason
     return out
+
+
+def _require_celery(config) -> None:
+    """The Celery executor's broker (and a Redis results backend) answer; else a ServiceError (exit code 5)
+    naming the server, before any run starts."""
+    from jobs.executor import make_celery_app
+    from rotation_platform.errors import ServiceError
+
+    celery = config.orchestration.celery
+    app = make_celery_app(celery)
+    conn = app.connection_for_write()
+    try:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=5)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the same answer
+        raise ServiceError(f"orchestration.executor celery: the broker {conn.as_uri()} did not answer "
+                           f"({type(exc).__name__}: {exc})", key="orchestration.celery.broker",
+                           hint="start RabbitMQ (bash .ci/services.sh start), set orchestration.celery.broker, or "
+                                "choose orchestration.executor in_process/multiprocess") from None
+    finally:
+        conn.release()
+    if celery.backend.startswith(("redis://", "rediss://")):
+        try:
+            app.backend.client.ping()
+        except Exception as exc:  # noqa: BLE001
+            raise ServiceError(f"orchestration.executor celery: the results backend {app.backend.as_uri()} did not "
+                               f"answer ({type(exc).__name__}: {exc})", key="orchestration.celery.backend",
+                               hint="start Redis (bash .ci/services.sh start) or set orchestration.celery.backend"
+                               ) from None
 
 
 def _user_error(error):

@@ -46,7 +46,8 @@ from pydantic import PrivateAttr
 from resources.stores import FileStoreResource, RedisCacheResource, StoreResource
 from rotation_platform.calendars import storage_key
 from rotation_platform.observability.logs import log_context
-from rotation_platform.production.runlock import RunLock, scope_of_partition
+from rotation_platform.notify.runs import CLI_RUN_TAG
+from rotation_platform.production.runlock import RunLock, cli_holder_run_id, scope_of_partition
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.cache import CachedStore
 from rotation_platform.storage.errors import StorageUnavailableError
@@ -172,6 +173,13 @@ def _run_id(context: dg.OutputContext) -> str | None:
         return None
 
 
+def _run_tags(context: dg.OutputContext) -> dict[str, str]:
+    try:
+        return dict(context.step_context.dagster_run.tags)
+    except Exception:  # noqa: BLE001 - an output context built outside a run
+        return {}
+
+
 def _code_version(context: dg.OutputContext | dg.InputContext) -> str:
     try:
         out = context if isinstance(context, dg.OutputContext) else context.upstream_output
@@ -232,8 +240,16 @@ class _StoreBackedIOManager(dg.ConfigurableIOManager):
         if folder is None:
             return
         scopes = {scope_of_partition(dict(s.partition.dims)) for s in partition_slices(context)} - {None}
-        for scope in sorted(scopes - set(self._locks)):
-            lock = RunLock(folder, scope, run_id=context.run_id, config=os.environ.get("ROTATION_CONFIG", ""))
+        # a run of ``python -m jobs.main`` (its cli_run tag) writes under the locks that command line holds for
+        # it, also from a step's own process or a Celery worker; a delegated lock is asked again at each write
+        cli_run = _run_tags(context).get(CLI_RUN_TAG)
+        delegated_by = cli_holder_run_id(cli_run) if cli_run else None
+        for scope in sorted(scopes):
+            held = self._locks.get(scope)
+            if held is not None and held.held:
+                continue
+            lock = RunLock(folder, scope, run_id=context.run_id, config=os.environ.get("ROTATION_CONFIG", ""),
+                           delegated_by=delegated_by)
             lock.acquire(self.lock_wait_s)
             self._locks[scope] = lock
 

@@ -14,6 +14,15 @@ job in process, and the IO manager of that run asks for the same lock again when
 request is counted, not blocked. A lock taken in another process (a run launched from the UI, another
 command line) blocks or fails the request.
 
+Delegation: on the multiprocess and Celery executors the steps of the command line's runs write from other
+processes while the command line holds the locks for them. A request made with ``delegated_by`` -- the
+holder run id of the command-line invocation that launched the run (:func:`cli_holder_run_id`, the runs
+carry its ``rotation/cli_run`` tag) -- proceeds without taking the lock when the lock is held by exactly
+that holder and the holder's process is alive (checked by pid on the same host; on another host the held
+lock itself says its holder lives, as the kernel drops it with its process). The request holds nothing
+then (:attr:`RunLock.delegated`) and is made again at the next write, so a step that outlives its
+command line takes the lock itself or stops as busy. Any other holder makes the request busy as before.
+
 Pure library code: no Dagster here.
 """
 
@@ -43,6 +52,7 @@ __all__ = [
     "RunLock",
     "RunLockBusy",
     "acquire_all",
+    "cli_holder_run_id",
     "lock_path",
     "pool_scope",
     "scope_of_partition",
@@ -59,6 +69,12 @@ _POLL_S = 0.2
 
 def pool_scope(pool: str) -> str:
     return f"pool-{pool}"
+
+
+def cli_holder_run_id(cli_run: str) -> str:
+    """The run id ``python -m jobs.main`` records in the locks it holds for the invocation ``cli_run`` (the
+    value of its runs' ``rotation/cli_run`` tag)."""
+    return f"jobs.main {cli_run}"
 
 
 def scope_of_partition(dims: dict[str, str]) -> str | None:
@@ -123,15 +139,36 @@ def _read_holder(path: Path) -> LockHolder | None:
     return None
 
 
+def _alive(holder: LockHolder) -> bool:
+    """Whether the holder's process runs: by pid on this host; on another host the lock is held, which
+    the kernel keeps only while its process lives."""
+    if holder.host != socket.gethostname():
+        return True
+    if not holder.pid or holder.pid <= 0:
+        return False
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
 class RunLock:
     """The lock of one ``scope`` under ``data_dir``; ``acquire(wait_s)`` takes it or raises
     :class:`RunLockBusy`; ``release()`` lets it go (also on exit of a ``with`` block)."""
 
-    def __init__(self, data_dir: str | os.PathLike, scope: str, *, run_id: str = "", config: str = ""):
+    def __init__(self, data_dir: str | os.PathLike, scope: str, *, run_id: str = "", config: str = "",
+                 delegated_by: str | None = None):
         self.scope = scope
         self.path = lock_path(data_dir, scope)
         self.run_id = run_id
         self.config = config
+        #: the holder run id that may hold this lock for the request (see the module: delegation)
+        self.delegated_by = delegated_by or None
+        #: the last acquire found the lock held by ``delegated_by`` and took nothing
+        self.delegated = False
         self._owned = False
 
     def holder(self) -> LockHolder | None:
@@ -154,9 +191,11 @@ class RunLock:
 
     def acquire(self, wait_s: float = 0.0, on_wait: Callable[[RunLockBusy], None] | None = None) -> "RunLock":
         """Take the lock, waiting up to ``wait_s`` seconds for its holder; ``on_wait`` is called once, with
-        the holder's description, when the lock is taken and waiting begins."""
+        the holder's description, when the lock is taken and waiting begins. Held by ``delegated_by``
+        (alive), it returns at once holding nothing, with :attr:`delegated` set."""
         if self._owned:
             return self
+        self.delegated = False
         with _registry_lock:
             entry = _held.get(self.path)
             if entry is not None:  # this process holds it already: count the nested request
@@ -174,6 +213,10 @@ class RunLock:
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                         raise
+                    if self.delegated_by is not None and self._held_for_me():
+                        os.close(fd)
+                        self.delegated = True
+                        return self
                     waited = time.monotonic() - start
                     if waited >= wait_s:
                         raise RunLockBusy(self.path, self.scope, _read_holder(self.path), round(wait_s, 1)) from None
@@ -194,6 +237,11 @@ class RunLock:
             _held[self.path] = [fd, 1, holder]
         self._owned = True
         return self
+
+    def _held_for_me(self) -> bool:
+        """Whether the lock's recorded holder is exactly ``delegated_by`` and its process is alive."""
+        holder = _read_holder(self.path)
+        return holder is not None and holder.run_id == self.delegated_by and _alive(holder)
 
     def release(self) -> None:
         if not self._owned:
