@@ -1,6 +1,6 @@
 """``python -m api`` serves the API with uvicorn; ``python -m api keys add|revoke|list`` manages the keys.
 
-    python -m api [--host 127.0.0.1] [--port 8080] [--config FILE]
+    python -m api [--host 127.0.0.1] [--port 8080] [--workers 1] [--no-access-log] [--config FILE]
     python -m api keys add NAME --role viewer|trader|admin     # prints the new key once
     python -m api keys revoke KEY_ID
     python -m api keys list
@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     for q in (p, serve):
         q.add_argument("--host", default=None, help="address to listen on (default $ROTATION_API_HOST or 127.0.0.1)")
         q.add_argument("--port", type=int, default=None, help="port (default $ROTATION_API_PORT or 8080)")
+        q.add_argument("--workers", type=int, default=None,
+                       help="worker processes, each on its own socket of the address (default $ROTATION_API_WORKERS "
+                            "or 1; api/serve.py)")
+        q.add_argument("--no-access-log", dest="access_log", action="store_false",
+                       help="no access log line per request (the audit log still records every orders read "
+                            "and launch)")
     keys = sub.add_parser("keys", help="add, revoke or list API keys")
     ks = keys.add_subparsers(dest="action", required=True)
     add = ks.add_parser("add")
@@ -73,8 +79,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return 3
     os.environ.setdefault("ROTATION_CONFIG", config_path)
+    host, port = args.host or settings.host, args.port or settings.port
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print(f"error: --workers {workers}: give 1 or more worker processes", file=sys.stderr)
+        return 2
+    if workers > 1:  # a socket per worker (SO_REUSEPORT): the kernel spreads the connections evenly
+        from api.serve import serve
+
+        return serve(config_path, host, port, workers, log_level="info", log_config=None,
+                     access_log=args.access_log)
     app = create_app(config_path)
-    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port, log_level="info",
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=args.access_log,
                 log_config=None)  # uvicorn's loggers, access log included, reach the root logger's JSON handlers
     return 0
 

@@ -50,7 +50,8 @@ class AppState:
     keys: KeyStore
     audit: AuditLog
     buckets: TokenBuckets
-    answers: Any = None  # views.AnswerCache of the orders answers
+    answers: Any = None  # views.AnswerCache of the orders answers (JSON bytes; at most 1 s old)
+    orders_stored: Any = None  # views.AnswerCache of their stored values' part (while those are unchanged)
     local_store: bool = False  # the embedded files: stats are cheap enough for the event loop
     check_keys: dict = field(default_factory=dict)
     run_end_keys: dict = field(default_factory=dict)
@@ -117,7 +118,8 @@ def build_state(config_path: str | None = None, *, instance=None, env=None) -> A
                      local_store=isinstance(store, FileStore),
                      instance=instance if instance is not None else _instance(),
                      keys=KeyStore(settings.keys_file, settings.pepper), audit=AuditLog(settings.audit_log),
-                     buckets=TokenBuckets(settings.rate, settings.burst), answers=AnswerCache(ttl=1.0))
+                     buckets=TokenBuckets(settings.rate, settings.burst), answers=AnswerCache(ttl=1.0),
+                     orders_stored=AnswerCache(ttl=float("inf")))
     for pool in config.pool_names:
         group = group_of(config, pool)
         mine = {group.key(step) for step in STEPS}
@@ -393,9 +395,15 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
         day = resolve(pool, session, "target_portfolio")
         return day, views.stored_version(state.store, pool, day)
 
-    def orders_answer(pool: str, day: str) -> bytes:
-        return views.encode_json(views.orders_view(state.config, state.store, pool, day, judged(pool, day),
-                                                   checks(pool, day)))
+    def orders_answer(pool: str, day: str, version: tuple | None) -> bytes:
+        # the stored values' part is kept while they are unchanged (no time limit); the fuse verdicts and the
+        # pool's state are read from the instance again for every answer made (at most once a second)
+        made = time.monotonic()
+        stored = state.orders_stored.get((pool, day), version)
+        if stored is None:
+            stored = views.orders_stored(state.store, pool, day)
+            state.orders_stored.put((pool, day), version, stored, made)
+        return views.encode_json(views.orders_judged(stored, judged(pool, day), checks(pool, day)))
 
     @app.get("/v1/pools/{pool}/orders", tags=["orders"], response_model=dict[str, Any],
              responses=errors(400, 401, 403, 404, 429, 503))
@@ -408,7 +416,7 @@ def create_app(config_path: str | None = None, *, instance=None, env=None) -> Fa
             day, version = await run_in_threadpool(orders_version, pool, session)
         # the same stored values and, within a second, the same instance: the answer made for them
         body = await state.answers.aget_or_make((pool, day), version,
-                                                lambda: run_in_threadpool(orders_answer, pool, day))
+                                                lambda: run_in_threadpool(orders_answer, pool, day, version))
         return Response(body, media_type="application/json")
 
     # the middleware: Observe outermost (every request counted and, where due, audited), then the kept

@@ -15,6 +15,7 @@ variable                                meaning (default)
 ``ROTATION_API_MAX_SESSIONS_BEHIND``    /ready fails when a pool is more sessions behind (unset: reported)
 ``ROTATION_API_PUBLISH_DEADLINE_MIN``   minutes after the close by which a target is due (alerts; 120)
 ``ROTATION_API_HOST`` / ``_PORT``       where ``python -m api`` listens (127.0.0.1:8080)
+``ROTATION_API_WORKERS``                its worker processes, a socket each (1; ``api/serve.py``)
 ======================================  ==============================================================
 
 These are not config overrides: the API loads the platform config without them (:func:`platform_env`).
@@ -91,6 +92,7 @@ class ApiSettings:
     publish_deadline_min: int
     host: str
     port: int
+    workers: int = 1
 
     def __repr__(self) -> str:  # the pepper is a secret: never in a log line or a traceback
         return (f"ApiSettings(keys_file={str(self.keys_file)!r}, audit_log={str(self.audit_log)!r}, "
@@ -117,4 +119,5 @@ class ApiSettings:
             publish_deadline_min=_number(env, "ROTATION_API_PUBLISH_DEADLINE_MIN", 120, int),
             host=env.get("ROTATION_API_HOST") or "127.0.0.1",
             port=_number(env, "ROTATION_API_PORT", 8080, int, minimum=1),
+            workers=_number(env, "ROTATION_API_WORKERS", 1, int, minimum=1),
         )

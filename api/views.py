@@ -30,7 +30,7 @@ import pandas as pd
 from rotation_platform.config.models import PlatformConfig
 from rotation_platform.production.fuses import THRESHOLDS
 from rotation_platform.production.summary import CURRENCY_ASSETS, pool_currency
-from rotation_platform.reports.orders import METRICS, baselines_of, pool_result, value_added_of
+from rotation_platform.reports.orders import METRICS, baselines_of, pool_result, value_added_of, with_checks
 from rotation_platform.storage.base import Partition, Store
 from rotation_platform.storage.errors import StorageNotFoundError
 from rotation_platform.storage.files import read_value
@@ -86,7 +86,7 @@ def stored_sessions(store: Store, asset: str, pool: str) -> list[str]:
     """The sessions of ``pool`` the store holds ``asset`` for, oldest first. A file store's listing is the
     same object while unchanged (``partition_keys``): its sessions are picked out once, not per request."""
     keys = getattr(store, "partition_keys", None)
-    listing = keys((asset,)) if keys is not None else tuple(store.partitions((asset,)))
+    listing = keys((asset,), (pool,)) if keys is not None else tuple(store.partitions((asset,)))
     memo = _sessions_of.setdefault(store, {})
     kept = memo.get((asset, pool))
     if kept is not None and kept[0] is listing:
@@ -310,7 +310,9 @@ class AnswerCache:
             self._entries[key] = (version, made, answer)
 
 
-def orders_view(config, store, pool: str, session: str, state: dict, checks: list[dict]) -> dict[str, Any]:
+def orders_stored(store, pool: str, session: str) -> dict[str, Any]:
+    """What the orders answer takes from the stored values alone (target, backtest row, capacity,
+    walk-forward result), not yet judged by the fuses or the pool's state (:func:`orders_judged`)."""
     target = _read(store, "target_portfolio", pool, session)
     if target is None:
         raise NotFound(f"no target portfolio stored for pool {pool} session {session}; run "
@@ -321,7 +323,13 @@ def orders_view(config, store, pool: str, session: str, state: dict, checks: lis
     wfo = _read(store, "wfo_result", pool, session)
     if isinstance(wfo, dict) and "dsr" not in wfo:
         wfo = None
-    out = pool_result(pool, session, target, row, _as_tuples(checks), capacity=cap, wfo=wfo)
+    return pool_result(pool, session, target, row, (), capacity=cap, wfo=wfo)
+
+
+def orders_judged(stored: dict[str, Any], state: dict, checks: list[dict]) -> dict[str, Any]:
+    """The orders answer: :func:`orders_stored` judged by the fuse ``checks`` and the pool's ``state``
+    (never shown as current when it is not); ``stored`` is left as it is."""
+    out = with_checks(stored, _as_tuples(checks))
     out["state"] = state
     if not state["current"]:  # never shown as current: the pool's status says why
         out["status"] = state["status"]
@@ -330,6 +338,10 @@ def orders_view(config, store, pool: str, session: str, state: dict, checks: lis
     out["fuses"] = {"failed": [f"{c['asset']}:{c['check']}" for c in checks
                                if c["passed"] is False and c["severity"] == "ERROR"]}
     return clean(out)
+
+
+def orders_view(config, store, pool: str, session: str, state: dict, checks: list[dict]) -> dict[str, Any]:
+    return orders_judged(orders_stored(store, pool, session), state, checks)
 
 
 def metrics_view(config, store, pool: str, session: str, state: dict) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """API load benchmark: ``python -m benchmarks api``.
 
-The API served by uvicorn (``ROTATION_BENCH_API_WORKERS`` worker processes, default 2 -- this machine has
-2 cores; access log off) on its own loopback port over a stored run of the demo configuration (every pool's
+The API served by ``python -m api`` (``ROTATION_BENCH_API_WORKERS`` worker processes, default 2 -- this
+machine has 2 cores -- each on its own socket of the port; access log off, the audit log on) on its own loopback port over a stored run of the demo configuration (every pool's
 daily run of 2024-12-31, made by ``python -m jobs.main`` into a temporary folder first, not timed; or the
 data folder and Dagster home named by ``ROTATION_BENCH_API_DATA`` and ``ROTATION_BENCH_API_HOME``). The load
 comes from ``wrk`` in a second process (Debian package ``wrk``): ``ROTATION_BENCH_API_CONNECTIONS``
@@ -127,10 +127,9 @@ def run() -> Iterator[dict[str, object]]:
                "ROTATION_API_AUDIT_LOG": str(tmp / "audit.jsonl"), "ROTATION_API_RATE": "1000000000",
                "ROTATION_API_BURST": "1000000000"}
         log = open(tmp / "api.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host",
-                                 "127.0.0.1", "--port", str(port), "--workers", str(WORKERS), "--no-access-log",
-                                 "--log-level", "warning"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", str(WORKERS), "--no-access-log"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
         while True:

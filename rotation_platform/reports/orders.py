@@ -134,12 +134,11 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
             metrics["capacity_cny"] = cap
         metrics["max_adv_utilisation"] = _num(capacity.get("max_utilisation"))
         metrics["positions_without_adv"] = _int(capacity.get("positions_without_adv"))
-    failed = [c for c in checks if not c[2] and c[3] == "ERROR"]
     params = str(first["params"])
     out: dict[str, object] = {
         "pool": pool,
-        "status": "blocked" if failed else "ok",
-        "reason": "; ".join(f"{a}:{n}: {d}" for a, n, _, _, d in failed) or None,
+        "status": None,  # with_checks, below
+        "reason": None,
         "session": _day(t),
         "currency": currency,
         "trade_session": _day(first["trade_session"]),
@@ -159,13 +158,24 @@ def pool_result(pool: str, session: object, target: pd.DataFrame, backtest_row: 
         "metrics": metrics,
         "baselines": baselines_of(backtest_row),
         "value_added": value_added_of(backtest_row),
-        "fuses": _fuses(checks),
+        "fuses": None,
     }
     if wfo is not None:
         dsr = wfo.get("dsr") or {}
         out["validation"] = {"oos_objective": _num(wfo.get("oos_objective")), "efficiency": _num(wfo.get("efficiency")),
                              "pbo": _num((wfo.get("pbo") or {}).get("pbo")), "deflated_sharpe": _num(dsr.get("dsr")),
                              "oos_sharpe_annualised": _num(dsr.get("sharpe_annualised"))}
+    return with_checks(out, checks)
+
+
+def with_checks(result: Mapping[str, object], checks: Sequence[tuple[str, str, bool, str, str]]) -> dict[str, object]:
+    """A copy of :func:`pool_result`'s ``result`` judged by ``checks`` instead: ``blocked`` with the failed
+    ERROR checks as the reason, else ``ok``, and the fuse verdicts (everything else is the stored values')."""
+    failed = [c for c in checks if not c[2] and c[3] == "ERROR"]
+    out = dict(result)
+    out["status"] = "blocked" if failed else "ok"
+    out["reason"] = "; ".join(f"{a}:{n}: {d}" for a, n, _, _, d in failed) or None
+    out["fuses"] = _fuses(checks)
     return out
 
 

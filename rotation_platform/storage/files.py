@@ -263,7 +263,7 @@ LISTING_SETTLE_NS = 2_000_000_000
 DIGESTS_KEPT = 4096
 
 
-def _file_id(path: Path) -> tuple[int, int, int, int] | None:
+def _file_id(path: str | Path) -> tuple[int, int, int, int] | None:
     """What changes whenever a file is replaced or rewritten: inode, size, modification and change time
     (an atomic replace is a new inode; a rewrite in place moves the times). None when it is missing."""
     try:
@@ -273,7 +273,7 @@ def _file_id(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_ino, st.st_size, max(st.st_mtime_ns, st.st_ctime_ns), st.st_dev
 
 
-def _folder_time(folder: Path) -> int | None:
+def _folder_time(folder: str | Path) -> int | None:
     try:
         return os.stat(folder).st_mtime_ns
     except OSError:
@@ -401,8 +401,8 @@ class FileStore(Store):
         memo = (tuple(asset), partition)
         kept = self._digests.get(memo)
         if kept is not None:  # the same folder listing and the same file as when it was read: the same bytes
-            path, folder_time, file_id, answer = kept
-            if _folder_time(path.parent) == folder_time and _file_id(path) == file_id:
+            path, folder, folder_time, file_id, answer = kept
+            if _folder_time(folder) == folder_time and _file_id(path) == file_id:
                 return dict(answer)
         path = _find(self.stem(asset, partition))
         if path is None:
@@ -420,7 +420,7 @@ class FileStore(Store):
         if folder_time is not None and file_id is not None and max(folder_time, file_id[2]) < settled:
             if len(self._digests) >= DIGESTS_KEPT:
                 self._digests.pop(next(iter(self._digests)))
-            self._digests[memo] = (path, folder_time, file_id, answer)
+            self._digests[memo] = (str(path), str(path.parent), folder_time, file_id, answer)
         return dict(answer)
 
     def read(self, asset: Sequence[str], partition: Partition) -> Any:
@@ -499,9 +499,10 @@ class FileStore(Store):
         """The stored partition keys of ``asset``, sorted (see :meth:`partition_keys`)."""
         return list(self.partition_keys(asset))
 
-    def partition_keys(self, asset: Sequence[str]) -> tuple[str, ...]:
-        """The stored partition keys of ``asset``, sorted: the same tuple object while the listing is
-        unchanged, so a reader can keep what it derived from it (the API's latest session per pool).
+    def partition_keys(self, asset: Sequence[str], prefix: Sequence[str] = ()) -> tuple[str, ...]:
+        """The stored partition keys of ``asset``, sorted -- only those whose first key parts are ``prefix``
+        (e.g. one pool's): the same tuple object while the listing is unchanged, so a reader can keep what
+        it derived from it (the API's latest session per pool).
 
         The listing is kept with the modification time of every folder it walked and reused while none
         of them has changed (a file written, replaced or removed changes its folder's time), so a reader
@@ -510,14 +511,15 @@ class FileStore(Store):
         :data:`LISTING_SETTLE_NS`: a change within the file system's timestamp granularity of the listing
         cannot go unseen."""
         root = self.base_dir.joinpath(*check_asset(asset))
-        if not root.is_dir():
-            return ()
-        kept = self._listings.get(root)
+        start = root.joinpath(*prefix) if prefix else root
+        kept = self._listings.get(start)
         if kept is not None and _folders_unchanged(kept[0]):
             return kept[1]
+        if any(not part or part.startswith(".") or "/" in part for part in prefix) or not start.is_dir():
+            return ()
         keys = set()
         folders: dict[str, int] = {}
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, files in os.walk(start):
             try:
                 folders[folder] = os.stat(folder).st_mtime_ns
             except FileNotFoundError:
@@ -532,7 +534,7 @@ class FileStore(Store):
                         keys.add("|".join([*rel, name[: -len(suffix)]]))
                         break
         out = tuple(sorted(keys))
-        self._listings[root] = (folders, out)
+        self._listings[start] = (folders, out)
         return out
 
     def counts(self, asset: Sequence[str], partition: Partition) -> StoredCounts:

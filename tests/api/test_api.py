@@ -275,14 +275,14 @@ def test_concurrent_orders_reads_make_the_answer_once_and_are_each_audited(make_
     audit = client.app.state.platform.audit
     release = threading.Event()
     made = []
-    real = views.orders_view
+    real = views.orders_stored
 
-    def slow_orders_view(*args, **kwargs):
-        made.append(args[2])
+    def slow_orders_stored(store, pool, session):
+        made.append(pool)
         assert release.wait(30)  # held until every request is waiting for it
-        return real(*args, **kwargs)
+        return real(store, pool, session)
 
-    monkeypatch.setattr(views, "orders_view", slow_orders_view)
+    monkeypatch.setattr(views, "orders_stored", slow_orders_stored)
     answers = client.app.state.platform.answers
 
     async def ask_all(n: int):

@@ -88,3 +88,36 @@ def test_a_database_store_is_always_answered_by_the_route(make_client, api_env, 
     got = [client.get(ORDERS, headers=bearer(trader)) for _ in range(3)]
     assert [r.status_code for r in got] == [200] * 3 and len({r.content for r in got}) == 1
     assert len(routed) == 3
+
+
+def test_the_stored_part_is_kept_and_the_verdicts_are_read_again_each_second(make_client, monkeypatch):
+    """After the 1 s limit the answer is judged again from the instance (fuses, the pool's state) while
+    what it takes from the stored values is not read again until they change."""
+    from api import views
+
+    client = make_client()
+    state = client.app.state.platform
+    clock = [1000.0]
+    state.answers._clock = lambda: clock[0]
+    _, trader = add_key(client, "trader")
+    reads, judged = [], []
+    real_stored, real_judged = views.orders_stored, views.orders_judged
+    monkeypatch.setattr(views, "orders_stored", lambda *a: reads.append(a[1]) or real_stored(*a))
+    monkeypatch.setattr(views, "orders_judged", lambda *a: judged.append(1) or real_judged(*a))
+    first = client.get(ORDERS, headers=bearer(trader))
+    clock[0] += 0.5
+    assert client.get(ORDERS, headers=bearer(trader)).content == first.content
+    assert (reads, len(judged)) == (["QDII"], 1)  # within the second: the kept answer
+    clock[0] += 1.0
+    assert client.get(ORDERS, headers=bearer(trader)).content == first.content
+    assert (reads, len(judged)) == (["QDII"], 2)  # judged again, the stored part kept
+    # judged from the instance: a failed fuse recorded now would show at that point
+    monkeypatch.setattr(views, "check_evaluations", lambda *a: [
+        {"asset": "target_portfolio", "check": "weights_valid", "status": "failed", "passed": False,
+         "severity": "ERROR", "description": "weights do not sum to 1", "run_id": "r", "evaluated_at": None,
+         "metadata": {}}])
+    clock[0] += 1.5
+    blocked = client.get(ORDERS, headers=bearer(trader)).json()
+    assert blocked["status"] == "blocked" and "weights do not sum to 1" in blocked["reason"]
+    assert blocked["fuses"] == {"failed": ["target_portfolio:weights_valid"]}
+    assert blocked["targets"] == first.json()["targets"] and reads == ["QDII"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,32 @@ def test_missing_and_unsupported(tmp_path: Path) -> None:
         read_value(tmp_path / "nope")
     with pytest.raises(StorageError, match="cannot store a value of type set"):
         write_value(tmp_path / "s", {1, 2})
+
+
+def test_one_pools_partition_keys_are_kept_while_its_folder_is_unchanged(tmp_path: Path, monkeypatch) -> None:
+    from rotation_platform.storage import files
+    from rotation_platform.storage.base import Partition
+
+    store = files.FileStore(tmp_path)
+    part = lambda pool, day: Partition.multi({"pool": pool, "session": day})  # noqa: E731
+    value = pd.DataFrame({"x": [1.0]})
+    for pool, day in (("A", "2024-12-30"), ("A", "2024-12-31"), ("B", "2024-12-31")):
+        store.write(("target_portfolio",), part(pool, day), value)
+    settled = time.time_ns() - 10 * files.LISTING_SETTLE_NS  # the folders as if written a while ago
+    for folder in (tmp_path / "target_portfolio", tmp_path / "target_portfolio" / "A", tmp_path / "target_portfolio" / "B"):
+        os.utime(folder, ns=(settled, settled))
+    keys = store.partition_keys(("target_portfolio",), ("A",))
+    assert keys == ("A|2024-12-30", "A|2024-12-31")
+    assert store.partition_keys(("target_portfolio",), ("A",)) is keys  # the same object while unchanged
+    assert store.partition_keys(("target_portfolio",), ("B",)) == ("B|2024-12-31",)
+    assert store.partition_keys(("target_portfolio",), ("C",)) == ()  # no such pool folder
+    assert store.partition_keys(("target_portfolio",), ("..",)) == ()  # never outside the asset's folder
+    store.write(("target_portfolio",), part("B", "2025-01-02"), value)  # another pool's folder changes
+    assert store.partition_keys(("target_portfolio",), ("A",)) is keys
+    store.write(("target_portfolio",), part("A", "2025-01-02"), value)
+    assert store.partition_keys(("target_portfolio",), ("A",)) == ("A|2024-12-30", "A|2024-12-31", "A|2025-01-02")
+    assert store.partitions(("target_portfolio",)) == [
+        "A|2024-12-30", "A|2024-12-31", "A|2025-01-02", "B|2024-12-31", "B|2025-01-02"]
 
 
 def test_partition_listing_is_reused_only_while_its_folders_are_unchanged(tmp_path: Path, monkeypatch) -> None:

@@ -1,0 +1,154 @@
+"""``python -m api --workers N``: N worker processes, each listening on its own socket of the address
+(``SO_REUSEPORT``), the connections spread over them, a worker that dies started again, SIGTERM stopping
+them all; a port in use or a bad worker count refused in one line (``api/serve.py``)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.orchestration.conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(demo_store, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTATION_")}
+    env.update(demo_store["env"])
+    env.update({"ROTATION_API_KEYS_FILE": str(tmp_path / "keys.json"), "ROTATION_API_AUDIT_LOG": str(tmp_path / "a.jsonl"),
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
+    return env
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return sorted(int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except FileNotFoundError:
+        return []
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a listening socket of ``port`` of its own."""
+    mine = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            mine.add(target[8:-1])
+    return bool(mine & _listening_inodes(port))
+
+
+def _health(port: int) -> int | None:
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except OSError:
+        return None
+
+
+def _wait(cond, what: str, seconds: float = 120.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"{what} within {seconds:.0f}s")
+
+
+def test_workers_listen_on_their_own_sockets_are_restarted_and_stop_together(demo_store, tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "api.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--workers", "2", "--no-access-log"],
+                            cwd=ROOT, env=_env(demo_store, tmp_path), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        def two_listening():
+            assert proc.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
+            kids = [k for k in _children(proc.pid) if _listens(k, port)]  # not multiprocessing's own helper
+            return kids if len(kids) == 2 else None
+
+        first = _wait(two_listening, "two workers listening")
+        assert not _listens(proc.pid, port)  # the supervisor reserves the address but takes no connections
+        _wait(lambda: _health(port) == 200, "/health answered")
+        # new connections are spread over both workers: each answers some of 60 (each a connection of its own)
+        served = set()
+        for _ in range(60):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            assert conn.getresponse().status == 200
+            served.add(_server_of(conn.sock, first))
+            conn.close()
+        assert served == set(first)
+        # a worker killed is started again; the other goes on answering meanwhile
+        os.kill(first[0], signal.SIGKILL)
+        assert _health(port) == 200
+        again = _wait(lambda: (k := two_listening()) and first[0] not in k and k, "the killed worker started again")
+        assert first[1] in again
+        assert "exited with code -9" in (tmp_path / "api.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+        log.close()
+    assert code == 0
+    assert all(not Path(f"/proc/{k}").exists() for k in again)
+    assert _health(port) is None
+
+
+def _server_of(sock: socket.socket, workers: list[int]) -> int | None:
+    """Which of ``workers`` holds the server's end of the client socket ``sock``'s connection."""
+    client_port = sock.getsockname()[1]
+    ends = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == client_port and fields[3] == "01":  # ESTABLISHED, server end
+            ends.add(f"socket:[{fields[9]}]")
+    for pid in workers:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in ends:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--workers", "0"], 2, "--workers 0: give 1 or more worker processes"),
+    (["--workers", "2"], 5, "cannot listen on 127.0.0.1:{port}"),
+])
+def test_bad_worker_counts_and_a_port_in_use_are_one_line(demo_store, tmp_path, args, code, text):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "api", "--port", str(port), *args], cwd=ROOT,
+                             env=_env(demo_store, tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == code, out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {text.format(port=port)}"), out.stderr
