@@ -351,6 +351,11 @@ def run(args) -> int:
     from rotation_platform.observability.logs import configure
 
     configure(default="message")  # ROTATION_LOG_FORMAT, ROTATION_LOG_FILE; unset, stderr shows what it always did
+    # the steps of a multiprocess run log in processes of their own, which inherit the environment: they show
+    # this command line's format on its stderr, not their own default (JSON lines)
+    from rotation_platform.observability.logs import CHILD_DEFAULT_ENV
+
+    os.environ[CHILD_DEFAULT_ENV] = "message"
     if args.config:
         # the definitions are built from this file below; child processes and the loader see it too
         os.environ["ROTATION_CONFIG"] = str(Path(args.config).resolve())

@@ -53,6 +53,9 @@ __all__ = [
 CONTEXT_FIELDS = ("run_id", "pool", "session", "asset", "step")
 FORMAT_ENV = "ROTATION_LOG_FORMAT"
 FILE_ENV = "ROTATION_LOG_FILE"
+#: the default format of the processes a command line starts (a multiprocess run's steps): its own default,
+#: so their records reach its standard error as its own do (set by the command line, not by users)
+CHILD_DEFAULT_ENV = "ROTATION_LOG_CHILD_DEFAULT"
 #: what a secret is replaced by
 MASK = "***"
 #: the formats ROTATION_LOG_FORMAT accepts; "message" (the message alone, warnings and errors) is the
@@ -307,9 +310,11 @@ def configure(fmt: str | None = None, *, default: str = "json", file: str | os.P
 
 def ensure_configured(default: str = "json") -> None:
     """Configure once per process: the first caller's ``default`` wins (the command line's, when a run
-    executes inside it); configured again when ``ROTATION_LOG_FORMAT`` or ``ROTATION_LOG_FILE`` changed."""
+    executes inside it, or the one it left its child processes in ``ROTATION_LOG_CHILD_DEFAULT``);
+    configured again when ``ROTATION_LOG_FORMAT`` or ``ROTATION_LOG_FILE`` changed."""
     if not _state or not installed_handlers():
-        configure(default=default)
+        inherited = os.environ.get(CHILD_DEFAULT_ENV)
+        configure(default=inherited if inherited in _DEFAULTS else default)
     elif _state.get("env") != _env_key() and _state.get("explicit") == (None, None):
         configure(default=str(_state["default"]))
 

@@ -90,6 +90,8 @@ def test_cli_on_multiprocess_stores_and_reports_what_in_process_does(sandbox, in
     proc, result_file = _cli(sandbox, "cli_multiprocess", ROTATION_ORCHESTRATION__EXECUTOR="multiprocess")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].endswith(" · executor multiprocess")
+    # the step's process logs in the command line's format, not its own default (JSON lines)
+    assert [x for x in proc.stderr.splitlines() if x.lstrip().startswith("{")] == [], proc.stderr[-2000:]
     run_id = _run_of(proc)
     with dg.DagsterInstance.get() as instance:
         # the pool's chain ran in a process of its own, which wrote under the command line's pool lock
