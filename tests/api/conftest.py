@@ -123,3 +123,16 @@ def stub_graphql(run_prefix: str = "run-") -> Iterator[tuple[str, list[dict]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_until(probe: Callable[[], object], what: str, seconds: float = 60.0):
+    """``probe()``'s first true answer, asked every 0.3 s; fails naming ``what`` after ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = probe()
+        if got:
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"{what} within {seconds:.0f}s")

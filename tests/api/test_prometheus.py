@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.api.conftest import wait_until
 from tests.orchestration.conftest import ROOT
 from tests.ui.services import free_port
 
@@ -67,16 +67,6 @@ def _query(expr: str) -> list[dict]:
     return got["data"]["result"]
 
 
-def _wait(probe, what: str, seconds: float = 60):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {seconds:.0f}s")
-
-
 @pytest.fixture()
 def served_api(demo_store, tmp_path):
     """``python -m api`` on a free loopback port over the demo store (stopped by its process group)."""
@@ -98,7 +88,7 @@ def served_api(demo_store, tmp_path):
             return None
 
     try:
-        _wait(up, "the API did not answer /health", 90)
+        wait_until(up, "the API did not answer /health", 90)
         yield port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -130,8 +120,8 @@ def scraped(port: int) -> Iterator[str]:
 def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
     with scraped(served_api) as run:
         sel = f'{{test_run="{run}"}}'
-        _wait(lambda: [r for r in _query(f"up{sel}") if r["value"][1] == "1"], "Prometheus did not scrape the API", 90)
-        _wait(lambda: _query(f"rotation_strategy_sharpe{sel}"), "no stored-results metrics scraped", 60)
+        wait_until(lambda: [r for r in _query(f"up{sel}") if r["value"][1] == "1"], "Prometheus did not scrape the API", 90)
+        wait_until(lambda: _query(f"rotation_strategy_sharpe{sel}"), "no stored-results metrics scraped", 60)
         for name in POOL_METRICS:
             pools = {r["metric"]["pool"] for r in _query(f"{name}{sel}")}
             assert pools == {"A_SHARE", "QDII", "OTHER"}, name
@@ -152,7 +142,7 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
         assert _query(f'sum(rotation_dagster_step_failures_24h{sel}) == 0')
         assert _query(f'sum(rotation_dagster_step_retries_24h{sel}) == 0')
         # the store layer's counts: the API's own reads (and what the runs left in the data folder)
-        _wait(lambda: _query(f'rotation_store_operations_total{{test_run="{run}",backend="local",op="read"}} > 0'),
+        wait_until(lambda: _query(f'rotation_store_operations_total{{test_run="{run}",backend="local",op="read"}} > 0'),
               "no store counts scraped", 30)
         assert _query(f'rotation_store_bytes_total{{test_run="{run}",backend="local",op="read"}} > 0')
         assert _query(f'rotation_store_errors_total{{test_run="{run}",backend="local",op="read"}} == 0')
@@ -160,11 +150,11 @@ def test_prometheus_scrapes_the_api_and_answers_promql(served_api):
                       f'test_run="{run}",op="read"}})) > 0')
         assert _query(f"rotation_cache_hits_total{sel}") and _query(f"rotation_cache_misses_total{sel}")
         # a request is counted when its answer has gone: the scrapes after the first show the earlier ones
-        _wait(lambda: _query(f'rotation_api_requests_total{{test_run="{run}",route="/metrics"}} > 0'),
+        wait_until(lambda: _query(f'rotation_api_requests_total{{test_run="{run}",route="/metrics"}} > 0'),
               "the API's own request counts were not scraped", 30)
         assert _query(f'rotation_api_request_duration_seconds_count{{test_run="{run}",route="/metrics"}} > 0')
         # the rules Prometheus loaded fire on these series: the demo's data is behind, its targets too
-        alerts = _wait(lambda: [a for a in _get(f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
+        alerts = wait_until(lambda: [a for a in _get(f"{PROMETHEUS}/api/v1/alerts")["data"]["alerts"]
                                 if a["labels"].get("test_run") == run and a["labels"]["alertname"] == "TargetNotPublished"],
                        "TargetNotPublished did not fire", 30)
         assert {a["labels"]["pool"] for a in alerts} == {"A_SHARE", "QDII", "OTHER"}

@@ -10,18 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.api.conftest import wait_until
 from tests.orchestration.conftest import ROOT
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.ui.services import free_port
 
 
 def _env(demo_store, tmp_path: Path) -> dict[str, str]:
@@ -71,18 +66,8 @@ def _health(port: int) -> int | None:
         return None
 
 
-def _wait(cond, what: str, seconds: float = 120.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"{what} within {seconds:.0f}s")
-
-
 def test_workers_listen_on_their_own_sockets_are_restarted_and_stop_together(demo_store, tmp_path):
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "api.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "api", "--port", str(port), "--workers", "2", "--no-access-log"],
                             cwd=ROOT, env=_env(demo_store, tmp_path), stdout=log, stderr=subprocess.STDOUT,
@@ -93,9 +78,9 @@ def test_workers_listen_on_their_own_sockets_are_restarted_and_stop_together(dem
             kids = [k for k in _children(proc.pid) if _listens(k, port)]  # not multiprocessing's own helper
             return kids if len(kids) == 2 else None
 
-        first = _wait(two_listening, "two workers listening")
+        first = wait_until(two_listening, "two workers listening", 120)
         assert not _listens(proc.pid, port)  # the supervisor reserves the address but takes no connections
-        _wait(lambda: _health(port) == 200, "/health answered")
+        wait_until(lambda: _health(port) == 200, "/health answered")
         # new connections are spread over both workers: each answers some of 60 (each a connection of its own)
         served = set()
         for _ in range(60):
@@ -108,7 +93,7 @@ def test_workers_listen_on_their_own_sockets_are_restarted_and_stop_together(dem
         # a worker killed is started again; the other goes on answering meanwhile
         os.kill(first[0], signal.SIGKILL)
         assert _health(port) == 200
-        again = _wait(lambda: (k := two_listening()) and first[0] not in k and k, "the killed worker started again")
+        again = wait_until(lambda: (k := two_listening()) and first[0] not in k and k, "the killed worker started again", 120)
         assert first[1] in again
         assert "exited with code -9" in (tmp_path / "api.log").read_text()
     finally:
