@@ -11,7 +11,8 @@ import urllib.parse
 
 
 from tests.api.conftest import demo_store  # noqa: F401 - the fixture the served API reads
-from tests.api.test_prometheus import PROMETHEUS, _get, _query, _wait, scraped, served_api  # noqa: F401
+from tests.api.conftest import wait_until
+from tests.api.test_prometheus import PROMETHEUS, _get, _query, scraped, served_api  # noqa: F401
 from tests.orchestration.conftest import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "rotation.json"
@@ -64,11 +65,11 @@ def test_every_panel_query_names_a_scraped_metric_and_is_valid_promql(served_api
     names = sorted({m for _, e in exprs for m in METRIC.findall(e)})
     with scraped(served_api) as run:
         sel = f'{{test_run="{run}"}}'
-        _wait(lambda: _query(f"rotation_strategy_sharpe{sel}"), "Prometheus did not scrape the API", 90)
+        wait_until(lambda: _query(f"rotation_strategy_sharpe{sel}"), "Prometheus did not scrape the API", 90)
         # the API's own store reads and requests show from the second scrape on
-        _wait(lambda: _query(f'rotation_api_requests_total{{test_run="{run}",route="/metrics"}}'),
+        wait_until(lambda: _query(f'rotation_api_requests_total{{test_run="{run}",route="/metrics"}}'),
               "the API's request counts were not scraped", 30)
-        _wait(lambda: _query(f'rotation_store_operations_total{{test_run="{run}",op="read"}}'),
+        wait_until(lambda: _query(f'rotation_store_operations_total{{test_run="{run}",op="read"}}'),
               "the API's store counts were not scraped", 30)
         known = set(_get(f"{PROMETHEUS}/api/v1/label/__name__/values")["data"])
         assert [n for n in names if n not in known] == []
