@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,12 +59,13 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+@dataclass(frozen=True)
 class Launch:
     """How this invocation executes its jobs: ``orchestration.executor`` and the absolute path of the config
     file the steps' processes load (``ROTATION_CONFIG``)."""
 
-    def __init__(self, executor: str, config_path: str):
-        self.executor, self.config_path = executor, config_path
+    executor: str
+    config_path: str
 
 
 class RunEvents:
@@ -574,12 +576,10 @@ def _report_store(config):
     """The configured store (the system of record, without the Redis cache), which the report reads the
     runs' values from."""
     from resources.definitions import PROFILES, resolve_environment
-    from rotation_platform.storage import RetryPolicy, open_store
+    from rotation_platform.storage import open_store
 
-    profile = PROFILES[resolve_environment()]
     return open_store(config.storage.model_copy(update={"redis_cache": False}),
-                      retry=RetryPolicy(attempts=profile.retry_attempts, base_delay=profile.retry_base_delay_s,
-                                        max_delay=profile.retry_max_delay_s))
+                      retry=PROFILES[resolve_environment()].retry_policy())
 
 
 def _stored(store, run: RunEvents, asset: str, key: str, partition):

@@ -101,14 +101,11 @@ def run(args) -> int:
 
     from resources.definitions import PROFILES, resolve_environment
     from rotation_platform import __version__
-    from rotation_platform.storage import RetryPolicy, open_store
+    from rotation_platform.storage import open_store
     from rotation_platform.storage.codec import FORMAT_VERSION
     from rotation_platform.storage.reconcile import SnapshotIndex
 
-    profile = PROFILES[resolve_environment()]
-    store = open_store(config.storage, retry=RetryPolicy(attempts=profile.retry_attempts,
-                                                         base_delay=profile.retry_base_delay_s,
-                                                         max_delay=profile.retry_max_delay_s),
+    store = open_store(config.storage, retry=PROFILES[resolve_environment()].retry_policy(),
                        cache_namespace=config_hash(config)[:16], code_version=f"{__version__}.{FORMAT_VERSION}")
     snapshots = SnapshotIndex(Path(config.storage.data_dir) / "snapshots", config_hash(config))
     scope = _Scope(pools, config.pool_names, window, defs)

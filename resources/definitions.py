@@ -91,6 +91,13 @@ class EnvironmentProfile:
     step_retries: int = 0          # whole-step retries when a server stays down (not for the local files)
     step_retry_wait_s: float = 30.0
 
+    def retry_policy(self):
+        """The store's retry policy of this environment (the command lines open their stores with it)."""
+        from rotation_platform.storage import RetryPolicy
+
+        return RetryPolicy(attempts=self.retry_attempts, base_delay=self.retry_base_delay_s,
+                           max_delay=self.retry_max_delay_s)
+
 
 PROFILES = {
     "local": EnvironmentProfile(3, 0.5, 4.0, 1, 30.0),
