@@ -10,7 +10,8 @@ above 1 is refused in one line).
 The supervisor starts the workers, starts a worker again when one dies (after a pause that grows when it
 dies at once again and again; a worker that cannot start at all stops the whole server with its exit
 code) and on SIGTERM or SIGINT stops them all and waits for them (uvicorn lets each finish the answers it
-has begun).
+has begun). The connections the kernel had already given a worker that is killed, waiting in its socket's
+queue, are lost with it (the client sees the connection reset and retries); the other workers' are not.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ def _worker(config_path: str, host: str, port: int, uvicorn_kwargs: dict[str, An
     from rotation_platform.observability.logs import configure
 
     configure(default="json")  # as the one-process server: JSON lines, uvicorn's access log too
-    sock = reuse_port_socket(host, port)
-    server = uvicorn.Server(uvicorn.Config(create_app(config_path), **uvicorn_kwargs))
+    app = create_app(config_path)
+    # bound, not listening: asyncio's server listens once uvicorn has run the app's startup, so a worker
+    # started again is given no connections to keep waiting while it imports and starts
+    sock = reuse_port_socket(host, port, listen=False)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_kwargs))
     server.run(sockets=[sock])
 
 
