@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from api.keys import KeyFileError, KeyStore
     from api.settings import ApiSettings, SettingsError, platform_env
     from rotation_platform.config import default_config_path, load_config
-    from rotation_platform.errors import RotationError
+    from rotation_platform.errors import RotationError, one_line
 
     try:
         config_path = args.config or str(default_config_path())
@@ -60,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{key.id}  {key.role:<6}  {'revoked ' + key.revoked if key.revoked else 'active':<33}  "
                           f"{key.created}  {key.name}")
             return 0
-    except (SettingsError, KeyFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    except RotationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SettingsError, KeyFileError, RotationError) as exc:  # one line, as the job's command line
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 3
 
     import uvicorn

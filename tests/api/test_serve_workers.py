@@ -147,3 +147,19 @@ def test_bad_worker_counts_and_a_port_in_use_are_one_line(demo_store, tmp_path, 
     assert out.returncode == code, out.stderr
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {text.format(port=port)}"), out.stderr
+
+
+@pytest.mark.parametrize("text, said", [
+    ("pools: [\n", "line 2, column 1: YAML syntax error"),
+    ("storage:\n  data_dirr: x\n", "storage.data_dirr: unknown key (not part of the configuration schema); did you mean 'data_dir'?"),
+])
+def test_a_bad_configuration_is_one_line(demo_store, tmp_path, text, said):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    env = {k: v for k, v in _env(demo_store, tmp_path).items() if k != "ROTATION_CONFIG"}
+    out = subprocess.run([sys.executable, "-m", "api", "--config", str(bad)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 3, out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: invalid configuration in {bad}"), out.stderr
+    assert said in lines[0]
