@@ -1,4 +1,5 @@
-"""Frames with named index levels encode exactly as ``pyarrow.Table.from_pandas(preserve_index=True)``."""
+"""Frames with named index levels encode exactly as ``pyarrow.Table.from_pandas(preserve_index=True)``,
+whether they are the first of their shape (converted from scratch) or a later one (the cached schema)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,45 @@ def test_multiindex_frames_match_pyarrow(seed) -> None:
     pd.testing.assert_frame_equal(got.to_pandas(), frame)
     suffix, data = codec.encode_file(frame)
     pd.testing.assert_frame_equal(codec.decode_file(suffix, data), frame)
+
+
+def _one_row(seed: int) -> pd.DataFrame:
+    """A backtest-like row: one session, many float columns, a text column, a flag, a count."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(1, 30)), columns=[f"m{i}" for i in range(30)],
+                         index=pd.DatetimeIndex([pd.Timestamp("2024-01-02") + pd.Timedelta(days=seed)], name="session"))
+    frame.iloc[0, 3] = np.nan
+    frame["params"] = pd.Series([f"top{seed}"], dtype="str", index=frame.index)
+    frame["ok"] = bool(seed % 2)
+    frame["n"] = np.int64(seed)
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(4))  # a single named index: the same, first and later
+def test_single_index_frames_match_pyarrow(seed) -> None:
+    frame = _one_row(seed)
+    want = pa.Table.from_pandas(frame, preserve_index=True)
+    got = codec._frame_table(frame)
+    assert got.equals(want) and got.schema.equals(want.schema, check_metadata=True)
+    pd.testing.assert_frame_equal(got.to_pandas(), frame)
+    assert codec.encode_file(frame)[1] == codec._parquet_bytes(want)
+
+
+@pytest.mark.parametrize("values", [["a", "b"], [None, None], ["a", None]])
+def test_object_columns_are_converted_from_scratch_every_time(values) -> None:
+    """pyarrow takes an object column's type and pandas type from its values (all missing: a null column
+    of pandas type ``empty``), so a frame with one never reuses the schema of an earlier frame: the bytes
+    do not depend on what the process wrote before."""
+    def frame(vals):
+        index = pd.MultiIndex.from_product([[pd.Timestamp("2024-01-02")], ["F0", "F1"]], names=["session", "symbol"])
+        out = pd.DataFrame({"x": [1.0, 2.0], "note": pd.Series(vals, dtype=object, index=index)}, index=index)
+        assert out["note"].dtype == object
+        return out
+
+    codec._frame_table(frame(["earlier", "value"]))  # would have set a cached schema for the shape
+    got = codec._frame_table(frame(values))
+    want = pa.Table.from_pandas(frame(values), preserve_index=True)
+    assert got.equals(want) and got.schema.equals(want.schema, check_metadata=True)
 
 
 def test_same_columns_other_dtypes_are_not_mixed_up() -> None:
