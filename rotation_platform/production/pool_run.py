@@ -31,6 +31,7 @@ carry no wall-clock time; run metadata (with ``generated_at``) is separate.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
@@ -126,6 +127,7 @@ class PoolRun:
         self._source = source
         self._factor_function = factor_function
         self._wfo: dict[int, WFOResult] = {}
+        self._wfo_parts: dict[int, dict[str, object]] = {}
 
     # ------------------------------------------------------------------------------------------ data
     @cached_property
@@ -371,37 +373,51 @@ class PoolRun:
         return active
 
     @cached_property
+    def _reoptimisations(self) -> list[int]:
+        """The re-optimisation rows with a live choice, in order."""
+        return sorted(self.live_choices)
+
+    @cached_property
     def _selection_ic_final(self) -> dict[int, dict[str, object]]:
-        """Re-optimisation row -> its :func:`selection_ic` once every label of its sessions is realised."""
+        """Re-optimisation row -> its :meth:`_selection_ic` record once every label of its sessions is
+        realised (the same at every later row)."""
         return {}
 
     def _selection_ic(self, r: int, row: int) -> dict[str, object]:
         """:func:`selection_ic` of the live choice of re-optimisation ``r`` over the sessions it trades
-        (``r + 1`` to the next re-optimisation, at most ``row``), from the labels realised by ``row``."""
-        later = [x for x in sorted(self.live_choices) if x > r]
-        hi = min(later[0], row) if later else row
+        (``r + 1`` to the next re-optimisation, at most ``row``), from the labels realised by ``row``.
+        A record final at ``row`` is kept and returned again (callers copy it before handing it out)."""
+        order = self._reoptimisations
+        i = bisect.bisect_right(order, r)
+        later = order[i] if i < len(order) else None
+        hi = min(later, row) if later is not None else row
         p = self.params[self.live_choices[r]]
-        cache = self._selection_ic_final
-        if later and later[0] + self.spec.horizon_for(p) <= row:  # every label realised: the final value
-            if r not in cache:
-                cache[r] = selection_ic(self.ctx, p, r, r + 1, later[0], later[0] + self.spec.horizon_for(p))
-            out = cache[r]
-        else:
-            out = selection_ic(self.ctx, p, r, r + 1, hi, row)
-        return {"chosen_at": str(self.panel.sessions[r].date()), "params": p.label, **out,
-                "is_ic": _f(out["is_ic"]), "oos_ic": _f(out["oos_ic"])}
+        final = later is not None and later + self.spec.horizon_for(p) <= row  # every label realised
+        if final and r in self._selection_ic_final:
+            return self._selection_ic_final[r]
+        out = selection_ic(self.ctx, p, r, r + 1, later, later + self.spec.horizon_for(p)) if final \
+            else selection_ic(self.ctx, p, r, r + 1, hi, row)
+        rec = {"chosen_at": str(self.panel.sessions[r].date()), "params": p.label, **out,
+               "is_ic": _f(out["is_ic"]), "oos_ic": _f(out["oos_ic"])}
+        if final:
+            self._selection_ic_final[r] = rec
+        return rec
 
     def selection_ic_record(self, row: int) -> dict[str, object]:
         """The selection bias of the screen as seen at ``row``: for the live choice and the one before it,
         the selected factors' in-sample IC at the set's selection horizon beside their IC over the sessions
         the choice traded (labels realised by ``row`` only), and both averaged over every re-optimisation
         on or before ``row`` with an out-of-sample IC."""
-        done = [r for r in sorted(self.live_choices) if r <= row]
-        recs = [self._selection_ic(r, row) for r in done]
+        order = self._reoptimisations
+        recs = [self._selection_ic(r, row) for r in order[:bisect.bisect_right(order, row)]]
         known = [x for x in recs if x["oos_ic"] is not None and x["is_ic"] is not None]
+
+        def copy(rec: dict[str, object]) -> dict[str, object]:
+            return {**rec, "factors": list(rec["factors"])}  # type: ignore[call-overload]
+
         return {
-            "live": recs[-1] if recs else None,
-            "previous": recs[-2] if len(recs) > 1 else None,
+            "live": copy(recs[-1]) if recs else None,
+            "previous": copy(recs[-2]) if len(recs) > 1 else None,
             "n_reoptimisations": len(known),
             "mean_is_ic": _f(np.mean([x["is_ic"] for x in known])) if known else None,
             "mean_oos_ic": _f(np.mean([x["oos_ic"] for x in known])) if known else None,
@@ -417,42 +433,67 @@ class PoolRun:
     def wfo_record(self, t: pd.Timestamp) -> dict[str, object]:
         """The walk-forward result in force at session ``t`` (JSON-able)."""
         row = int(self.panel.sessions.get_loc(t))
-        res = self.wfo(row)
         r = int(self.reopt_rows[row])
+        part = self._wfo_part(row)
         live_r = self.live_row(row)
         live = None
         if live_r is not None:
             p = self.params[self.live_choices[live_r]]
             live = {"params": p.label, **p.as_dict(), "chosen_at": str(self.panel.sessions[live_r].date()),
                     "in_sample_start": str(self.panel.sessions[live_r - self.config.wfo.train_sessions + 1].date())}
-        windows = res.windows.copy()
-        for col in ("is_start", "is_end", "oos_start", "oos_end"):
-            windows[col] = windows[col].dt.strftime("%Y-%m-%d")
-        stability = res.stability.reset_index()
-        stability["mode"] = stability["mode"].astype(str)
         return {
             "pool": self.pool.name,
             "session": str(t.date()),
             "reoptimised_at": str(self.panel.sessions[r].date()),
             "reoptimised_this_session": bool(r == row),
             "cadence": self.config.wfo.reoptimise,
-            "objective": res.objective,
-            "grid_size": len(res.params),
+            "objective": part["objective"],
+            "grid_size": part["grid_size"],
             "live": live,
-            "n_windows": len(windows),
-            "oos_start": windows["oos_start"].iloc[0],
-            "oos_end": windows["oos_end"].iloc[-1],
-            "oos_objective": _f(res.oos_objective_stitched),
-            "efficiency": _f(res.efficiency),
-            "rank_stability": _f(res.rank_stability),
-            "pbo": None if res.pbo is None else {"pbo": _f(res.pbo.pbo), "n_splits": int(res.pbo.n_splits)},
-            "dsr": {"dsr": _f(res.dsr.dsr), "sharpe_per_session": _f(res.dsr.sharpe),
-                    "sharpe_annualised": _f(res.dsr.sharpe * np.sqrt(self.config.backtest.annualisation)),
-                    "sr0_per_session": _f(res.dsr.sr0)},
-            "windows": _records(windows),
-            "stability": _records(stability),
+            "n_windows": part["n_windows"],
+            "oos_start": part["oos_start"],
+            "oos_end": part["oos_end"],
+            "oos_objective": part["oos_objective"],
+            "efficiency": part["efficiency"],
+            "rank_stability": part["rank_stability"],
+            "pbo": None if part["pbo"] is None else dict(part["pbo"]),  # type: ignore[arg-type]
+            "dsr": dict(part["dsr"]),  # type: ignore[arg-type]
+            "windows": [dict(x) for x in part["windows"]],  # type: ignore[attr-defined]
+            "stability": [dict(x) for x in part["stability"]],  # type: ignore[attr-defined]
             "selection_ic": self.selection_ic_record(row),
         }
+
+    def _wfo_part(self, row: int) -> dict[str, object]:
+        """The part of :meth:`wfo_record` that depends only on the re-optimisation in force at ``row``
+        (the same for every session until the next one): made once per re-optimisation, copied per
+        session (so no session's record shares a mutable piece with another's)."""
+        r = int(self.reopt_rows[row])
+        part = self._wfo_parts.get(r)
+        if part is None:
+            res = self.wfo(row)
+            windows = res.windows.copy()
+            for col in ("is_start", "is_end", "oos_start", "oos_end"):
+                windows[col] = windows[col].dt.strftime("%Y-%m-%d")
+            stability = res.stability.reset_index()
+            stability["mode"] = stability["mode"].astype(str)
+            part = {
+                "objective": res.objective,
+                "grid_size": len(res.params),
+                "n_windows": len(windows),
+                "oos_start": windows["oos_start"].iloc[0],
+                "oos_end": windows["oos_end"].iloc[-1],
+                "oos_objective": _f(res.oos_objective_stitched),
+                "efficiency": _f(res.efficiency),
+                "rank_stability": _f(res.rank_stability),
+                "pbo": None if res.pbo is None else {"pbo": _f(res.pbo.pbo), "n_splits": int(res.pbo.n_splits)},
+                "dsr": {"dsr": _f(res.dsr.dsr), "sharpe_per_session": _f(res.dsr.sharpe),
+                        "sharpe_annualised": _f(res.dsr.sharpe * np.sqrt(self.config.backtest.annualisation)),
+                        "sr0_per_session": _f(res.dsr.sr0)},
+                "windows": _records(windows),
+                "stability": _records(stability),
+            }
+            self._wfo_parts[r] = part
+        return part
 
     # -------------------------------------------------------------------------------------- backtest
     @cached_property
