@@ -205,7 +205,7 @@ def _frame_table(frame: pd.DataFrame) -> pa.Table:
     try:
         if all(isinstance(n, str) for n in frame.index.names) and len(set(frame.index.names)) == frame.index.nlevels \
                 and all(isinstance(c, str) for c in frame.columns) and frame.columns.nlevels == 1 \
-                and not set(frame.index.names) & set(frame.columns) and not _has_object_columns(frame):
+                and not set(frame.index.names) & set(frame.columns) and not _typed_by_values(frame):
             table = _named_index_frame_table(frame)
         else:
             table = pa.Table.from_pandas(frame, preserve_index=True)
@@ -230,20 +230,23 @@ _SCHEMA_CACHE: dict[tuple, pa.Schema] = {}
 _SCHEMA_CACHE_MAX = 64
 
 
-def _has_object_columns(frame: pd.DataFrame) -> bool:
-    """Whether a column or index level holds Python objects: pyarrow infers their type and pandas metadata
-    from the values (all missing: a null column of pandas type ``empty``), so such a frame is converted
-    from scratch every time, never with the schema of an earlier one."""
+def _typed_by_values(frame: pd.DataFrame) -> bool:
+    """Whether a column or index level takes its stored type or pandas metadata from its values, not its
+    dtype: Python objects (pyarrow infers the type; all missing: a null column of pandas type ``empty``)
+    or categories (their number is in the metadata). Such a frame is converted from scratch every time,
+    never with the schema of an earlier one, so its bytes do not depend on what was written before."""
     levels = frame.index.levels if isinstance(frame.index, pd.MultiIndex) else [frame.index]
-    return any(d == object for d in frame.dtypes.tolist()) or any(level.dtype == object for level in levels)
+    dtypes = [*frame.dtypes.tolist(), *(level.dtype for level in levels)]
+    return any(d == object or isinstance(d, pd.CategoricalDtype) for d in dtypes)
 
 
 def _named_index_frame_table(frame: pd.DataFrame) -> pa.Table:
     """``Table.from_pandas(frame, preserve_index=True)`` for a frame whose index levels are all named and
-    whose columns hold no Python objects. Frames of the same shape (columns, dtypes, index levels) reuse
-    the schema of the first: the columns are then converted one array at a time. The first of a shape
-    with a MultiIndex is built from the flat frame (pyarrow converts a wide frame with a MultiIndex
-    several times slower); the result is the same table with the same pandas metadata."""
+    whose columns are typed by their dtypes alone (:func:`_typed_by_values`). Frames of the same shape
+    (columns, dtypes, index levels) reuse the schema of the first: the columns are then converted one
+    array at a time. The first of a shape with a MultiIndex is built from the flat frame (pyarrow
+    converts a wide frame with a MultiIndex several times slower); the result is the same table with the
+    same pandas metadata."""
     names = list(frame.index.names)
     multi = isinstance(frame.index, pd.MultiIndex)
     dtypes = tuple(map(str, frame.dtypes.tolist()))
@@ -283,7 +286,7 @@ def _column(frame: pd.DataFrame, j: int) -> Any:
         return frame.iloc[:, j].array
 
 
-#: column dtypes converted through their numpy array (others through pandas)
+#: a frame whose data columns all share one of these dtypes is converted from one transposed block
 _NUMPY_DTYPES = frozenset({"float64", "float32", "int64", "int32", "bool"})
 
 

@@ -58,15 +58,16 @@ def test_single_index_frames_match_pyarrow(seed) -> None:
     _assert_matches_pyarrow(_one_row(seed))
 
 
-@pytest.mark.parametrize("values", [["a", "b"], [None, None], ["a", None]])
-def test_object_columns_are_converted_from_scratch_every_time(values) -> None:
+@pytest.mark.parametrize("values, dtype", [(["a", "b"], object), ([None, None], object), (["a", None], object),
+                                           (["a", "b"], "category"), (["a", "a"], "category")])
+def test_columns_typed_by_their_values_are_converted_from_scratch_every_time(values, dtype) -> None:
     """pyarrow takes an object column's type and pandas type from its values (all missing: a null column
-    of pandas type ``empty``), so a frame with one never reuses the schema of an earlier frame: the bytes
-    do not depend on what the process wrote before."""
+    of pandas type ``empty``) and a categorical column's metadata from its categories, so a frame with one
+    never reuses the schema of an earlier frame: the bytes do not depend on what the process wrote before."""
     def frame(vals):
         index = pd.MultiIndex.from_product([[pd.Timestamp("2024-01-02")], ["F0", "F1"]], names=["session", "symbol"])
-        out = pd.DataFrame({"x": [1.0, 2.0], "note": pd.Series(vals, dtype=object, index=index)}, index=index)
-        assert out["note"].dtype == object
+        out = pd.DataFrame({"x": [1.0, 2.0], "note": pd.Series(vals, dtype=dtype, index=index)}, index=index)
+        assert out["note"].dtype == dtype
         return out
 
     codec._frame_table(frame(["earlier", "value"]))  # would have set a cached schema for the shape
