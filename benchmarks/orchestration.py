@@ -15,6 +15,12 @@ Cases
   <= 300 s for 10 years. Also the seconds per pool-session and the summary run's seconds per session
   (``summary_seconds_per_session``: the metrics summary and the session snapshot, whose manifests use
   the hashes the store recorded when it wrote each value).
+* ``backfill_pools_side_by_side`` -- the same range, but each pool's single run in a process of its own,
+  ``ROTATION_BENCH_PARALLEL`` (default 3: every pool at once) at a time, as the run queue launches a
+  backfill's runs (its concurrency limits allow one run per pool at a time, not one run in all), then
+  the summary run; the instance's SQLite files are made first, untimed, as a deployment's webserver or
+  daemon makes them. Same target; ``daily_runs_s`` gives each pool's run time, ``pools_wall_s`` the wall
+  time until the last pool run ended.
 * ``rerun_one_asset`` -- ``target_portfolio`` rerun alone for a stored session against the whole chain of
   the same session (:mod:`benchmarks._rerun`; target: at most 20% of it).
 * ``one_run_per_partition`` -- the same ``ROTATION_BENCH_SESSIONS`` (default 20) sessions of one pool
@@ -51,6 +57,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = "orchestration"
 YEARS = int(os.environ.get("ROTATION_BENCH_YEARS", "10"))
+PARALLEL = int(os.environ.get("ROTATION_BENCH_PARALLEL", "3"))
 SESSIONS = int(os.environ.get("ROTATION_BENCH_SESSIONS", "20"))
 CASES = [c for c in os.environ.get("ROTATION_BENCH_CASES", "").split(",") if c]  # default: every case
 DEMO = ROOT / "configs" / "demo.yaml"
@@ -135,7 +142,7 @@ def run() -> Iterator[dict[str, object]]:
             return not CASES or case in CASES
 
         if any(wanted(c) for c in ("one_session_cold_cli", "one_run_per_partition", "event_recording",
-                                   "backfill_single_runs", "rerun_one_asset")):
+                                   "backfill_single_runs", "backfill_pools_side_by_side", "rerun_one_asset")):
             # warm the numba cache (and the OS file cache) once; not timed
             _run(["-m", "jobs.main", "--session", LAST], _env(tmp / "warmup"))
 
@@ -154,6 +161,8 @@ def run() -> Iterator[dict[str, object]]:
             yield from _event_recording(tmp)
         if wanted("backfill_single_runs"):
             yield from _backfill(tmp)
+        if wanted("backfill_pools_side_by_side"):
+            yield from _backfill_side_by_side(tmp)
         if wanted("first_run_after_install"):
             yield from _first_run_after_install(tmp)
 
@@ -202,6 +211,44 @@ def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
                "s", years=years, pool_sessions=pool_sessions)
     yield _fig("backfill_single_runs", "summary_seconds_per_session", res["summary"] / res["sessions"], "s",
                years=years, sessions=res["sessions"])
+
+
+_OPEN_INSTANCE = """
+import dagster as dg
+with dg.DagsterInstance.get() as instance:
+    instance.get_runs(limit=1)
+    instance.all_instigator_state()
+    instance.event_log_storage.get_maximum_record_id()
+"""
+
+
+def _backfill_side_by_side(tmp: Path) -> Iterator[dict[str, object]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    years, end = YEARS, LAST
+    first = f"{int(end[:4]) - years + 1}-01-01"
+    env = _env(tmp / "side_by_side", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
+               ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
+    pools = ["A_SHARE", "QDII", "OTHER"]
+
+    def pool_run(pool: str) -> tuple[str, float]:
+        wall, res = _runner({"mode": "single", "pools": [pool], "start": first, "end": end}, env)
+        return pool, res["pools"][pool]
+
+    # the instance's SQLite files made first, as a deployment's webserver or daemon makes them: Dagster's
+    # run and schedule storages cannot be created by two processes at once (their migrations race)
+    _run(["-c", _OPEN_INSTANCE], env)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool_exec:  # each a process of its own
+        runs = dict(pool_exec.map(pool_run, pools))
+    pools_wall = time.perf_counter() - t0
+    _, res = _runner({"mode": "single", "pools": [], "start": first, "end": end, "summary": True}, env)
+    wall = time.perf_counter() - t0
+    target = 300.0 * years / 10.0
+    yield _fig("backfill_pools_side_by_side", "seconds", wall, "s", years=years, sessions=res["sessions"], pools=3,
+               parallel=PARALLEL, baseline=target, ratio=round(wall / target, 3),
+               daily_runs_s={k: round(v, 1) for k, v in runs.items()}, pools_wall_s=round(pools_wall, 1),
+               summary_run_s=round(res["summary"], 1))
 
 
 def _first_run_after_install(tmp: Path) -> Iterator[dict[str, object]]:
