@@ -194,11 +194,18 @@ def _event_recording(tmp: Path) -> Iterator[dict[str, object]]:
                peer="Dagster's SQLite event log (one write per event)")
 
 
-def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
-    years, end = YEARS, LAST
-    first = f"{int(end[:4]) - years + 1}-01-01"
-    env = _env(tmp / "backfill", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
+def _backfill_range(folder: Path) -> tuple[str, str, dict[str, str]]:
+    """The first and last day of the ``YEARS``-year backfill range and the environment of a run over it
+    (eight years of synthetic history before it)."""
+    first = f"{int(LAST[:4]) - YEARS + 1}-01-01"
+    env = _env(folder, ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
                ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
+    return first, LAST, env
+
+
+def _backfill(tmp: Path) -> Iterator[dict[str, object]]:
+    years = YEARS
+    first, end, env = _backfill_range(tmp / "backfill")
     wall, res = _runner({"mode": "single", "pools": ["A_SHARE", "QDII", "OTHER"], "start": first, "end": end,
                          "summary": True}, env)
     target = 300.0 * years / 10.0
@@ -225,14 +232,12 @@ with dg.DagsterInstance.get() as instance:
 def _backfill_side_by_side(tmp: Path) -> Iterator[dict[str, object]]:
     from concurrent.futures import ThreadPoolExecutor
 
-    years, end = YEARS, LAST
-    first = f"{int(end[:4]) - years + 1}-01-01"
-    env = _env(tmp / "side_by_side", ROTATION_DATA__SYNTHETIC__START=f"{int(first[:4]) - 8}-01-04",
-               ROTATION_ORCHESTRATION__FIRST_SESSION=_session_offset(first, 0))
+    years = YEARS
+    first, end, env = _backfill_range(tmp / "side_by_side")
     pools = ["A_SHARE", "QDII", "OTHER"]
 
     def pool_run(pool: str) -> tuple[str, float]:
-        wall, res = _runner({"mode": "single", "pools": [pool], "start": first, "end": end}, env)
+        _, res = _runner({"mode": "single", "pools": [pool], "start": first, "end": end}, env)
         return pool, res["pools"][pool]
 
     # the instance's SQLite files made first, as a deployment's webserver or daemon makes them: Dagster's

@@ -392,10 +392,11 @@ class PoolRun:
         later = order[i] if i < len(order) else None
         hi = min(later, row) if later is not None else row
         p = self.params[self.live_choices[r]]
-        final = later is not None and later + self.spec.horizon_for(p) <= row  # every label realised
+        realised = later + self.spec.horizon_for(p) if later is not None else None
+        final = realised is not None and realised <= row  # every label of its sessions realised
         if final and r in self._selection_ic_final:
             return self._selection_ic_final[r]
-        out = selection_ic(self.ctx, p, r, r + 1, later, later + self.spec.horizon_for(p)) if final \
+        out = selection_ic(self.ctx, p, r, r + 1, later, realised) if final \
             else selection_ic(self.ctx, p, r, r + 1, hi, row)
         rec = {"chosen_at": str(self.panel.sessions[r].date()), "params": p.label, **out,
                "is_ic": _f(out["is_ic"]), "oos_ic": _f(out["oos_ic"])}

@@ -205,7 +205,7 @@ def _frame_table(frame: pd.DataFrame) -> pa.Table:
     try:
         if all(isinstance(n, str) for n in frame.index.names) and len(set(frame.index.names)) == frame.index.nlevels \
                 and all(isinstance(c, str) for c in frame.columns) and frame.columns.nlevels == 1 \
-                and not set(frame.index.names) & set(frame.columns) and not _typed_by_values(frame):
+                and not set(frame.index.names) & set(frame.columns):
             table = _named_index_frame_table(frame)
         else:
             table = pa.Table.from_pandas(frame, preserve_index=True)
@@ -230,30 +230,30 @@ _SCHEMA_CACHE: dict[tuple, pa.Schema] = {}
 _SCHEMA_CACHE_MAX = 64
 
 
-def _typed_by_values(frame: pd.DataFrame) -> bool:
-    """Whether a column or index level takes its stored type or pandas metadata from its values, not its
-    dtype: Python objects (pyarrow infers the type; all missing: a null column of pandas type ``empty``)
-    or categories (their number is in the metadata). Such a frame is converted from scratch every time,
-    never with the schema of an earlier one, so its bytes do not depend on what was written before."""
-    levels = frame.index.levels if isinstance(frame.index, pd.MultiIndex) else [frame.index]
-    dtypes = [*frame.dtypes.tolist(), *(level.dtype for level in levels)]
+def _typed_by_values(dtypes: list[Any]) -> bool:
+    """Whether a column or index level of these dtypes takes its stored type or pandas metadata from its
+    values, not its dtype: Python objects (pyarrow infers the type; all missing: a null column of pandas
+    type ``empty``) or categories (their number is in the metadata)."""
     return any(d == object or isinstance(d, pd.CategoricalDtype) for d in dtypes)
 
 
 def _named_index_frame_table(frame: pd.DataFrame) -> pa.Table:
-    """``Table.from_pandas(frame, preserve_index=True)`` for a frame whose index levels are all named and
-    whose columns are typed by their dtypes alone (:func:`_typed_by_values`). Frames of the same shape
-    (columns, dtypes, index levels) reuse the schema of the first: the columns are then converted one
-    array at a time. The first of a shape with a MultiIndex is built from the flat frame (pyarrow
-    converts a wide frame with a MultiIndex several times slower); the result is the same table with the
-    same pandas metadata."""
+    """``Table.from_pandas(frame, preserve_index=True)`` for a frame whose index levels are all named.
+    Frames of the same shape (columns, dtypes, index levels) reuse the schema of the first: the columns
+    are then converted one array at a time. A shape with a column or level typed by its values
+    (:func:`_typed_by_values`) is converted from scratch every time, never with an earlier frame's
+    schema, so its bytes do not depend on what was written before. A MultiIndex frame converted from
+    scratch is built from the flat frame (pyarrow converts a wide frame with a MultiIndex several times
+    slower); the result is the same table with the same pandas metadata."""
     names = list(frame.index.names)
     multi = isinstance(frame.index, pd.MultiIndex)
-    dtypes = tuple(map(str, frame.dtypes.tolist()))
+    column_dtypes = frame.dtypes.tolist()
+    dtypes = tuple(map(str, column_dtypes))
     levels = frame.index.levels if multi else [frame.index]
+    cached = not _typed_by_values([*column_dtypes, *(level.dtype for level in levels)])
     key = (multi, tuple(frame.columns), dtypes, tuple(names), tuple(str(level.dtype) for level in levels),
            frame.columns.name, str(frame.columns.dtype))
-    schema = _SCHEMA_CACHE.get(key)
+    schema = _SCHEMA_CACHE.get(key) if cached else None
     if schema is not None:
         try:
             return pa.Table.from_arrays(_frame_arrays(frame, schema, dtypes), schema=schema)
@@ -272,7 +272,7 @@ def _named_index_frame_table(frame: pd.DataFrame) -> pa.Table:
         table = table.replace_schema_metadata({**table.schema.metadata, b"pandas": json.dumps(meta).encode()})
     else:
         table = pa.Table.from_pandas(frame, preserve_index=True)
-    if len(_SCHEMA_CACHE) < _SCHEMA_CACHE_MAX:
+    if cached and len(_SCHEMA_CACHE) < _SCHEMA_CACHE_MAX:
         _SCHEMA_CACHE[key] = table.schema
     return table
 

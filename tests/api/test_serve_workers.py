@@ -145,8 +145,14 @@ def test_bad_worker_counts_and_a_port_in_use_are_one_line(demo_store, tmp_path, 
         out = subprocess.run([sys.executable, "-m", "api", "--port", str(port), *args], cwd=ROOT,
                              env=_env(demo_store, tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == code, out.stderr
-    lines = [x for x in out.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"error: {text.format(port=port)}"), out.stderr
+    assert _only_line(out.stderr).startswith(f"error: {text.format(port=port)}"), out.stderr
+
+
+def _only_line(stderr: str) -> str:
+    """The one non-blank line of ``stderr`` (fails when there are more or none)."""
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 @pytest.mark.parametrize("text, said", [
@@ -160,6 +166,5 @@ def test_a_bad_configuration_is_one_line(demo_store, tmp_path, text, said):
     out = subprocess.run([sys.executable, "-m", "api", "--config", str(bad)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 3, out.stderr
-    lines = [x for x in out.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"error: invalid configuration in {bad}"), out.stderr
-    assert said in lines[0]
+    line = _only_line(out.stderr)
+    assert line.startswith(f"error: invalid configuration in {bad}") and said in line, out.stderr
